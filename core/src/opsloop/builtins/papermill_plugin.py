@@ -1,0 +1,1 @@
+"""Built-in plugin: runbook notebooks executed with papermill (imported only when run)."""

@@ -1,0 +1,206 @@
+"""Project configuration: ``opsloop.toml`` (or ``[tool.opsloop]`` in pyproject.toml).
+
+A typed model with ``OPSLOOP_<SECTION>__<KEY>`` environment overrides. Unknown keys and
+wrong types are one-line errors naming the key, the file and the expected type. Plugin
+settings live in ``[plugin.<name>]`` tables and are checked by the plugin's own model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from opsloop.errors import ConfigError
+
+CONFIG_FILE = "opsloop.toml"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ProjectSection(_Section):
+    name: str = "opsloop-project"
+    home: str = ".opsloop"  # relative to the config file's folder
+
+
+class WarehouseSection(_Section):
+    path: str = "warehouse.duckdb"  # relative to the project home
+
+
+class RecordsSection(_Section):
+    path: str = "records.sqlite"  # operational records (signals, alerts, incidents, runs)
+
+
+class AuditSection(_Section):
+    path: str = "audit.jsonl"
+    actor: str = ""  # default: $OPSLOOP_ACTOR, else the OS user
+
+
+class PluginsSection(_Section):
+    enabled: list[str] = Field(default_factory=list)  # allow-list; empty = all
+    disabled: list[str] = Field(default_factory=list)
+    paths: list[str] = Field(default_factory=list)  # folders of one-off *.py plugins
+    order: list[str] = Field(default_factory=list)  # plugins called first, in this order
+
+
+class MonitorSection(_Section):
+    detector: str = ""  # drift detector by name; empty = the first registered
+    drift_share: float = Field(default=0.5, ge=0, le=1)  # dataset drifts above this share
+
+
+class RespondSection(_Section):
+    runbook_timeout: float = Field(default=600, gt=0)  # seconds per cell
+    kernel: str = "python3"
+
+
+class Config(_Section):
+    """The whole opsloop.toml."""
+
+    project: ProjectSection = Field(default_factory=ProjectSection)
+    warehouse: WarehouseSection = Field(default_factory=WarehouseSection)
+    records: RecordsSection = Field(default_factory=RecordsSection)
+    audit: AuditSection = Field(default_factory=AuditSection)
+    plugins: PluginsSection = Field(default_factory=PluginsSection)
+    monitor: MonitorSection = Field(default_factory=MonitorSection)
+    respond: RespondSection = Field(default_factory=RespondSection)
+    plugin: dict[str, dict[str, Any]] = Field(default_factory=dict)  # [plugin.<name>]
+
+    # Where the configuration came from; not a setting.
+    source: str = Field(default="<defaults>", exclude=True)
+
+
+_TYPE_NAMES = {
+    "string_type": "a string",
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "list_type": "a list",
+    "dict_type": "a table",
+    "model_type": "a table",
+    "literal_error": "one of the allowed values",
+}
+
+
+def format_validation_error(error: ValidationError, source: str, prefix: str = "") -> str:
+    """One line for the first problem: key, file, what was expected."""
+    first = error.errors()[0]
+    key = ".".join(str(p) for p in first["loc"])
+    if prefix:
+        key = f"{prefix}.{key}" if key else prefix
+    if first["type"] == "extra_forbidden":
+        return f"{source}: unknown key '{key}'; remove it or check its spelling"
+    if first["type"] == "missing":
+        return f"{source}: missing key '{key}'"
+    expected = _TYPE_NAMES.get(first["type"], first["msg"].lower())
+    got = first.get("input")
+    if first["type"] in _TYPE_NAMES:
+        return f"{source}: '{key}' must be {expected}, got {got!r}"
+    return f"{source}: '{key}': {expected} (got {got!r})"
+
+
+def find_config(start: Path) -> Path | None:
+    """The nearest opsloop.toml, or pyproject.toml with [tool.opsloop], from ``start`` up."""
+    start = start.resolve()
+    for folder in (start, *start.parents):
+        candidate = folder / CONFIG_FILE
+        if candidate.is_file():
+            return candidate
+        pyproject = folder / "pyproject.toml"
+        if pyproject.is_file() and b"[tool.opsloop" in pyproject.read_bytes():
+            return pyproject
+    return None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    if path.name == "pyproject.toml":
+        data = data.get("tool", {}).get("opsloop", {})
+    return data
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """OPSLOOP_<SECTION>__<KEY>=value; values are parsed as JSON when they parse."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, raw in environ.items():
+        if not name.startswith("OPSLOOP_") or "__" not in name:
+            continue
+        section, _, key = name[len("OPSLOOP_") :].lower().partition("__")
+        try:
+            value: Any = json.loads(raw)
+        except ValueError:
+            value = raw
+        if isinstance(value, str) and key in {"enabled", "disabled", "paths", "order"}:
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        out.setdefault(section, {})[key] = value
+    return out
+
+
+def load_config(path: Path | None, environ: dict[str, str] | None = None) -> Config:
+    """Read and validate the config at ``path`` (None: defaults), then apply env overrides."""
+    environ = dict(os.environ if environ is None else environ)
+    data: dict[str, Any] = _read_toml(path) if path is not None else {}
+    source = str(path) if path is not None else "<defaults>"
+    for section, values in _env_overrides(environ).items():
+        target = data.setdefault(section, {})
+        if not isinstance(target, dict):
+            raise ConfigError(f"{source}: '{section}' must be a table")
+        target.update(values)
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source)) from None
+    config.source = source
+    return config
+
+
+STARTER = """\
+# opsloop project settings. Every key is optional; the values shown are the defaults.
+# Environment variables override any key: OPSLOOP_<SECTION>__<KEY>, e.g.
+# OPSLOOP_MONITOR__DRIFT_SHARE=0.3
+
+[project]
+name = "{name}"
+home = ".opsloop"              # where opsloop keeps its state, beside this file
+
+[warehouse]
+path = "warehouse.duckdb"      # DuckDB file under the home (ingested data, predictions)
+
+[records]
+path = "records.sqlite"        # signals, alerts, incidents, runbook runs (append-only)
+
+[audit]
+path = "audit.jsonl"           # hash-chained audit log; check it with `opsloop audit verify`
+actor = ""                     # who you are in the audit log (default: $OPSLOOP_ACTOR or OS user)
+
+[plugins]
+enabled = []                   # allow-list of plugin names (empty: all installed)
+disabled = []                  # block-list (also: OPSLOOP_DISABLE_PLUGINS=a,b)
+paths = []                     # folders of one-off project plugins (*.py files)
+order = []                     # plugins whose hooks run first, in this order
+
+[monitor]
+detector = ""                  # drift detector by name (empty: the first registered)
+drift_share = 0.5              # a dataset drifts when this share of features drifted
+
+[respond]
+runbook_timeout = 600          # seconds a runbook cell may run
+kernel = "python3"
+
+# Plugin settings go in [plugin.<name>] tables, e.g.
+# [plugin.mlflow]
+# tracking_uri = "postgresql://127.0.0.1:5432/mlflow"
+"""

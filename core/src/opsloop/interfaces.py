@@ -1,0 +1,262 @@
+"""The objects hooks return: small dataclasses and protocols, free of any vendor SDK.
+
+A plugin returns these from its hooks; the core and other plugins only ever see these
+shapes, so a registry, a drift detector or a scanner can be swapped for another vendor's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from opsloop.records import ModelVersionRef
+
+Stage = Literal["core", "ingest", "registry", "serve", "monitor", "guard", "respond", "jupyter"]
+STAGES: tuple[Stage, ...] = (
+    "core",
+    "ingest",
+    "registry",
+    "serve",
+    "monitor",
+    "guard",
+    "respond",
+    "jupyter",
+)
+
+
+# ---------------------------------------------------------------------------- plugins
+@dataclass(frozen=True)
+class PluginInfo:
+    """How a plugin describes itself without importing its vendor SDK (cf. ZenML flavors).
+
+    ``config_model`` is a dotted path ("pkg.module:Class") to a pydantic model for the
+    plugin's ``[plugin.<name>]`` settings table; it is imported only when settings are read.
+    """
+
+    name: str
+    stage: Stage
+    summary: str = ""
+    config_model: str | None = None
+    vendor_packages: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One `opsloop doctor` finding."""
+
+    name: str
+    ok: bool
+    detail: str = ""
+    plugin: str = ""
+
+
+# ---------------------------------------------------------------------------- ingest
+@dataclass(frozen=True)
+class SourceSpec:
+    """A source to ingest: ``kind`` picks the engine ("landing_files", "rest_api", "sql")."""
+
+    name: str
+    kind: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+    dataset: str = "raw"
+    write_disposition: Literal["append", "replace", "merge"] = "append"
+    primary_key: tuple[str, ...] = ()
+    incremental: str | None = None  # cursor column / file modification time
+    contract: str | None = None  # name of a data contract to enforce
+
+
+@dataclass(frozen=True)
+class DataContract:
+    """Declared columns and rules a load must satisfy; bad rows go to quarantine."""
+
+    name: str
+    columns: Mapping[str, str]  # column -> type ("double", "bigint", "text", ...)
+    rules: Mapping[str, str] = field(default_factory=dict)  # column -> SQL predicate
+    on_violation: Literal["quarantine", "fail"] = "quarantine"
+
+
+@dataclass
+class Dataset:
+    """A table read back from the warehouse, with the load ids it came from (lineage)."""
+
+    name: str
+    frame: pd.DataFrame
+    load_ids: list[str] = field(default_factory=list)
+    content_hash: str = ""
+
+
+# ---------------------------------------------------------------------------- registry
+@dataclass
+class TrainedModel:
+    """A model fresh from training, before it is registered."""
+
+    model: Any
+    flavor: str  # "sklearn", ...
+    features: list[str]
+    target: str
+    params: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    input_example: pd.DataFrame | None = None
+
+
+@runtime_checkable
+class ModelStore(Protocol):
+    """A model registry backend: versions, aliases, loads. MLflow is the default one."""
+
+    name: str
+
+    def register(
+        self, name: str, trained: TrainedModel, *, lineage: Mapping[str, Any]
+    ) -> ModelVersionRef:
+        """Log and register ``trained`` as a new version of ``name``."""
+        ...
+
+    def set_alias(self, name: str, alias: str, version: str) -> str | None:
+        """Point ``alias`` at ``version``; return the version it pointed at before."""
+        ...
+
+    def resolve(self, name: str, alias_or_version: str) -> ModelVersionRef:
+        """Look up a version by alias or number; raise OpsloopError when absent."""
+        ...
+
+    def load(self, ref: ModelVersionRef) -> Any:
+        """Load a version for scoring (an object with ``predict(DataFrame)``)."""
+        ...
+
+
+# ---------------------------------------------------------------------------- serve
+@runtime_checkable
+class ServerHandle(Protocol):
+    """A running scoring server started by a serve plugin."""
+
+    url: str
+
+    def stop(self) -> None: ...
+
+
+@dataclass
+class PredictContext:
+    """What the serve hooks see around one prediction."""
+
+    request_id: str
+    model: ModelVersionRef
+    inputs: pd.DataFrame
+    outputs: Any = None
+    latency_ms: float | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------- monitor
+@dataclass
+class FeatureDrift:
+    feature: str
+    method: str
+    statistic: float
+    threshold: float
+    drifted: bool
+
+
+@dataclass
+class DriftResult:
+    """A dataset-level drift verdict with per-feature detail and an optional report file."""
+
+    detector: str
+    drifted: bool
+    share_drifted: float
+    features: list[FeatureDrift] = field(default_factory=list)
+    report_path: Path | None = None
+    reference_rows: int = 0
+    current_rows: int = 0
+
+
+@runtime_checkable
+class DriftDetector(Protocol):
+    """Compares a current window with a reference and says whether it drifted."""
+
+    name: str
+
+    def detect(
+        self,
+        reference: pd.DataFrame,
+        current: pd.DataFrame,
+        *,
+        columns: list[str] | None = None,
+        report_dir: Path | None = None,
+    ) -> DriftResult: ...
+
+
+# ---------------------------------------------------------------------------- guard
+ScanTarget = Literal["input", "retrieved", "tool_output", "output"]
+
+
+@dataclass
+class Finding:
+    """One thing a scanner found in a text."""
+
+    scanner: str
+    type: str  # "pii.email", "prompt_injection", "secret.aws_key", ...
+    start: int = -1
+    end: int = -1
+    score: float = 1.0
+    detail: str = ""
+
+
+@dataclass
+class ScanResult:
+    """A scanner's verdict: allow, redact (``text`` is the redacted text) or block."""
+
+    scanner: str
+    verdict: Literal["allow", "redact", "block"]
+    text: str
+    findings: list[Finding] = field(default_factory=list)
+
+
+@runtime_checkable
+class Scanner(Protocol):
+    """Scans one text (a prompt, a retrieved chunk, a tool output or a model output)."""
+
+    name: str
+    targets: tuple[ScanTarget, ...]
+
+    def scan(self, text: str, *, target: ScanTarget) -> ScanResult: ...
+
+
+# ---------------------------------------------------------------------------- respond
+@dataclass(frozen=True)
+class AlertRule:
+    """Turns matching signals into an alert; ``runbook`` names the runbook to suggest."""
+
+    name: str
+    signal_type: str
+    min_severity: Literal["info", "warning", "critical"] = "warning"
+    subject: str | None = None  # None matches any subject
+    runbook: str | None = None
+    open_incident: bool = True
+
+
+@runtime_checkable
+class Notifier(Protocol):
+    """Delivers an alert to people: a webhook, Slack, PagerDuty, e-mail."""
+
+    name: str
+
+    def notify(self, alert: Any) -> None: ...
+
+
+@dataclass(frozen=True)
+class RunbookSpec:
+    """A runbook notebook and the parameters it declares."""
+
+    name: str
+    path: Path
+    summary: str = ""
+    stage: Stage = "respond"
+    secret_parameters: tuple[str, ...] = ()
+
+
+CheckFn = Callable[[], CheckResult]

@@ -1,0 +1,187 @@
+"""The typed records that flow between stages: one shape each, shared by every plugin.
+
+A record is written once and never rewritten. A change of state (an incident resolved, a
+runbook linked) is a new record that points at the old one, so the history stays intact.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Literal
+
+Severity = Literal["info", "warning", "critical"]
+SEVERITIES: tuple[Severity, ...] = ("info", "warning", "critical")
+
+
+def new_id(prefix: str) -> str:
+    """A sortable, unique id: prefix, millisecond time, 8 random hex digits (``sig_018f…``)."""
+    return f"{prefix}_{int(time.time() * 1000):012x}{os.urandom(4).hex()}"
+
+
+def utcnow() -> str:
+    """Now, as an ISO 8601 UTC timestamp with microseconds."""
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Record:
+    """Base of every record: an id, a kind and a creation time."""
+
+    kind: ClassVar[str] = "record"
+    prefix: ClassVar[str] = "rec"
+
+    id: str = ""
+    created_at: str = field(default_factory=utcnow)
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            object.__setattr__(self, "id", new_id(self.prefix))
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict, with ``kind`` added."""
+        data = dataclasses.asdict(self)
+        data["kind"] = self.kind
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, default=str)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Record:
+        """Rebuild a record of the right class from :meth:`to_dict` output."""
+        data = dict(data)
+        kind = data.pop("kind", cls.kind)
+        target = RECORD_TYPES.get(kind, cls)
+        names = {f.name for f in dataclasses.fields(target)}
+        return target(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass(frozen=True, kw_only=True)
+class Signal(Record):
+    """Something a monitor or a guard observed: drift, an SLO burn, a blocked request."""
+
+    kind: ClassVar[str] = "signal"
+    prefix: ClassVar[str] = "sig"
+
+    source: str  # the plugin or check that raised it, e.g. "evidently.drift"
+    type: str  # "drift", "slo_burn", "guard_block", "data_quality", ...
+    severity: Severity = "warning"
+    subject: str = ""  # what it is about: a model name, a table, a route
+    summary: str = ""
+    value: float | None = None
+    threshold: float | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Alert(Record):
+    """A signal that an alert rule decided a person should know about."""
+
+    kind: ClassVar[str] = "alert"
+    prefix: ClassVar[str] = "alr"
+
+    rule: str
+    severity: Severity
+    summary: str
+    signal_ids: list[str] = field(default_factory=list)
+    subject: str = ""
+    runbook: str | None = None  # the runbook the rule suggests
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Incident(Record):
+    """An incident opened from one or more alerts; its later changes are IncidentUpdates."""
+
+    kind: ClassVar[str] = "incident"
+    prefix: ClassVar[str] = "inc"
+
+    title: str
+    severity: Severity
+    alert_ids: list[str] = field(default_factory=list)
+    subject: str = ""
+    status: Literal["open"] = "open"
+
+
+@dataclass(frozen=True, kw_only=True)
+class IncidentUpdate(Record):
+    """A change to an incident: status, a linked runbook run, a note."""
+
+    kind: ClassVar[str] = "incident_update"
+    prefix: ClassVar[str] = "inu"
+
+    incident_id: str
+    status: Literal["open", "acknowledged", "mitigated", "resolved"] | None = None
+    runbook_run_id: str | None = None
+    note: str = ""
+    actor: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoadRecord(Record):
+    """One ingestion run: what was loaded, from where, into where."""
+
+    kind: ClassVar[str] = "load"
+    prefix: ClassVar[str] = "lod"
+
+    source: str
+    pipeline: str
+    dataset: str
+    destination: str
+    load_ids: list[str] = field(default_factory=list)  # engine load ids (dlt's)
+    tables: dict[str, int] = field(default_factory=dict)  # table -> rows loaded
+    status: Literal["loaded", "empty", "failed"] = "loaded"
+    started_at: str = ""
+    finished_at: str = ""
+    error: str | None = None
+
+    @property
+    def rows(self) -> int:
+        return sum(self.tables.values())
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelVersionRef(Record):
+    """A registered model version, as every stage refers to it."""
+
+    kind: ClassVar[str] = "model_version"
+    prefix: ClassVar[str] = "mvr"
+
+    name: str
+    version: str
+    uri: str  # e.g. models:/name/3
+    store: str  # the registry plugin that holds it
+    run_id: str | None = None
+    aliases: list[str] = field(default_factory=list)
+    load_ids: list[str] = field(default_factory=list)  # training-data lineage
+    metrics: dict[str, float] = field(default_factory=dict)
+    signature: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunbookRun(Record):
+    """One execution of a runbook notebook; secret parameters are never stored."""
+
+    kind: ClassVar[str] = "runbook_run"
+    prefix: ClassVar[str] = "rbr"
+
+    runbook: str
+    input_path: str
+    output_path: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+    status: Literal["succeeded", "failed"] = "succeeded"
+    incident_id: str | None = None
+    error: str | None = None
+    started_at: str = ""
+    finished_at: str = ""
+
+
+RECORD_TYPES: dict[str, type[Record]] = {
+    cls.kind: cls
+    for cls in (Signal, Alert, Incident, IncidentUpdate, LoadRecord, ModelVersionRef, RunbookRun)
+}
