@@ -140,8 +140,11 @@ class AuditLog:
                 seq = entry.get("seq")
                 if seq != count:
                     return VerifyResult(
-                        False, count, count, f"expected entry {count}, found entry {seq}"
-                        " (an entry was removed, inserted or reordered)"
+                        False,
+                        count,
+                        count,
+                        f"expected entry {count}, found entry {seq}"
+                        " (an entry was removed, inserted or reordered)",
                     )
                 if entry.get("prev") != prev:
                     return VerifyResult(

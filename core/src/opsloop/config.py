@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import json
 import os
-import tomllib
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from opsloop.config_files import CONFIG_FILE, find_config, read_toml
 from opsloop.errors import ConfigError
 
-CONFIG_FILE = "opsloop.toml"
+__all__ = ["CONFIG_FILE", "Config", "find_config", "load_config"]
 
 
 class _Section(BaseModel):
@@ -107,31 +107,6 @@ def format_validation_error(error: ValidationError, source: str, prefix: str = "
     return f"{source}: '{key}': {expected} (got {got!r})"
 
 
-def find_config(start: Path) -> Path | None:
-    """The nearest opsloop.toml, or pyproject.toml with [tool.opsloop], from ``start`` up."""
-    start = start.resolve()
-    for folder in (start, *start.parents):
-        candidate = folder / CONFIG_FILE
-        if candidate.is_file():
-            return candidate
-        pyproject = folder / "pyproject.toml"
-        if pyproject.is_file() and b"[tool.opsloop" in pyproject.read_bytes():
-            return pyproject
-    return None
-
-
-def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    if path.name == "pyproject.toml":
-        data = data.get("tool", {}).get("opsloop", {})
-    return data
-
-
 def _env_overrides(environ: dict[str, str]) -> dict[str, dict[str, Any]]:
     """OPSLOOP_<SECTION>__<KEY>=value; values are parsed as JSON when they parse."""
     out: dict[str, dict[str, Any]] = {}
@@ -152,7 +127,7 @@ def _env_overrides(environ: dict[str, str]) -> dict[str, dict[str, Any]]:
 def load_config(path: Path | None, environ: dict[str, str] | None = None) -> Config:
     """Read and validate the config at ``path`` (None: defaults), then apply env overrides."""
     environ = dict(os.environ if environ is None else environ)
-    data: dict[str, Any] = _read_toml(path) if path is not None else {}
+    data: dict[str, Any] = read_toml(path) if path is not None else {}
     source = str(path) if path is not None else "<defaults>"
     for section, values in _env_overrides(environ).items():
         target = data.setdefault(section, {})

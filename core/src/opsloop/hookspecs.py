@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    import pandas as pd
     import typer
 
     from opsloop.interfaces import (
@@ -143,9 +144,7 @@ def register_promotion_gates(project: Project) -> list[Any]:  # type: ignore[emp
 
 
 @hookspec
-def after_promote(
-    project: Project, ref: ModelVersionRef, alias: str, previous: str | None
-) -> None:
+def after_promote(project: Project, ref: ModelVersionRef, alias: str, previous: str | None) -> None:
     """Called after an alias moved to ``ref`` (``previous``: the version it left)."""
 
 
@@ -170,6 +169,15 @@ def after_predict(context: PredictContext) -> None:
 @hookspec
 def on_predict_error(context: PredictContext, error: BaseException) -> None:
     """Called when a prediction raised."""
+
+
+@hookspec(firstresult=True)
+def read_predictions(project: Project, model: str, since: str | None) -> pd.DataFrame | None:
+    """Return logged prediction inputs for ``model`` (newest window); first non-None wins.
+
+    The frame holds the input feature columns plus ``request_id``, ``model_version`` and
+    ``logged_at``; ``since`` is an ISO timestamp lower bound or None for everything.
+    """
 
 
 @hookspec(firstresult=True)

@@ -14,7 +14,7 @@ import importlib
 import importlib.util
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -118,15 +118,22 @@ class PluginManager:
         for name in [*self.allow, *self.order]:
             if name not in names:
                 hint = difflib.get_close_matches(name, names, n=1)
-                where = "OPSLOOP_PLUGINS / plugins.enabled" if name in self.allow else "plugins.order"
+                where = (
+                    "OPSLOOP_PLUGINS / plugins.enabled" if name in self.allow else "plugins.order"
+                )
                 raise PluginError(
                     f"{where} names plugin '{name}', which is not installed"
-                    + (f"; did you mean '{hint[0]}'?" if hint else f"; installed: {', '.join(sorted(names))}")
+                    + (
+                        f"; did you mean '{hint[0]}'?"
+                        if hint
+                        else f"; installed: {', '.join(sorted(names))}"
+                    )
                 )
         chosen = [
             c
             for c in candidates
-            if c.name not in self.block and (c.source == "builtin" or not self.allow or c.name in self.allow)
+            if c.name not in self.block
+            and (c.source == "builtin" or not self.allow or c.name in self.allow)
         ]
         # pluggy calls the last registered plugin first: put `order` at the end, reversed.
         ordered = [c for c in chosen if c.name not in self.order]
@@ -168,9 +175,7 @@ class PluginManager:
     @staticmethod
     def hook_names() -> list[str]:
         """Every hook opsloop specifies."""
-        return sorted(
-            n for n in dir(hookspecs) if hasattr(getattr(hookspecs, n), "opsloop_spec")
-        )
+        return sorted(n for n in dir(hookspecs) if hasattr(getattr(hookspecs, n), "opsloop_spec"))
 
     def load(self) -> PluginManager:
         """Discover and register plugins; failures are recorded, not raised."""
@@ -186,7 +191,7 @@ class PluginManager:
             except pluggy.PluginValidationError as exc:
                 entry.error = f"plugin '{entry.name}' breaks the hook contract: {exc}"
                 continue
-            except BaseException as exc:  # noqa: BLE001 - a broken plugin must not crash the host
+            except BaseException as exc:
                 if isinstance(exc, KeyboardInterrupt):
                     raise
                 entry.error = f"failed to import {entry.module_name}: {_describe_error(exc)}"
@@ -237,12 +242,14 @@ class PluginManager:
             text = repr(redact(value) if isinstance(value, dict) else value)
             return text if len(text) <= 200 else text[:197] + "..."
 
-        def before(hook_name: str, impls: Any, kwargs: dict[str, Any]) -> None:
+        def before(hook_name: str, impls: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
             args = ", ".join(f"{k}={short(v)}" for k, v in kwargs.items())
             names = ",".join(i.plugin_name for i in impls)
             print(f"[opsloop hook] {hook_name}({args}) -> [{names}]", file=sys.stderr)
 
-        def after(outcome: Any, hook_name: str, impls: Any, kwargs: dict[str, Any]) -> None:
+        def after(
+            outcome: Any, hook_name: str, impls: Sequence[Any], kwargs: Mapping[str, Any]
+        ) -> None:
             exc = outcome.exception
             result = f"raised {exc!r}" if exc is not None else short(outcome.get_result())
             print(f"[opsloop hook] {hook_name} = {result}", file=sys.stderr)

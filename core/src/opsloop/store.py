@@ -53,7 +53,9 @@ class RecordStore:
                 (record.id, record.kind, record.created_at, record.to_json()),
             )
         except sqlite3.IntegrityError:
-            raise OpsloopError(f"record {record.id} already exists; records are written once")
+            raise OpsloopError(
+                f"record {record.id} already exists; records are written once"
+            ) from None
         return record
 
     def get(self, record_id: str) -> Record:

@@ -1,1 +1,215 @@
-"""Built-in plugin: runbook notebooks executed with papermill (imported only when run)."""
+"""Built-in plugin: runbook notebooks, found in the package and the project, executed with
+papermill. papermill (about 2 s to import) is imported only when a notebook runs."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from opsloop import hookimpl
+from opsloop.interfaces import CheckResult, PluginInfo
+
+if TYPE_CHECKING:
+    from opsloop.interfaces import RunbookSpec
+    from opsloop.project import Project
+
+#: Where a project keeps its own runbooks, relative to its root.
+PROJECT_RUNBOOKS = Path("notebooks") / "runbooks"
+#: Kernel log lines that say nothing about why a kernel died.
+_NOISE = ("Kernel is running over TCP without encryption",)
+#: Cells papermill and opsloop add to a runbook; not counted when naming a failed cell.
+_INJECTED = frozenset({"injected-parameters", "opsloop-secrets", "papermill-error-cell-tag"})
+
+
+@hookimpl
+def describe_plugin() -> PluginInfo:
+    return PluginInfo(
+        name="papermill",
+        stage="respond",
+        summary="runbook notebooks executed with papermill",
+        vendor_packages=("papermill",),
+    )
+
+
+@hookimpl
+def register_runbooks(project: Project) -> list[RunbookSpec]:
+    """Shipped runbooks, then the project's ``notebooks/runbooks`` (same name wins)."""
+    from opsloop.runbooks import runbook_specs_in, shipped_runbooks_dir
+
+    specs = {s.name: s for s in runbook_specs_in(shipped_runbooks_dir())}
+    specs.update({s.name: s for s in runbook_specs_in(project.root / PROJECT_RUNBOOKS)})
+    return list(specs.values())
+
+
+@hookimpl
+def register_checks(project: Project) -> list[CheckResult]:
+    from opsloop.runbooks import shipped_runbooks_dir
+
+    name = project.config.respond.kernel
+    try:
+        from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+        try:
+            where = KernelSpecManager().get_kernel_spec(name).resource_dir
+            kernel = CheckResult("runbook kernel", True, f"{name} ({where})", "papermill")
+        except NoSuchKernel:
+            kernel = CheckResult(
+                "runbook kernel",
+                False,
+                f"kernel '{name}' is not installed; set [respond] kernel or run "
+                "`python -m ipykernel install --user`",
+                "papermill",
+            )
+    except ImportError as exc:
+        kernel = CheckResult("runbook kernel", False, f"jupyter_client: {exc}", "papermill")
+    shipped = shipped_runbooks_dir()
+    return [
+        kernel,
+        CheckResult("shipped runbooks", shipped.is_dir(), str(shipped), "papermill"),
+    ]
+
+
+@hookimpl
+def execute_notebook(
+    project: Project,
+    input_path: Path,
+    output_path: Path,
+    parameters: dict[str, Any],
+    timeout: float,
+) -> Path:
+    """Run the notebook with papermill in the project root, one kernel per run."""
+    import papermill
+    from jupyter_client.kernelspec import NoSuchKernel
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+    from papermill.exceptions import PapermillExecutionError
+
+    from opsloop.runbooks import NotebookExecutionError
+
+    _quiet_loggers()
+    kernel = project.config.respond.kernel
+    kernel_log = output_path.with_name(output_path.name + ".kernel.log")
+    try:
+        papermill.execute_notebook(
+            str(input_path),
+            str(output_path),
+            parameters=parameters,
+            kernel_name=kernel,
+            execution_timeout=timeout,
+            cwd=str(project.root),
+            progress_bar=False,
+            log_output=False,
+            request_save_on_cell_execute=True,
+            kernel_manager_class=_kernel_manager_class(kernel_log),
+        )
+    except PapermillExecutionError as exc:
+        cell = _mark_failed_cell(output_path, None)
+        evalue = next((ln for ln in str(exc.evalue).splitlines() if ln.strip()), "")
+        what = f"{exc.ename}: {evalue}" if evalue else str(exc.ename)
+        raise NotebookExecutionError(f"{what} (cell {cell or '?'})") from None
+    except DeadKernelError:
+        cell = _mark_failed_cell(output_path, "the kernel died while running this cell")
+        detail = _kernel_log_tail(kernel_log)
+        raise NotebookExecutionError(
+            f"kernel died while running cell {cell or '?'}" + (f" ({detail})" if detail else "")
+        ) from None
+    except CellTimeoutError:
+        cell = _mark_failed_cell(output_path, f"this cell timed out after {timeout:g} s")
+        raise NotebookExecutionError(
+            f"cell {cell or '?'} timed out after {timeout:g} s (the limit per cell is "
+            "[respond] runbook_timeout)"
+        ) from None
+    except NoSuchKernel:
+        raise NotebookExecutionError(
+            f"kernel '{kernel}' is not installed; set [respond] kernel in opsloop.toml to one "
+            "that `jupyter kernelspec list` shows"
+        ) from None
+    finally:
+        kernel_log.unlink(missing_ok=True)
+    return output_path
+
+
+# ----------------------------------------------------------------------------- helpers
+def _quiet_loggers() -> None:
+    """papermill and nbclient log failures we report ourselves; keep them off stderr."""
+    logger = logging.getLogger("papermill")
+    if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
+        logger.addHandler(logging.NullHandler())
+
+
+def _kernel_manager_class(log_path: Path) -> type:
+    """A kernel manager whose kernel process writes its own stdout/stderr to ``log_path``.
+
+    The kernel's start-up warnings stay out of the CLI's output, and the last line of the
+    log explains a kernel that died (a segfault, a fatal error).
+    """
+    from jupyter_client.manager import AsyncKernelManager
+
+    class RunbookKernelManager(AsyncKernelManager):  # type: ignore[misc]
+        async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
+            with log_path.open("ab") as handle:
+                kw.setdefault("stdout", handle)
+                kw.setdefault("stderr", handle)
+                await super()._async_launch_kernel(kernel_cmd, **kw)
+
+    return RunbookKernelManager
+
+
+def _kernel_log_tail(log_path: Path) -> str:
+    try:
+        lines = log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return ""
+    useful = [ln.strip() for ln in lines if ln.strip() and not any(n in ln for n in _NOISE)]
+    return useful[-1][:200] if useful else ""
+
+
+def _mark_failed_cell(path: Path, message: str | None) -> int | None:
+    """The failed cell's number in the runbook (1-based, injected cells not counted).
+
+    For a dead or hung kernel (``message`` given) the cell is also marked failed in the
+    saved notebook, with an error output, and the cells after it are marked not run, so a
+    person opening the notebook sees where it stopped.
+    """
+    try:
+        nb = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    cells = nb.get("cells", [])
+    index = None
+    for i, cell in enumerate(cells):
+        meta = cell.get("metadata", {}).get("papermill", {})
+        if meta.get("exception") is True or meta.get("status") == "failed":
+            index = i
+            break
+        if meta.get("start_time"):
+            index = i  # the last cell that started
+    if index is None:
+        return None
+    number = sum(1 for c in cells[: index + 1] if not _INJECTED & set(_tags(c)))
+    if message is None:
+        return number
+    cell = cells[index]
+    cell.setdefault("metadata", {}).setdefault("papermill", {}).update(
+        status="failed", exception=True
+    )
+    cell.setdefault("outputs", []).append(
+        {
+            "output_type": "error",
+            "ename": "RunbookKernelError",
+            "evalue": message,
+            "traceback": [f"RunbookKernelError: {message}"],
+        }
+    )
+    for later in cells[index + 1 :]:
+        meta = later.get("metadata", {}).get("papermill")
+        if isinstance(meta, dict) and not meta.get("start_time"):
+            meta["status"] = "pending"
+    nb.setdefault("metadata", {}).setdefault("papermill", {})["exception"] = True
+    path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    return number
+
+
+def _tags(cell: dict[str, Any]) -> list[str]:
+    return list(cell.get("metadata", {}).get("tags") or [])

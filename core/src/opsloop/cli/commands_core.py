@@ -1,0 +1,118 @@
+"""Core commands: plugins, doctor, init, demo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from opsloop.cli import context
+
+
+def plugins_command(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """List plugins: name, version, stage, hooks implemented, status. Exit 2 if any failed."""
+    import json
+
+    from rich.table import Table
+
+    manager = context._state["plugins"]
+    if manager is None:  # pragma: no cover - main() always builds it
+        from opsloop.plugins import PluginManager
+
+        manager = PluginManager().load()
+    entries = list(manager.entries.values())  # type: ignore[attr-defined]
+    if as_json:
+        rows = [
+            {
+                "name": e.name,
+                "source": e.source,
+                "version": e.version,
+                "stage": e.info.stage if e.info else "",
+                "hooks": e.hooks,
+                "status": "ok" if e.ok else "failed",
+                "error": e.error,
+            }
+            for e in entries
+        ]
+        print(json.dumps(rows, indent=2))
+    else:
+        table = Table(title="opsloop plugins", title_justify="left")
+        for col in ("plugin", "version", "stage", "hooks implemented", "status"):
+            table.add_column(col, overflow="fold")
+        for e in entries:
+            version = e.version or ("built-in" if e.source == "builtin" else e.source)
+            status = "[green]ok[/]" if e.ok else f"[red]failed[/]: {e.error}"
+            stage = e.info.stage if e.info else "?"
+            table.add_row(e.name, version, stage, ", ".join(e.hooks) or "-", status)
+        context.console.print(table)
+    if any(not e.ok for e in entries):
+        raise typer.Exit(2)
+
+
+def doctor_command() -> None:
+    """Check the project, its plugins and their backends; exit 1 when a check fails."""
+    from rich.table import Table
+
+    from opsloop.interfaces import CheckResult
+
+    project = context.open_project()
+    results: list[CheckResult] = []
+    for entry in project.plugins.entries.values():
+        results.append(
+            CheckResult(f"plugin {entry.name} loads", entry.ok, entry.error or "", entry.name)
+        )
+    for group in project.hook.register_checks(project=project):
+        results.extend(group or [])
+    table = Table(title=f"opsloop doctor: {project.root}", title_justify="left")
+    for col in ("check", "plugin", "result", "detail"):
+        table.add_column(col, overflow="fold")
+    for r in results:
+        table.add_row(r.name, r.plugin, "[green]ok[/]" if r.ok else "[red]FAIL[/]", r.detail)
+    context.console.print(table)
+    failed = [r for r in results if not r.ok]
+    if failed:
+        context.err_console.print(f"{len(failed)} check(s) failed", style="red")
+        raise typer.Exit(1)
+
+
+def init_command(
+    path: Path = typer.Argument(Path("."), help="Folder to create the project in."),
+    name: str = typer.Option("", help="Project name (default: the folder name)."),
+    force: bool = typer.Option(False, help="Overwrite an existing opsloop.toml."),
+) -> None:
+    """Write a commented starter opsloop.toml."""
+    from opsloop.config import CONFIG_FILE, STARTER
+    from opsloop.errors import OpsloopError
+
+    path = path.resolve()
+    target = path / CONFIG_FILE
+    if target.exists() and not force:
+        raise OpsloopError(f"{target} already exists; use --force to overwrite it")
+    path.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".toml.tmp")
+    tmp.write_text(STARTER.format(name=name or path.name), encoding="utf-8")
+    tmp.replace(target)
+    context.console.print(f"wrote {target}")
+
+
+def demo_command(
+    path: Path | None = typer.Argument(
+        None, help="Project folder for the demo (default: a new temporary folder)."
+    ),
+) -> None:
+    """Run the whole loop once on embedded defaults: ingest, register, serve, monitor,
+    guard, respond."""
+    from opsloop.demo import run_demo
+
+    summary = run_demo(path, plugins=context._state["plugins"])  # type: ignore[arg-type]
+    if not summary.ok:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("plugins")(plugins_command)
+    app.command("doctor")(doctor_command)
+    app.command("init")(init_command)
+    app.command("demo")(demo_command)

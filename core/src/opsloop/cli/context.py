@@ -1,0 +1,59 @@
+"""The CLI's shared state: which project to open, opened once per command."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+
+if TYPE_CHECKING:
+    from opsloop.plugins import PluginManager
+    from opsloop.project import Project
+
+console = Console()
+err_console = Console(stderr=True)
+
+_state: dict[str, object] = {"project_path": None, "project": None, "plugins": None}
+
+
+def set_project_path(path: Path | None) -> None:
+    _state["project_path"] = path
+    _state["project"] = None
+
+
+def set_plugins(plugins: PluginManager) -> None:
+    """The manager built at start-up (it also supplied plugin commands); reused by projects."""
+    _state["plugins"] = plugins
+
+
+def open_project() -> Project:
+    """The project for this command (``--project`` or searched up from cwd), opened once."""
+    from opsloop.project import Project
+
+    if _state["project"] is None:
+        plugins = _state["plugins"]
+        project = Project.open(
+            _state["project_path"],  # type: ignore[arg-type]
+            plugins=plugins,  # type: ignore[arg-type]
+        )
+        warn_failed_plugins(project.plugins)
+        _state["project"] = project
+    return _state["project"]  # type: ignore[return-value]
+
+
+_warned: set[str] = set()
+
+
+def warn_failed_plugins(plugins: PluginManager) -> None:
+    """One line per broken plugin on stderr; the command goes on with the rest."""
+    for entry in plugins.failures:
+        if entry.name in _warned:
+            continue
+        _warned.add(entry.name)
+        print(
+            f"opsloop: warning: plugin '{entry.name}' is not loaded: {entry.error} "
+            f"(see `opsloop plugins`; silence with OPSLOOP_DISABLE_PLUGINS={entry.name})",
+            file=sys.stderr,
+        )

@@ -1,0 +1,87 @@
+"""The ingest stage, as the core runs it: hooks around a load, a record and an audit entry."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from opsloop.errors import OpsloopError
+
+if TYPE_CHECKING:
+    from opsloop.interfaces import DataContract, SourceSpec
+    from opsloop.project import Project
+    from opsloop.records import LoadRecord
+
+
+def list_sources(project: Project) -> list[SourceSpec]:
+    """Every source plugins register; a name registered twice keeps the later plugin's."""
+    found: dict[str, SourceSpec] = {}
+    for group in reversed(project.hook.register_sources(project=project)):
+        for source in group or []:
+            found[source.name] = source
+    return list(found.values())
+
+
+def get_source(project: Project, name: str) -> SourceSpec:
+    import difflib
+
+    sources = {s.name: s for s in list_sources(project)}
+    if name not in sources:
+        hint = difflib.get_close_matches(name, sources, n=1)
+        raise OpsloopError(
+            f"no source named '{name}'"
+            + (f"; did you mean '{hint[0]}'?" if hint else "")
+            + f" (sources: {', '.join(sorted(sources)) or 'none; declare them in opsloop.toml'})"
+        )
+    return sources[name]
+
+
+def list_contracts(project: Project) -> dict[str, DataContract]:
+    """Data contracts by name, from every plugin (a later plugin wins on equal names)."""
+    found: dict[str, DataContract] = {}
+    for group in reversed(project.hook.register_data_contracts(project=project)):
+        for contract in group or []:
+            found[contract.name] = contract
+    return found
+
+
+def get_contract(project: Project, name: str) -> DataContract:
+    contracts = list_contracts(project)
+    if name not in contracts:
+        raise OpsloopError(
+            f"source names data contract '{name}', which no plugin registers"
+            f" (contracts: {', '.join(sorted(contracts)) or 'none'})"
+        )
+    return contracts[name]
+
+
+def run_load(project: Project, source: SourceSpec) -> LoadRecord:
+    """Load one source through the plugin that handles its kind; emit and audit the result."""
+    if source.contract:
+        get_contract(project, source.contract)  # fail before loading, not half-way
+    project.hook.before_load(project=project, source=source)
+    try:
+        load = project.hook.load_source(project=project, source=source)
+    except BaseException as exc:
+        project.hook.on_load_error(project=project, source=source, error=exc)
+        project.audit.append(
+            "ingest.load.failed", source.name, detail={"kind": source.kind, "error": str(exc)}
+        )
+        raise
+    if load is None:
+        raise OpsloopError(
+            f"no installed plugin loads sources of kind '{source.kind}' (source '{source.name}');"
+            " install one, e.g. `pip install opsloop-dlt`"
+        )
+    project.emit(load)
+    project.audit.append(
+        "ingest.load",
+        f"{load.dataset}.{source.name}",
+        after={
+            "load": load.id,
+            "status": load.status,
+            "rows": load.rows,
+            "load_ids": load.load_ids,
+        },
+    )
+    project.hook.after_load(project=project, load=load)
+    return load  # type: ignore[no-any-return]

@@ -1,0 +1,91 @@
+"""The monitor stage, as the core runs it: pick a drift detector, run it, emit a signal."""
+
+from __future__ import annotations
+
+import difflib
+from typing import TYPE_CHECKING, Any
+
+from opsloop.errors import OpsloopError
+from opsloop.records import Signal
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from opsloop.interfaces import DriftDetector, DriftResult
+    from opsloop.project import Project
+
+
+def list_detectors(project: Project) -> list[DriftDetector]:
+    detectors: list[DriftDetector] = []
+    for group in project.hook.register_drift_detectors(project=project):
+        detectors.extend(group or [])
+    return detectors
+
+
+def get_detector(project: Project, name: str | None = None) -> DriftDetector:
+    """The detector named (or ``[monitor] detector``, or the first registered)."""
+    detectors = list_detectors(project)
+    if not detectors:
+        raise OpsloopError(
+            "no drift detector is installed; install one, e.g. `pip install opsloop-evidently`"
+        )
+    wanted = name or project.config.monitor.detector
+    if not wanted:
+        return detectors[0]
+    by_name = {d.name: d for d in detectors}
+    if wanted not in by_name:
+        hint = difflib.get_close_matches(wanted, by_name, n=1)
+        raise OpsloopError(
+            f"no drift detector named '{wanted}'"
+            + (f"; did you mean '{hint[0]}'?" if hint else "")
+            + f" (detectors: {', '.join(sorted(by_name))})"
+        )
+    return by_name[wanted]
+
+
+def check_drift(
+    project: Project,
+    model: str,
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    *,
+    detector: str | None = None,
+    columns: list[str] | None = None,
+    window: str = "",
+    lineage: dict[str, Any] | None = None,
+) -> tuple[DriftResult, Signal | None]:
+    """Compare ``current`` with ``reference``; a drifted result is emitted as a Signal."""
+    chosen = get_detector(project, detector)
+    result = chosen.detect(
+        reference, current, columns=columns, report_dir=project.path("reports", "drift", model)
+    )
+    signal = None
+    if result.drifted:
+        drifted = sorted(
+            (f for f in result.features if f.drifted), key=lambda f: f.statistic, reverse=True
+        )
+        share = result.share_drifted
+        signal = Signal(
+            source=f"monitor.{result.detector}",
+            type="drift",
+            severity="critical" if share >= 0.75 else "warning",
+            subject=model,
+            summary=(
+                f"{len(drifted)} of {len(result.features)} features drifted "
+                f"({share:.0%}) for model '{model}'" + (f" in window {window}" if window else "")
+            ),
+            value=share,
+            threshold=project.config.monitor.drift_share,
+            data={
+                "detector": result.detector,
+                "window": window,
+                "features": [vars(f) for f in result.features],
+                "report_path": str(result.report_path) if result.report_path else None,
+                "reference_rows": result.reference_rows,
+                "current_rows": result.current_rows,
+                "lineage": lineage or {},
+            },
+        )
+        project.emit(signal)
+    project.hook.after_drift_check(project=project, model=model, result=result)
+    return result, signal

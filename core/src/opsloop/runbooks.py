@@ -1,0 +1,647 @@
+"""The strict runbook engine: typed parameters checked before a kernel starts, secret
+parameters never written to disk, and a dead or hung kernel turned into a failed run.
+
+A runbook is a Jupyter notebook with a cell tagged ``parameters``. Its assignments declare
+the parameters (``window: int = 7  # help``); :func:`coerce_parameters` checks and converts
+what a person passes, :func:`run_runbook` executes the notebook through the
+``execute_notebook`` hook (papermill by default) and records a :class:`RunbookRun`.
+
+Nothing here imports papermill: listing and inspecting runbooks stays fast.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import difflib
+import io
+import json
+import os
+import re
+import threading
+import tokenize
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from opsloop.errors import OpsloopError, ParameterError
+from opsloop.interfaces import RunbookSpec
+from opsloop.records import Incident, IncidentUpdate, RunbookRun, new_id, utcnow
+from opsloop.redact import REDACTED, is_secret_key, redact, redact_text
+
+if TYPE_CHECKING:
+    from opsloop.project import Project
+
+#: The parameter types a runbook may declare.
+PARAMETER_TYPES: tuple[str, ...] = ("str", "int", "float", "bool", "list", "dict")
+#: Environment variable prefix that carries a secret parameter into the kernel.
+SECRET_ENV_PREFIX = "OPSLOOP_SECRET__"
+#: Tag of the cell opsloop inserts to read secret parameters from the environment.
+SECRETS_CELL_TAG = "opsloop-secrets"
+#: Secrets shorter than this are not scrubbed from outputs (they would mangle any text).
+MIN_SCRUB_LENGTH = 4
+
+_TRUE = frozenset({"true", "yes", "y", "on", "1"})
+_FALSE = frozenset({"false", "no", "n", "off", "0"})
+_PY_TYPES: dict[type, str] = {bool: "bool", int: "int", float: "float", str: "str"}
+_TYPE_ALIASES = {"List": "list", "Dict": "dict", "Sequence": "list", "Mapping": "dict"}
+
+# One run at a time per process: secrets sit in os.environ while a kernel starts, and
+# papermill changes the working directory of the whole process.
+_RUN_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class ParameterSpec:
+    """One parameter a runbook declares in its ``parameters`` cell."""
+
+    name: str
+    type: str  # one of PARAMETER_TYPES
+    default: Any = None
+    required: bool = False
+    help: str = ""
+    secret: bool = False
+
+
+class NotebookExecutionError(OpsloopError):
+    """A runbook notebook failed while running: a cell raised, the kernel died or hung.
+
+    Raised by ``execute_notebook`` implementations; :func:`run_runbook` turns it into a
+    failed :class:`RunbookRun` whose ``error`` is this one-line message.
+    """
+
+    exit_code = 1
+
+
+# ----------------------------------------------------------------------------- discovery
+def shipped_runbooks_dir() -> Path:
+    """The runbook notebooks shipped inside the opsloop package."""
+    return Path(__file__).resolve().parent / "notebooks" / "runbooks"
+
+
+def read_notebook(path: Path) -> dict[str, Any]:
+    """A notebook file as JSON; an unreadable file is a one-line OpsloopError."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise OpsloopError(f"{path}: cannot read the notebook: {exc.strerror}") from None
+    except ValueError as exc:
+        raise OpsloopError(f"{path}: not a notebook (invalid JSON: {exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("cells"), list):
+        raise OpsloopError(f"{path}: not a notebook (no 'cells' list)")
+    return data
+
+
+def _source(cell: Mapping[str, Any]) -> str:
+    src = cell.get("source", "")
+    return "".join(src) if isinstance(src, list) else str(src)
+
+
+def _summary(nb: Mapping[str, Any]) -> str:
+    meta = nb.get("metadata", {}).get("opsloop", {})
+    if isinstance(meta, dict) and meta.get("summary"):
+        return str(meta["summary"])
+    for cell in nb.get("cells", []):
+        if cell.get("cell_type") != "markdown":
+            continue
+        for line in _source(cell).splitlines():
+            if line.startswith("#"):
+                return line.lstrip("#").strip()
+    return ""
+
+
+def runbook_spec(path: Path) -> RunbookSpec:
+    """The RunbookSpec of one notebook: name from the file stem, summary and secrets from
+    metadata ``opsloop.summary`` / ``opsloop.secret_parameters``."""
+    path = Path(path)
+    try:
+        nb = read_notebook(path)
+    except OpsloopError as exc:
+        return RunbookSpec(name=path.stem, path=path, summary=f"unreadable: {exc}")
+    meta = nb.get("metadata", {}).get("opsloop", {})
+    secrets = meta.get("secret_parameters", []) if isinstance(meta, dict) else []
+    return RunbookSpec(
+        name=path.stem,
+        path=path,
+        summary=_summary(nb),
+        secret_parameters=tuple(str(s) for s in secrets or ()),
+    )
+
+
+def runbook_specs_in(folder: Path) -> list[RunbookSpec]:
+    """A RunbookSpec for every ``*.ipynb`` in ``folder`` (none when it does not exist)."""
+    if not folder.is_dir():
+        return []
+    return [
+        runbook_spec(p)
+        for p in sorted(folder.glob("*.ipynb"))
+        if not p.name.startswith((".", "_")) and ".ipynb_checkpoints" not in p.parts
+    ]
+
+
+def list_runbooks(project: Project) -> list[RunbookSpec]:
+    """Every runbook the plugins register, by name; a later plugin overrides an earlier one."""
+    by_name: dict[str, RunbookSpec] = {}
+    # pluggy calls the last registered plugin first: walk the answers oldest plugin first.
+    for specs in reversed(project.hook.register_runbooks(project=project)):
+        for spec in specs or ():
+            by_name[spec.name] = spec
+    return [by_name[n] for n in sorted(by_name)]
+
+
+def get_runbook(project: Project, name: str) -> RunbookSpec:
+    """The runbook called ``name``; an unknown name is a ParameterError with a hint."""
+    specs = {s.name: s for s in list_runbooks(project)}
+    if name in specs:
+        return specs[name]
+    hint = difflib.get_close_matches(name, list(specs), n=1)
+    raise ParameterError(
+        f"no runbook named '{name}'"
+        + (f"; did you mean '{hint[0]}'?" if hint else "")
+        + f" (runbooks: {', '.join(specs) or 'none'})"
+    )
+
+
+# ----------------------------------------------------------------------------- parameters
+def _parameters_cell(nb: Mapping[str, Any]) -> tuple[int, Mapping[str, Any]] | None:
+    """The first cell tagged ``parameters`` (as papermill picks it), with its index."""
+    for index, cell in enumerate(nb.get("cells", [])):
+        if "parameters" in (cell.get("metadata", {}).get("tags") or []):
+            return index, cell
+    return None
+
+
+def _comments(source: str) -> dict[int, str]:
+    """Line number -> comment text, for help strings."""
+    out: dict[int, str] = {}
+    with contextlib.suppress(tokenize.TokenError, SyntaxError):
+        for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+            if tok.type == tokenize.COMMENT:
+                out[tok.start[0]] = tok.string.lstrip("#").strip()
+    return out
+
+
+def _annotation(node: ast.expr | None) -> tuple[str | None, bool]:
+    """(type name, allows None) for an annotation; (None, False) when there is none."""
+    if node is None:
+        return None, False
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return _annotation(ast.parse(node.value, mode="eval").body)
+    if isinstance(node, ast.Constant) and node.value is None:
+        return "none", True
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
+        left, _ = _annotation(node.left)
+        right, _ = _annotation(node.right)
+        kinds = {left, right} - {"none"}
+        if len(kinds) == 1 and "none" in (left, right):
+            return kinds.pop(), True
+        raise ValueError(ast.unparse(node))
+    name = node.value if isinstance(node, ast.Subscript) else node
+    base = name.attr if isinstance(name, ast.Attribute) else getattr(name, "id", None)
+    if isinstance(node, ast.Subscript) and base == "Optional":
+        inner, _ = _annotation(node.slice)
+        return inner, True
+    base = _TYPE_ALIASES.get(str(base), base)
+    if base in PARAMETER_TYPES:
+        return str(base), False
+    raise ValueError(ast.unparse(node))
+
+
+def _type_of(value: Any) -> str | None:
+    if isinstance(value, list | tuple):
+        return "list"
+    if isinstance(value, dict):
+        return "dict"
+    return _PY_TYPES.get(type(value))
+
+
+def _fits(value: Any, kind: str) -> bool:
+    actual = _type_of(value)
+    return actual == kind or (kind == "float" and actual == "int")
+
+
+def inspect_parameters(spec: RunbookSpec) -> dict[str, ParameterSpec]:
+    """The parameters the runbook's ``parameters`` cell declares, in order.
+
+    ``name: type = default  # help``; without an annotation the type comes from the
+    default. A default of None with a non-Optional annotation makes the parameter required.
+    """
+    found = _parameters_cell(read_notebook(spec.path))
+    if found is None:
+        return {}
+    lines = _source(found[1]).splitlines()
+    # IPython magics and shell escapes are not Python: blank them, keep line numbers.
+    source = "\n".join("" if ln.lstrip().startswith(("%", "!")) else ln for ln in lines)
+    where = f"runbook '{spec.name}'"
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as exc:
+        raise ParameterError(
+            f"{where}: its parameters cell is not valid Python (line {exc.lineno}: {exc.msg})"
+        ) from None
+    comments = _comments(source)
+    secrets = set(spec.secret_parameters)
+    out: dict[str, ParameterSpec] = {}
+    for stmt in tree.body:
+        if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
+            names, annotation, value = [stmt.target.id], stmt.annotation, stmt.value
+        elif isinstance(stmt, ast.Assign) and all(isinstance(t, ast.Name) for t in stmt.targets):
+            names = [t.id for t in stmt.targets if isinstance(t, ast.Name)]
+            annotation, value = None, stmt.value
+        else:
+            continue
+        try:
+            kind, optional = _annotation(annotation)
+        except (ValueError, SyntaxError) as exc:
+            raise ParameterError(
+                f"{where}: parameter '{names[0]}' has unsupported type '{exc}'; use one of "
+                f"{', '.join(PARAMETER_TYPES)} (optionally '| None')"
+            ) from None
+        literal = True
+        try:
+            default = ast.literal_eval(value) if value is not None else None
+        except (ValueError, SyntaxError, TypeError):
+            default, literal = None, False
+        if isinstance(default, tuple):
+            default = list(default)
+        if kind is None or kind == "none":
+            kind = (_type_of(default) if literal else None) or "str"
+            optional = True
+        elif literal and default is not None and not _fits(default, kind):
+            raise ParameterError(
+                f"{where}: parameter '{names[0]}' is declared {kind} but its default is {default!r}"
+            )
+        required = literal and default is None and not optional and value is not None
+        end = stmt.end_lineno or stmt.lineno
+        help_text = comments.get(stmt.lineno) or comments.get(end, "")
+        for name in names:
+            out[name] = ParameterSpec(
+                name=name,
+                type=kind,
+                default=default,
+                required=required,
+                help=help_text,
+                secret=name in secrets or is_secret_key(name),
+            )
+    return out
+
+
+def _shown(param: ParameterSpec, value: Any) -> str:
+    if param.secret:
+        return f"a secret {type(value).__name__}"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _coerce(runbook: str, param: ParameterSpec, value: Any) -> Any:
+    """``value`` converted to the parameter's type; strings from a command line are parsed."""
+    if value is None:
+        if param.required or param.default is not None:
+            raise ParameterError(
+                f"runbook '{runbook}': parameter '{param.name}' must be {param.type}, got None"
+            )
+        return None
+    kind = param.type
+    hint = {"list": " (a JSON list or a,b,c)", "dict": " (a JSON object)"}.get(kind, "")
+    bad = ParameterError(
+        f"runbook '{runbook}': parameter '{param.name}' must be {kind}{hint}, "
+        f"got {_shown(param, value)}"
+    )
+    if isinstance(value, str) and kind != "str":
+        text = value.strip()
+        try:
+            if kind == "int":
+                return int(text, 10)
+            if kind == "float":
+                return float(text)
+            if kind == "bool":
+                if text.lower() in _TRUE:
+                    return True
+                if text.lower() in _FALSE:
+                    return False
+                raise bad
+            if kind == "list":
+                if text.startswith("["):
+                    parsed = json.loads(text)
+                else:
+                    parsed = [item.strip() for item in text.split(",") if item.strip()]
+            else:
+                parsed = json.loads(text)
+        except ValueError:
+            raise bad from None
+        if _type_of(parsed) != kind:
+            raise bad
+        return parsed
+    if not _fits(value, kind):
+        raise bad
+    if kind == "float":
+        return float(value)
+    if kind == "list":
+        return list(value)
+    return value
+
+
+def coerce_parameters(spec: RunbookSpec, raw: Mapping[str, Any]) -> dict[str, Any]:
+    """Check names, types and required parameters; return the values converted to their
+    declared types. Raise ParameterError (one line) on the first problem."""
+    declared = inspect_parameters(spec)
+    listing = ", ".join(f"{p.name}: {p.type}" for p in declared.values()) or "none"
+    out: dict[str, Any] = {}
+    for name, value in raw.items():
+        if name not in declared:
+            hint = difflib.get_close_matches(name, list(declared), n=1)
+            raise ParameterError(
+                f"runbook '{spec.name}' has no parameter '{name}'"
+                + (f"; did you mean '{hint[0]}'?" if hint else "")
+                + f" (parameters: {listing})"
+            )
+        out[name] = _coerce(spec.name, declared[name], value)
+    missing = [p for p in declared.values() if p.required and out.get(p.name) is None]
+    if missing:
+        names = ", ".join(f"'{p.name}' ({p.type})" for p in missing)
+        plural = "s" if len(missing) > 1 else ""
+        raise ParameterError(f"runbook '{spec.name}': missing required parameter{plural} {names}")
+    return out
+
+
+# ----------------------------------------------------------------------------- secrets
+def secret_env_name(name: str) -> str:
+    """The environment variable that carries secret parameter ``name`` into the kernel."""
+    return SECRET_ENV_PREFIX + name
+
+
+def _secrets_cell(names: list[str], nbformat_minor: int) -> dict[str, Any]:
+    lines = [
+        "# Secret parameters, passed by opsloop through the kernel's environment:",
+        "# their values are never written into this notebook.",
+        "def _opsloop_secret(name):",
+        "    import json, os",
+        f"    key = {SECRET_ENV_PREFIX!r} + name",
+        "    if key not in os.environ:",
+        "        raise RuntimeError(",
+        "            f'secret parameter {name!r} did not reach the kernel; run this runbook with '",
+        "            '`opsloop runbook run`, which passes secrets through the environment'",
+        "        )",
+        "    return json.loads(os.environ.pop(key))",
+        "",
+        *(f"{name} = _opsloop_secret({name!r})" for name in names),
+        "del _opsloop_secret",
+    ]
+    cell: dict[str, Any] = {
+        "cell_type": "code",
+        "execution_count": None,
+        "metadata": {"tags": [SECRETS_CELL_TAG]},
+        "outputs": [],
+        "source": "\n".join(lines),
+    }
+    if nbformat_minor >= 5:
+        cell["id"] = SECRETS_CELL_TAG
+    return cell
+
+
+@contextlib.contextmanager
+def _environment(values: Mapping[str, str]) -> Iterator[None]:
+    """Set variables in os.environ for the duration of the block (caller holds the lock)."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
+
+
+def _secret_strings(secrets: Mapping[str, Any]) -> list[str]:
+    out = set()
+    for value in secrets.values():
+        for text in (value if isinstance(value, str) else None, json.dumps(value, default=str)):
+            if text and len(text) >= MIN_SCRUB_LENGTH:
+                out.add(text)
+    return sorted(out, key=len, reverse=True)
+
+
+def _scrub(value: Any, secrets: list[str]) -> Any:
+    """A copy of a JSON value with every secret string replaced by ``***``."""
+    if isinstance(value, str):
+        for secret in secrets:
+            value = value.replace(secret, REDACTED)
+        return value
+    if isinstance(value, list):
+        return [_scrub(v, secrets) for v in value]
+    if isinstance(value, dict):
+        return {k: _scrub(v, secrets) for k, v in value.items()}
+    return value
+
+
+# ----------------------------------------------------------------------------- running
+def _one_line(exc: BaseException) -> str:
+    """An exception as one line: its message, or ``Type: first line``."""
+    if isinstance(exc, OpsloopError):
+        text = str(exc)
+    else:
+        first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")
+        text = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    text = " ".join(text.split())
+    return text if len(text) <= 500 else text[:497] + "..."
+
+
+def _prepare(spec: RunbookSpec, target: Path, secret_names: list[str], run: dict[str, Any]) -> None:
+    """Write the notebook to execute: the runbook plus run metadata and the secrets cell."""
+    nb = read_notebook(spec.path)
+    nb.setdefault("metadata", {}).setdefault("opsloop", {})
+    if not isinstance(nb["metadata"]["opsloop"], dict):
+        nb["metadata"]["opsloop"] = {}
+    nb["metadata"]["opsloop"]["run"] = run
+    if secret_names:
+        found = _parameters_cell(nb)
+        index = found[0] + 1 if found else 0
+        nb["cells"].insert(index, _secrets_cell(secret_names, int(nb.get("nbformat_minor", 4))))
+    target.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _finish(produced: Path, target: Path, spec: RunbookSpec, secrets: list[str]) -> None:
+    """Scrub secrets from the executed notebook and move it to its final name atomically."""
+    nb = read_notebook(produced)
+    nb = _scrub(nb, secrets)
+    pm_meta = nb.get("metadata", {}).get("papermill")
+    if isinstance(pm_meta, dict):
+        pm_meta["input_path"] = str(spec.path)
+        pm_meta["output_path"] = str(target)
+    produced.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(produced, target)
+
+
+def _with_conventions(
+    project: Project,
+    declared: Mapping[str, ParameterSpec],
+    given: dict[str, Any],
+    incident_id: str | None,
+) -> dict[str, Any]:
+    """Fill ``project_dir`` and ``incident_id`` when the runbook declares them."""
+    out = dict(given)
+    if incident_id and "incident_id" in declared and not out.get("incident_id"):
+        out["incident_id"] = incident_id
+    if "project_dir" in declared and "project_dir" not in out:
+        out["project_dir"] = str(project.root)
+    return out
+
+
+def _check_incident(project: Project, incident_id: str) -> None:
+    try:
+        record = project.records.get(incident_id)
+    except OpsloopError:
+        raise ParameterError(f"no incident with id '{incident_id}'") from None
+    if not isinstance(record, Incident):
+        raise ParameterError(f"'{incident_id}' is a {record.kind}, not an incident")
+
+
+def run_runbook(
+    project: Project,
+    name: str,
+    parameters: Mapping[str, Any] | None = None,
+    *,
+    incident_id: str | None = None,
+    timeout: float | None = None,
+) -> RunbookRun:
+    """Validate, execute and record one runbook run; a failing notebook is a failed run.
+
+    Parameters are checked before anything is written (ParameterError). The executed copy
+    goes to ``<home>/runbooks/<name>/<run id>.ipynb`` (``<run id>.failed.ipynb`` when it
+    failed); secret parameters reach the kernel through its environment only.
+    """
+    spec = get_runbook(project, name)
+    declared = inspect_parameters(spec)
+    values = coerce_parameters(
+        spec, _with_conventions(project, declared, dict(parameters or {}), incident_id)
+    )
+    if incident_id is None and isinstance(values.get("incident_id"), str):
+        incident_id = values["incident_id"] or None
+    if incident_id:
+        _check_incident(project, incident_id)
+    limit = float(timeout if timeout is not None else project.config.respond.runbook_timeout)
+    if limit <= 0:
+        raise ParameterError(f"runbook timeout must be more than 0 seconds, got {limit:g}")
+
+    secret_names = [n for n, v in values.items() if declared[n].secret and v is not None]
+    secrets = {n: values[n] for n in secret_names}
+    plain = {n: v for n, v in values.items() if n not in secrets}
+    all_secret = frozenset(p.name for p in declared.values() if p.secret)
+    shown: dict[str, Any] = redact(values, all_secret)
+    scrub_list = _secret_strings(secrets)
+
+    project.hook.before_runbook(project=project, runbook=spec, parameters=dict(shown))
+
+    run_id = new_id(RunbookRun.prefix)
+    final = project.path("runbooks", spec.name, f"{run_id}.ipynb")
+    failed = final.with_name(f"{run_id}.failed.ipynb")
+    partial = final.with_name(f".{run_id}.partial.ipynb")
+    prepared = final.with_name(f".{run_id}.input.ipynb")
+    started = utcnow()
+    error: str | None = None
+    produced = partial
+    interrupted: BaseException | None = None
+    with _RUN_LOCK:
+        try:
+            _prepare(
+                spec,
+                prepared,
+                secret_names,
+                {"id": run_id, "runbook": spec.name, "incident_id": incident_id},
+            )
+            env = {secret_env_name(n): json.dumps(v) for n, v in secrets.items()}
+            with _environment(env):
+                result = project.hook.execute_notebook(
+                    project=project,
+                    input_path=prepared,
+                    output_path=partial,
+                    parameters=plain,
+                    timeout=limit,
+                )
+            if result is None:
+                raise OpsloopError(
+                    "no plugin executes notebooks; enable the built-in 'papermill' plugin"
+                )
+            produced = Path(result)
+        except KeyboardInterrupt as exc:
+            error, interrupted = "interrupted by the user", exc
+        except Exception as exc:  # noqa: BLE001 - any failure of the notebook is a failed run
+            error = _one_line(exc)
+        finally:
+            prepared.unlink(missing_ok=True)
+        if error is None and not produced.is_file():
+            error = f"the notebook executor wrote no notebook at {produced}"
+        target = final if error is None else failed
+        output = ""
+        if produced.is_file():
+            _finish(produced, target, spec, scrub_list)
+            output = str(target)
+        partial.unlink(missing_ok=True)
+
+    if error is not None:
+        error = redact_text(_scrub(error, scrub_list))
+    run = RunbookRun(
+        id=run_id,
+        runbook=spec.name,
+        input_path=str(spec.path),
+        output_path=output,
+        parameters=shown,
+        status="succeeded" if error is None else "failed",
+        incident_id=incident_id,
+        error=error,
+        started_at=started,
+        finished_at=utcnow(),
+    )
+    project.emit(run)
+    project.audit.append(
+        "runbook.run",
+        spec.name,
+        after={
+            "run_id": run.id,
+            "status": run.status,
+            "parameters": shown,
+            "output_path": output,
+            "incident_id": incident_id,
+            "error": error,
+        },
+    )
+    if incident_id:
+        note = f"runbook {spec.name} {run.status}" + (f": {error}" if error else "")
+        project.emit(
+            IncidentUpdate(
+                incident_id=incident_id,
+                runbook_run_id=run.id,
+                note=note,
+                actor=project.audit.actor,
+            )
+        )
+    project.hook.after_runbook(project=project, run=run)
+    if interrupted is not None:
+        raise interrupted
+    return run
+
+
+# ----------------------------------------------------------------------------- helpers
+def parse_window(window: str) -> tuple[datetime, datetime] | None:
+    """A time window for runbooks: ``last-7d`` / ``last-24h`` / ``last-30m`` or
+    ``<start>/<end>`` in ISO 8601, as UTC datetimes; None for a plain label or ""."""
+    text = window.strip()
+    match = re.fullmatch(r"last-(\d+)([dhm])", text)
+    if match:
+        unit = {"d": "days", "h": "hours", "m": "minutes"}[match.group(2)]
+        end = datetime.now(UTC)
+        return end - timedelta(**{unit: int(match.group(1))}), end
+    left, sep, right = text.partition("/")
+    if not sep:
+        return None
+    try:
+        start, stop = datetime.fromisoformat(left.strip()), datetime.fromisoformat(right.strip())
+    except ValueError:
+        return None
+    start = start if start.tzinfo else start.replace(tzinfo=UTC)
+    stop = stop if stop.tzinfo else stop.replace(tzinfo=UTC)
+    return start.astimezone(UTC), stop.astimezone(UTC)

@@ -1,0 +1,194 @@
+"""A pytest plugin for opsloop plugin authors (registered through the ``pytest11`` entry point).
+
+Fixtures:
+
+* ``opsloop_project``: a fresh project in a temporary folder, built-ins only.
+* ``opsloop_project_factory``: ``factory(*plugins, config="toml text")`` -> Project whose
+  plugin manager holds the built-ins plus exactly the plugins under test.
+
+And a conformance check any plugin can run against itself::
+
+    from opsloop.testing import assert_plugin_conforms
+    def test_conforms(tmp_path):
+        assert_plugin_conforms(my_plugin_module, tmp_path)
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from opsloop import hookspecs
+from opsloop.interfaces import (
+    STAGES,
+    AlertRule,
+    CheckResult,
+    DataContract,
+    DriftDetector,
+    ModelStore,
+    Notifier,
+    PluginInfo,
+    RunbookSpec,
+    Scanner,
+    SourceSpec,
+)
+
+if TYPE_CHECKING:
+    from opsloop.project import Project
+
+#: What each register_* hook must return a list of.
+REGISTER_TYPES: dict[str, Any] = {
+    "register_sources": SourceSpec,
+    "register_data_contracts": DataContract,
+    "register_drift_detectors": DriftDetector,
+    "register_scanners": Scanner,
+    "register_alert_rules": AlertRule,
+    "register_notifiers": Notifier,
+    "register_runbooks": RunbookSpec,
+    "register_checks": CheckResult,
+}
+
+
+def make_project(
+    root: Path,
+    *plugins: ModuleType | object,
+    config: str = "",
+    environ: dict[str, str] | None = None,
+) -> Project:
+    """A project in ``root`` with the built-ins plus ``plugins`` (and nothing installed)."""
+    from opsloop.plugins import PluginManager
+    from opsloop.project import Project
+
+    root.mkdir(parents=True, exist_ok=True)
+    if config:
+        (root / "opsloop.toml").write_text(config, encoding="utf-8")
+    manager = PluginManager(load_entrypoints=False, environ=environ or {}).load()
+    for plugin in plugins:
+        if manager.pm.is_registered(plugin):
+            continue  # a built-in under test is already there
+        name = getattr(plugin, "__name__", None) or type(plugin).__name__
+        manager.register(plugin, name=name)
+    return Project.open(root, plugins=manager, environ=environ or {})
+
+
+@pytest.fixture
+def opsloop_project(tmp_path: Path) -> Iterator[Project]:
+    """A fresh project in a temporary folder with the built-in plugins only."""
+    project = make_project(tmp_path / "project")
+    yield project
+    project.close()
+
+
+@pytest.fixture
+def opsloop_project_factory(tmp_path: Path) -> Iterator[Callable[..., Project]]:
+    """Make projects holding the built-ins plus the plugins under test."""
+    made: list[Project] = []
+    counter = iter(range(1_000_000))
+
+    def factory(*plugins: ModuleType | object, config: str = "") -> Project:
+        project = make_project(tmp_path / f"project{next(counter)}", *plugins, config=config)
+        made.append(project)
+        return project
+
+    yield factory
+    for project in made:
+        project.close()
+
+
+def _hookimpls(plugin: ModuleType | object) -> dict[str, Callable[..., Any]]:
+    from opsloop.plugins import PluginManager
+
+    pm = PluginManager(load_entrypoints=False, environ={}).pm
+    out = {}
+    for attr in dir(plugin):
+        opts = pm.parse_hookimpl_opts(plugin, attr)
+        if opts is not None:
+            out[opts.get("specname") or attr] = getattr(plugin, attr)
+    return out
+
+
+def check_plugin(plugin: ModuleType | object, root: Path) -> list[str]:
+    """Every way ``plugin`` breaks the opsloop plugin contract (empty list: it conforms)."""
+    problems: list[str] = []
+    impls = _hookimpls(plugin)
+    for name, fn in impls.items():
+        spec = getattr(hookspecs, name, None)
+        if spec is None:
+            problems.append(f"implements unknown hook '{name}'")
+            continue
+        allowed = set(inspect.signature(spec).parameters)
+        extra = set(inspect.signature(fn).parameters) - allowed
+        if extra:
+            problems.append(f"{name}() takes arguments the hook does not pass: {sorted(extra)}")
+    if "describe_plugin" not in impls:
+        problems.append("does not implement describe_plugin()")
+        return problems
+    info = impls["describe_plugin"]()
+    if not isinstance(info, PluginInfo):
+        problems.append("describe_plugin() must return opsloop.interfaces.PluginInfo")
+        return problems
+    if info.stage not in STAGES:
+        problems.append(f"describe_plugin().stage '{info.stage}' is not one of {STAGES}")
+    if info.config_model:
+        module_name, _, attr = info.config_model.partition(":")
+        try:
+            model = getattr(importlib.import_module(module_name), attr)
+            model.model_validate({})
+            if model.model_config.get("extra") != "forbid":
+                problems.append(f"settings model {info.config_model} must set extra='forbid'")
+        except Exception as exc:  # noqa: BLE001 - report, do not crash the check
+            problems.append(f"settings model {info.config_model} is unusable: {exc}")
+    if isinstance(plugin, ModuleType) and info.vendor_packages:
+        module_name = plugin.__name__
+        probe = (
+            f"import sys, importlib; importlib.import_module({module_name!r}); "
+            f"print(','.join(m for m in {tuple(info.vendor_packages)!r} if m in sys.modules))"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120
+        )
+        heavy = out.stdout.strip()
+        if out.returncode != 0:
+            problems.append(f"importing {module_name} failed: {out.stderr.strip()[-300:]}")
+        elif heavy:
+            problems.append(f"importing {module_name} imports vendor SDK(s) eagerly: {heavy}")
+    if problems:
+        return problems  # it could not even be registered
+    project = make_project(root, plugin)
+    try:
+        for hook_name, expected in REGISTER_TYPES.items():
+            if hook_name not in impls:
+                continue
+            items = impls[hook_name](
+                **{k: v for k, v in {"project": project}.items()
+                   if k in inspect.signature(impls[hook_name]).parameters}
+            )  # fmt: skip
+            if not isinstance(items, list):
+                problems.append(f"{hook_name}() must return a list, got {type(items).__name__}")
+                continue
+            for item in items:
+                if not isinstance(item, expected):
+                    problems.append(f"{hook_name}() returned {item!r}, not a {expected.__name__}")
+        if "model_store" in impls:
+            store = impls["model_store"](project=project)
+            if store is not None and not isinstance(store, ModelStore):
+                problems.append("model_store() must return an opsloop.interfaces.ModelStore")
+    finally:
+        project.close()
+    return problems
+
+
+def assert_plugin_conforms(plugin: ModuleType | object, root: Path) -> None:
+    """Fail the calling test with every contract problem ``plugin`` has."""
+    problems = check_plugin(plugin, root)
+    if problems:
+        name = getattr(plugin, "__name__", repr(plugin))
+        pytest.fail(f"plugin {name} does not conform:\n- " + "\n- ".join(problems))

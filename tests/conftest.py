@@ -1,0 +1,11 @@
+"""Shared test settings: no network for vendor SDKs, quiet telemetry, local services."""
+
+from __future__ import annotations
+
+import os
+
+# Belt and braces: the plugins switch these off themselves; tests must not depend on it.
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("OTEL_SDK_DISABLED", "true")
