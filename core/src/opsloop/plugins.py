@@ -214,15 +214,34 @@ class PluginManager:
                 return info if isinstance(info, PluginInfo) else None
         return None
 
-    def register(self, plugin: Any, name: str) -> None:
-        """Register a plugin object directly (tests, notebooks); same checks as loading."""
-        entry = PluginEntry(name, "manual", getattr(plugin, "__name__", repr(plugin)))
+    def register(self, plugin: Any, name: str | None = None) -> str:
+        """Register a plugin object directly (tests, notebooks); same checks as loading.
+
+        Without ``name`` the plugin is named by its ``describe_plugin().name``, so that
+        ``project.settings(name)`` finds its settings model, else by its module name.
+        """
+        label = name or getattr(plugin, "__name__", None) or type(plugin).__name__
+        entry = PluginEntry(label, "manual", getattr(plugin, "__name__", repr(plugin)))
         self._check_hooks(entry, plugin)
-        self.pm.register(plugin, name=name)
         entry.plugin = plugin
+        if name is None:
+            described = self._call_describe(plugin)
+            if described is not None:
+                entry.name = described.name
+        self.pm.register(plugin, name=entry.name)
         entry.hooks = sorted(h.name for h in self.pm.get_hookcallers(plugin) or ())
         entry.info = self._describe(entry)
-        self.entries[name] = entry
+        self.entries[entry.name] = entry
+        return entry.name
+
+    @staticmethod
+    def _call_describe(plugin: Any) -> PluginInfo | None:
+        fn = getattr(plugin, "describe_plugin", None)
+        try:
+            info = fn() if callable(fn) else None
+        except Exception:  # noqa: BLE001 - reported by _describe once registered
+            return None
+        return info if isinstance(info, PluginInfo) else None
 
     def unregister(self, name: str) -> None:
         self.pm.unregister(name=name)
@@ -261,5 +280,5 @@ def make_manager(module: ModuleType | None = None, **kwargs: Any) -> PluginManag
     """A manager with nothing but built-ins (and ``module``), for tests and notebooks."""
     manager = PluginManager(load_entrypoints=False, **kwargs).load()
     if module is not None:
-        manager.register(module, name=getattr(module, "__name__", "plugin"))
+        manager.register(module)
     return manager

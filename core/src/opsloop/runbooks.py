@@ -273,7 +273,8 @@ def inspect_parameters(spec: RunbookSpec) -> dict[str, ParameterSpec]:
             raise ParameterError(
                 f"{where}: parameter '{names[0]}' is declared {kind} but its default is {default!r}"
             )
-        required = literal and default is None and not optional and value is not None
+        # ``x: int`` (no value) or ``x: int = None``: the caller must pass it.
+        required = value is None or (literal and default is None and not optional)
         end = stmt.end_lineno or stmt.lineno
         help_text = comments.get(stmt.lineno) or comments.get(end, "")
         for name in names:
@@ -466,14 +467,71 @@ def _prepare(spec: RunbookSpec, target: Path, secret_names: list[str], run: dict
 
 def _finish(produced: Path, target: Path, spec: RunbookSpec, secrets: list[str]) -> None:
     """Scrub secrets from the executed notebook and move it to its final name atomically."""
-    nb = read_notebook(produced)
-    nb = _scrub(nb, secrets)
-    pm_meta = nb.get("metadata", {}).get("papermill")
-    if isinstance(pm_meta, dict):
-        pm_meta["input_path"] = str(spec.path)
-        pm_meta["output_path"] = str(target)
-    produced.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    try:
+        nb = _scrub(read_notebook(produced), secrets)
+    except OpsloopError:  # half-written by a dying executor: scrub the text as it is
+        text = produced.read_text(encoding="utf-8", errors="replace")
+        for secret in secrets:
+            text = text.replace(secret, REDACTED).replace(json.dumps(secret)[1:-1], REDACTED)
+        produced.write_text(text, encoding="utf-8")
+    else:
+        pm_meta = nb.get("metadata", {}).get("papermill")
+        if isinstance(pm_meta, dict):
+            pm_meta["input_path"] = str(spec.path)
+            pm_meta["output_path"] = str(target)
+        text = json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
+        produced.write_text(text, encoding="utf-8")
     os.replace(produced, target)
+
+
+def _execute(
+    project: Project,
+    spec: RunbookSpec,
+    run: dict[str, Any],
+    plain: dict[str, Any],
+    secrets: dict[str, Any],
+    timeout: float,
+) -> tuple[str, str | None]:
+    """Run the notebook through the ``execute_notebook`` hook: (output path, error or None).
+
+    The notebook is written under a hidden temporary name and renamed when it is complete,
+    so no half-written notebook ever carries the final name.
+    """
+    final = project.path("runbooks", spec.name, f"{run['id']}.ipynb")
+    partial = final.with_name(f".{run['id']}.partial.ipynb")
+    prepared = final.with_name(f".{run['id']}.input.ipynb")
+    scrub_list = _secret_strings(secrets)
+    error: str | None = None
+    produced = partial
+    done = False  # stays False when interrupted: the notebook is kept as failed
+    try:
+        _prepare(spec, prepared, list(secrets), run)
+        env = {secret_env_name(n): json.dumps(v) for n, v in secrets.items()}
+        with _environment(env):
+            result = project.hook.execute_notebook(
+                project=project,
+                input_path=prepared,
+                output_path=partial,
+                parameters=plain,
+                timeout=timeout,
+            )
+        if result is None:
+            raise OpsloopError("no plugin executed the notebook")
+        produced = Path(result)
+        if not produced.is_file():
+            raise OpsloopError(f"the notebook executor wrote no notebook at {produced}")
+        done = True
+    except Exception as exc:  # noqa: BLE001 - any failure of the notebook is a failed run
+        error = redact_text(_scrub(_one_line(exc), scrub_list))
+    finally:
+        prepared.unlink(missing_ok=True)
+        target = final if done else final.with_name(f"{run['id']}.failed.ipynb")
+        output = ""
+        if produced.is_file():
+            _finish(produced, target, spec, scrub_list)
+            output = str(target)
+        partial.unlink(missing_ok=True)
+    return output, error
 
 
 def _with_conventions(
@@ -519,71 +577,42 @@ def run_runbook(
     values = coerce_parameters(
         spec, _with_conventions(project, declared, dict(parameters or {}), incident_id)
     )
-    if incident_id is None and isinstance(values.get("incident_id"), str):
-        incident_id = values["incident_id"] or None
+    named = values.get("incident_id")
+    if incident_id and isinstance(named, str) and named and named != incident_id:
+        raise ParameterError(
+            f"runbook '{spec.name}': parameter incident_id '{named}' and the incident "
+            f"'{incident_id}' differ; pass one of them"
+        )
+    if incident_id is None and isinstance(named, str):
+        incident_id = named or None
     if incident_id:
         _check_incident(project, incident_id)
     limit = float(timeout if timeout is not None else project.config.respond.runbook_timeout)
     if limit <= 0:
         raise ParameterError(f"runbook timeout must be more than 0 seconds, got {limit:g}")
 
-    secret_names = [n for n, v in values.items() if declared[n].secret and v is not None]
-    secrets = {n: values[n] for n in secret_names}
+    if not project.hook.execute_notebook.get_hookimpls():
+        raise OpsloopError(
+            "no plugin executes notebooks; enable the built-in 'papermill' plugin "
+            "(check [plugins] disabled and OPSLOOP_DISABLE_PLUGINS)"
+        )
+    secrets = {n: v for n, v in values.items() if declared[n].secret and v is not None}
     plain = {n: v for n, v in values.items() if n not in secrets}
-    all_secret = frozenset(p.name for p in declared.values() if p.secret)
-    shown: dict[str, Any] = redact(values, all_secret)
-    scrub_list = _secret_strings(secrets)
+    shown: dict[str, Any] = redact(values, frozenset(p.name for p in declared.values() if p.secret))
 
     project.hook.before_runbook(project=project, runbook=spec, parameters=dict(shown))
 
     run_id = new_id(RunbookRun.prefix)
-    final = project.path("runbooks", spec.name, f"{run_id}.ipynb")
-    failed = final.with_name(f"{run_id}.failed.ipynb")
-    partial = final.with_name(f".{run_id}.partial.ipynb")
-    prepared = final.with_name(f".{run_id}.input.ipynb")
     started = utcnow()
-    error: str | None = None
-    produced = partial
-    interrupted: BaseException | None = None
+    meta = {"id": run_id, "runbook": spec.name, "incident_id": incident_id}
+    interrupted: KeyboardInterrupt | None = None
     with _RUN_LOCK:
         try:
-            _prepare(
-                spec,
-                prepared,
-                secret_names,
-                {"id": run_id, "runbook": spec.name, "incident_id": incident_id},
-            )
-            env = {secret_env_name(n): json.dumps(v) for n, v in secrets.items()}
-            with _environment(env):
-                result = project.hook.execute_notebook(
-                    project=project,
-                    input_path=prepared,
-                    output_path=partial,
-                    parameters=plain,
-                    timeout=limit,
-                )
-            if result is None:
-                raise OpsloopError(
-                    "no plugin executes notebooks; enable the built-in 'papermill' plugin"
-                )
-            produced = Path(result)
-        except KeyboardInterrupt as exc:
-            error, interrupted = "interrupted by the user", exc
-        except Exception as exc:  # noqa: BLE001 - any failure of the notebook is a failed run
-            error = _one_line(exc)
-        finally:
-            prepared.unlink(missing_ok=True)
-        if error is None and not produced.is_file():
-            error = f"the notebook executor wrote no notebook at {produced}"
-        target = final if error is None else failed
-        output = ""
-        if produced.is_file():
-            _finish(produced, target, spec, scrub_list)
-            output = str(target)
-        partial.unlink(missing_ok=True)
-
-    if error is not None:
-        error = redact_text(_scrub(error, scrub_list))
+            output, error = _execute(project, spec, meta, plain, secrets, limit)
+        except KeyboardInterrupt as exc:  # record the run, then stop as asked
+            interrupted, error = exc, "interrupted by the user"
+            failed = project.path("runbooks", spec.name, f"{run_id}.failed.ipynb")
+            output = str(failed) if failed.is_file() else ""
     run = RunbookRun(
         id=run_id,
         runbook=spec.name,

@@ -74,8 +74,7 @@ def make_project(
     for plugin in plugins:
         if manager.pm.is_registered(plugin):
             continue  # a built-in under test is already there
-        name = getattr(plugin, "__name__", None) or type(plugin).__name__
-        manager.register(plugin, name=name)
+        manager.register(plugin)
     return Project.open(root, plugins=manager, environ=environ or {})
 
 

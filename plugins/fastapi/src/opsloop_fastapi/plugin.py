@@ -1,0 +1,75 @@
+"""The opsloop entry point of opsloop-fastapi: hook implementations only, nothing heavy.
+
+FastAPI, uvicorn, pandas and prometheus_client are imported inside the hooks, so that
+``opsloop --help`` and ``opsloop plugins`` stay fast.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from opsloop import hookimpl
+from opsloop.interfaces import CheckResult, PluginInfo
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import typer
+
+    from opsloop.project import Project
+    from opsloop.records import ModelVersionRef
+    from opsloop_fastapi.server import UvicornHandle
+
+
+@hookimpl
+def describe_plugin() -> PluginInfo:
+    return PluginInfo(
+        name="fastapi",
+        stage="serve",
+        summary="online scoring on FastAPI + uvicorn: MLflow-compatible /invocations, "
+        "prediction log, Prometheus metrics",
+        config_model="opsloop_fastapi.settings:Settings",
+        vendor_packages=("fastapi", "uvicorn", "prometheus-client"),
+    )
+
+
+@hookimpl
+def start_server(project: Project, ref: ModelVersionRef, host: str, port: int) -> UvicornHandle:
+    from opsloop_fastapi.server import start_server as start
+
+    return start(project, ref, host, port)
+
+
+@hookimpl
+def read_predictions(project: Project, model: str, since: str | None) -> pd.DataFrame | None:
+    from opsloop_fastapi.predlog import model_dir, parse_since, read_log
+
+    return read_log(model_dir(project.home / "predictions", model), model, parse_since(since))
+
+
+@hookimpl
+def register_commands(cli: typer.Typer) -> None:
+    from opsloop_fastapi.cli import register
+
+    register(cli)
+
+
+@hookimpl
+def register_checks(project: Project) -> list[CheckResult]:
+    from importlib.util import find_spec
+
+    results: list[CheckResult] = []
+    for module in ("fastapi", "uvicorn", "prometheus_client"):
+        ok = find_spec(module) is not None
+        results.append(
+            CheckResult(
+                f"{module} installed", ok, "" if ok else "pip install opsloop-fastapi", "fastapi"
+            )
+        )
+    try:
+        from opsloop_fastapi.settings import load_settings
+
+        settings: Any = load_settings(project)
+        results.append(CheckResult("fastapi settings", True, settings.log_format, "fastapi"))
+    except Exception as exc:  # noqa: BLE001 - doctor reports, never raises
+        results.append(CheckResult("fastapi settings", False, str(exc), "fastapi"))
+    return results

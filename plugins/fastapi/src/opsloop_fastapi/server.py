@@ -1,0 +1,191 @@
+"""Run the scoring app under a real uvicorn server, in a background thread or the foreground.
+
+The listening socket is bound here, before uvicorn starts, so that port 0 yields the real
+port at once and "address in use" is a clean one-line OpsloopError instead of an exit.
+"""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from opsloop.errors import OpsloopError
+from opsloop_fastapi.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from opsloop.project import Project
+    from opsloop.records import ModelVersionRef
+
+_WILDCARDS = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` (port 0: the OS picks a free one)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        raise OpsloopError(
+            f"cannot listen on {host}:{port}: unknown host ({exc.strerror})"
+        ) from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise OpsloopError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}; pick another --port "
+            "or stop the process that holds it"
+        ) from None
+    return sock
+
+
+def url_for(host: str, port: int) -> str:
+    """The URL a local client uses (a wildcard address becomes loopback)."""
+    host = _WILDCARDS.get(host, host)
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def uvicorn_config(app: FastAPI, settings: Settings, *, embedded: bool) -> Any:
+    """The uvicorn config; embedded servers leave the host's logging configuration alone."""
+    import uvicorn
+
+    options: dict[str, Any] = {
+        "timeout_graceful_shutdown": int(max(1, settings.shutdown_timeout)),
+        "lifespan": "on",
+        "server_header": False,
+    }
+    if embedded:
+        options.update(log_config=None, access_log=settings.access_log)
+    return uvicorn.Config(app, **options)
+
+
+class UvicornHandle:
+    """A uvicorn server running in a background thread (implements ServerHandle)."""
+
+    def __init__(
+        self, server: Any, thread: threading.Thread, sock: socket.socket, url: str, app: FastAPI
+    ) -> None:
+        self.server = server
+        self.thread = thread
+        self.url = url
+        self.port: int = sock.getsockname()[1]
+        self.app = app
+        self._sock = sock
+        self._stopped = False
+        self._on_stop: list[Any] = []
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Shut down gracefully: finish requests, flush the prediction log, free the port."""
+        if self._stopped:
+            return
+        self._stopped = True
+        state = self.app.state.opsloop
+        limit = timeout if timeout is not None else state.settings.shutdown_timeout * 2 + 5
+        self.server.should_exit = True
+        self.thread.join(limit)
+        if self.thread.is_alive():  # a stuck request: cancel it rather than hang
+            self.server.force_exit = True
+            self.thread.join(5)
+            state.stop()  # the lifespan did not run its shutdown: flush the log here
+        self._sock.close()
+        for callback in self._on_stop:
+            callback()
+
+    def __enter__(self) -> UvicornHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"<UvicornHandle {self.url}{' stopped' if self._stopped else ''}>"
+
+
+def serve_in_thread(
+    app: FastAPI, host: str, port: int, settings: Settings | None = None
+) -> UvicornHandle:
+    """Run ``app`` on ``host:port`` in a daemon thread; return once /health answers."""
+    import uvicorn
+
+    settings = settings or app.state.opsloop.settings
+    sock = bind_socket(host, port)
+    real_port = sock.getsockname()[1]
+    url = url_for(host, real_port)
+    server = uvicorn.Server(uvicorn_config(app, settings, embedded=True))
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            server.run(sockets=[sock])
+        except BaseException as exc:  # noqa: BLE001 - reported to the starting thread
+            failure.append(exc)
+
+    thread = threading.Thread(target=run, name=f"opsloop-serve-{real_port}", daemon=True)
+    thread.start()
+    handle = UvicornHandle(server, thread, sock, url, app)
+    deadline = time.monotonic() + settings.startup_timeout
+    probe_host = _WILDCARDS.get(host, host)
+    while True:
+        if not thread.is_alive():
+            sock.close()
+            why = f": {type(failure[0]).__name__}: {failure[0]}" if failure else ""
+            raise OpsloopError(f"the scoring server on {url} stopped during start-up{why}")
+        if server.started and _healthy(probe_host, real_port):
+            return handle
+        if time.monotonic() > deadline:
+            handle.stop(timeout=5)
+            raise OpsloopError(
+                f"the scoring server on {url} did not answer /health within "
+                f"{settings.startup_timeout:g} s; raise plugin.fastapi.startup_timeout"
+            )
+        time.sleep(0.02)
+
+
+def _healthy(host: str, port: int) -> bool:
+    conn = http.client.HTTPConnection(host, port, timeout=2)
+    try:
+        conn.request("GET", "/health")
+        return conn.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        conn.close()
+
+
+def model_store(project: Project) -> Any:
+    """The registry backend (the ``model_store`` hook); a clear error when none answers."""
+    store = project.hook.model_store(project=project)
+    if store is None:
+        raise OpsloopError(
+            "no model registry plugin answers the model_store hook; install one "
+            "(pip install opsloop-mlflow) or check `opsloop plugins`"
+        )
+    return store
+
+
+def start_server(project: Project, ref: ModelVersionRef, host: str, port: int) -> UvicornHandle:
+    """Load ``ref``, build its app and serve it on ``host:port`` in the background."""
+    from opsloop_fastapi.app import create_app
+
+    settings = load_settings(project)
+    model = model_store(project).load(ref)
+    app = create_app(project, ref, model, settings=settings)
+    handle = serve_in_thread(app, host, port, settings)
+    # opsloop.serve.start_server audits the start; the stop is this plugin's to record.
+    handle._on_stop.append(
+        lambda: project.audit.append(
+            "serve.stop",
+            f"{ref.name}/{ref.version}",
+            before={"url": handle.url},
+            detail={"plugin": "fastapi"},
+        )
+    )
+    return handle

@@ -1,0 +1,47 @@
+"""Fixtures for the fastapi plugin tests: projects with the plugin, a registry, a recorder."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi_testkit import FAST_LOG, MODEL, RecorderPlugin, open_project, store_of
+
+from opsloop.project import Project
+
+
+@pytest.fixture
+def project_factory(tmp_path: Path) -> Iterator[Callable[..., Project]]:
+    made: list[Project] = []
+
+    def factory(
+        *plugins: tuple[str, Any], config: str = FAST_LOG, registry: bool = True
+    ) -> Project:
+        project = open_project(tmp_path / f"p{len(made)}", *plugins, config=config,
+                               registry=registry)  # fmt: skip
+        made.append(project)
+        return project
+
+    yield factory
+    for project in made:
+        project.close()
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """One real uvicorn server on 127.0.0.1 (port 0) shared by a test module."""
+    recorder = RecorderPlugin()
+    project = open_project(tmp_path_factory.mktemp("live"), ("recorder", recorder), config=FAST_LOG)
+    ref = store_of(project).resolve(MODEL, "champion")
+    handle = project.hook.start_server(project=project, ref=ref, host="127.0.0.1", port=0)
+    client = httpx.Client(base_url=handle.url, trust_env=False, timeout=30)
+    try:
+        yield {"project": project, "ref": ref, "handle": handle, "client": client,
+               "recorder": recorder}  # fmt: skip
+    finally:
+        client.close()
+        handle.stop()
+        project.close()
