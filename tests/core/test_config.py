@@ -72,3 +72,9 @@ def test_tool_opsloop_in_pyproject(tmp_path: Path) -> None:
     found = find_config(tmp_path / "sub" if (tmp_path / "sub").mkdir() is None else tmp_path)
     assert found == path
     assert load_config(found, environ={}).project.name == "from-pyproject"
+
+
+def test_foreign_opsloop_variables_are_ignored() -> None:
+    # dlt reads <PIPELINE>__LOAD__... variables; a pipeline named opsloop_x must not break us.
+    config = load_config(None, environ={"OPSLOOP_BREAST_CANCER__LOAD__WORKERS": "2"})
+    assert config.project.name == "opsloop-project"

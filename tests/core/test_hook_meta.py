@@ -28,9 +28,9 @@ def test_plugin_hooks_are_documented(hook: str) -> None:
 
 @pytest.mark.parametrize("hook", HOOKS)
 def test_plugin_hooks_have_tests(hook: str) -> None:
-    """A hook is tested when a test file other than this one implements or calls it."""
+    """A hook is tested when test code other than this file implements or calls it."""
     pattern = re.compile(rf"(def {hook}\(|hook\.{hook}\(|\b{hook}\b.*\(project)")
-    for path in (ROOT / "tests").rglob("test_*.py"):
+    for path in (ROOT / "tests").rglob("*.py"):
         if path.name != Path(__file__).name and pattern.search(path.read_text()):
             return
     pytest.fail(f"no test implements or calls the '{hook}' hook")

@@ -358,6 +358,20 @@ def test_run_refuses_two_different_incidents(project: Project) -> None:
     _nothing_written(project)
 
 
+def test_run_refuses_a_runbook_name_that_is_not_a_file_name(project: Project) -> None:
+    path = write_runbook(project.root, "check", "x = 1", "pass")
+
+    class Evil:
+        @hookimpl
+        def register_runbooks(self, project: Project) -> list[RunbookSpec]:
+            return [RunbookSpec(name="../../escape", path=path)]
+
+    project.plugins.register(Evil(), name="evil")
+    with pytest.raises(ParameterError, match="is not a safe file name"):
+        run_runbook(project, "../../escape", {})
+    _nothing_written(project)
+
+
 def test_run_links_to_an_incident_named_in_parameters(project: Project) -> None:
     """An ``incident_id`` parameter is checked like ``--incident`` (here: it does not exist)."""
     write_runbook(project.root, "check", 'incident_id: str = ""', "pass")

@@ -251,10 +251,17 @@ def test_drift_triage_runs_on_a_real_incident(project: Project) -> None:
     report = project.root / "reports" / "drift.html"
     report.parent.mkdir(parents=True)
     report.write_text("<html>drift report</html>")
-    stats = {"age": 0.04, "income": 0.61, "tenure": 0.27, "balance": 0.12, "region": 0.93}
+    # PSI drifts above its threshold, a K-S p-value below it: ranked by how far past it.
+    measured = {
+        "age": ("psi", 0.04, 0.2, False),
+        "income": ("psi", 0.61, 0.2, True),
+        "tenure": ("K-S p_value", 0.001, 0.05, True),
+        "balance": ("K-S p_value", 0.3, 0.05, False),
+        "region": ("psi", 0.93, 0.2, True),
+    }
     features = [
-        {"feature": f, "method": "psi", "statistic": s, "threshold": 0.2, "drifted": s > 0.2}
-        for f, s in stats.items()
+        {"feature": f, "method": m, "statistic": s, "threshold": t, "drifted": d}
+        for f, (m, s, t, d) in measured.items()
     ]
     signal = Signal(
         source="monitor.psi",
@@ -286,10 +293,11 @@ def test_drift_triage_runs_on_a_real_incident(project: Project) -> None:
     assert summary["incident_id"] == incident.id
     assert summary["model"] == "churn"
     assert summary["signal_id"] == signal.id
-    assert summary["drifted_features"] == ["region", "income", "tenure"]
+    assert summary["drifted_features"] == ["tenure", "region", "income"]
     assert summary["report_path"] == str(report)
     assert summary["recommendation"] == "retrain-or-rollback"
     assert "| region | psi | 0.93 | 0.2 |" in text
+    assert "| tenure | K-S p_value | 0.001 | 0.05 |" in text
     assert "1764000000.42" in text  # lineage evidence
     nb = json.loads(out.read_text())
     images = [

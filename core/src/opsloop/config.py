@@ -107,6 +107,11 @@ def format_validation_error(error: ValidationError, source: str, prefix: str = "
     return f"{source}: '{key}': {expected} (got {got!r})"
 
 
+_ENV_SECTIONS = frozenset(
+    ("project", "warehouse", "records", "audit", "plugins", "monitor", "respond")
+)
+
+
 def _env_overrides(environ: dict[str, str]) -> dict[str, dict[str, Any]]:
     """OPSLOOP_<SECTION>__<KEY>=value; values are parsed as JSON when they parse."""
     out: dict[str, dict[str, Any]] = {}
@@ -114,6 +119,8 @@ def _env_overrides(environ: dict[str, str]) -> dict[str, dict[str, Any]]:
         if not name.startswith("OPSLOOP_") or "__" not in name:
             continue
         section, _, key = name[len("OPSLOOP_") :].lower().partition("__")
+        if section not in _ENV_SECTIONS:
+            continue  # another tool's OPSLOOP_* variable (e.g. a dlt pipeline named opsloop_x)
         try:
             value: Any = json.loads(raw)
         except ValueError:

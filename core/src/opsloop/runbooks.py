@@ -43,6 +43,7 @@ SECRETS_CELL_TAG = "opsloop-secrets"
 #: Secrets shorter than this are not scrubbed from outputs (they would mangle any text).
 MIN_SCRUB_LENGTH = 4
 
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _TRUE = frozenset({"true", "yes", "y", "on", "1"})
 _FALSE = frozenset({"false", "no", "n", "off", "0"})
 _PY_TYPES: dict[type, str] = {bool: "bool", int: "int", float: "float", str: "str"}
@@ -440,12 +441,13 @@ def _scrub(value: Any, secrets: list[str]) -> Any:
 
 
 # ----------------------------------------------------------------------------- running
-def _one_line(exc: BaseException) -> str:
-    """An exception as one line: its message, or ``Type: first line``."""
+def _one_line(exc: BaseException, secrets: list[str]) -> str:
+    """An exception as one line (its message, or ``Type: first line``), secrets masked."""
+    message = redact_text(_scrub(str(exc), secrets))
     if isinstance(exc, OpsloopError):
-        text = str(exc)
+        text = message
     else:
-        first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")
+        first = next((ln.strip() for ln in message.splitlines() if ln.strip()), "")
         text = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
     text = " ".join(text.split())
     return text if len(text) <= 500 else text[:497] + "..."
@@ -522,7 +524,7 @@ def _execute(
             raise OpsloopError(f"the notebook executor wrote no notebook at {produced}")
         done = True
     except Exception as exc:  # noqa: BLE001 - any failure of the notebook is a failed run
-        error = redact_text(_scrub(_one_line(exc), scrub_list))
+        error = _one_line(exc, scrub_list)
     finally:
         prepared.unlink(missing_ok=True)
         target = final if done else final.with_name(f"{run['id']}.failed.ipynb")
@@ -573,6 +575,10 @@ def run_runbook(
     failed); secret parameters reach the kernel through its environment only.
     """
     spec = get_runbook(project, name)
+    if not _SAFE_NAME.fullmatch(spec.name):
+        raise ParameterError(
+            f"runbook name '{spec.name}' is not a safe file name (letters, digits, . _ -)"
+        )
     declared = inspect_parameters(spec)
     values = coerce_parameters(
         spec, _with_conventions(project, declared, dict(parameters or {}), incident_id)
