@@ -90,6 +90,14 @@ _TYPE_NAMES = {
 }
 
 
+def _shown(value: Any) -> str:
+    """The offending value for an error line: secrets masked, at most 80 characters."""
+    from opsloop.redact import redact
+
+    text = repr(redact(value))
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def format_validation_error(error: ValidationError, source: str, prefix: str = "") -> str:
     """One line for the first problem: key, file, what was expected."""
     first = error.errors()[0]
@@ -101,10 +109,10 @@ def format_validation_error(error: ValidationError, source: str, prefix: str = "
     if first["type"] == "missing":
         return f"{source}: missing key '{key}'"
     expected = _TYPE_NAMES.get(first["type"], first["msg"].lower())
-    got = first.get("input")
+    got = _shown(first.get("input"))
     if first["type"] in _TYPE_NAMES:
-        return f"{source}: '{key}' must be {expected}, got {got!r}"
-    return f"{source}: '{key}': {expected} (got {got!r})"
+        return f"{source}: '{key}' must be {expected}, got {got}"
+    return f"{source}: '{key}': {expected} (got {got})"
 
 
 _ENV_SECTIONS = frozenset(

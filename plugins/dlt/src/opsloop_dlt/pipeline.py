@@ -1,0 +1,266 @@
+"""One dlt pipeline per opsloop source, into the project's DuckDB warehouse, all or nothing.
+
+The pipeline's working folder lives under the project home (never ~/.dlt or the cwd). The
+warehouse is the source of truth: when a run fails, or a crashed run left packages behind,
+the rows of the unfinished packages are deleted and the working folder is wiped, so the
+next run restores dlt's state from the last load that completed and reads those files
+again. Rows of an unfinished package are never visible to ``read_dataset`` either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from opsloop_dlt import _env
+
+_env.configure_dlt()
+
+import dlt  # noqa: E402  (after telemetry is off)
+from dlt.pipeline.exceptions import PipelineStepFailed  # noqa: E402
+
+from opsloop.errors import OpsloopError  # noqa: E402
+from opsloop.records import LoadRecord, utcnow  # noqa: E402
+from opsloop.redact import redact_text  # noqa: E402
+from opsloop_dlt.naming import normalize  # noqa: E402
+
+if TYPE_CHECKING:
+    from opsloop.interfaces import SourceSpec
+    from opsloop.project import Project
+
+
+class SourceDataError(Exception):
+    """Raised inside extraction when one input (a file, a table) cannot be read."""
+
+    def __init__(self, where: str, reason: str) -> None:
+        super().__init__(f"{where}: {reason}")
+        self.where = where
+        self.reason = reason
+
+
+def table_name(name: str) -> str:
+    """The warehouse table dlt creates for ``name`` (its snake_case naming convention)."""
+    return normalize(name)
+
+
+def dataset_name(name: str) -> str:
+    """The warehouse schema dlt creates for the dataset ``name``."""
+    return normalize(name)
+
+
+def pipeline_name(source: SourceSpec) -> str:
+    """``opsloop_<source>``, in dlt's naming (it is also the dlt schema and source name)."""
+    return f"opsloop_{normalize(source.name)}"
+
+
+def write_disposition(source: SourceSpec) -> Any:
+    """dlt's write disposition; merge is ``delete-insert`` (DuckDB has no ``upsert``)."""
+    if source.write_disposition == "merge":
+        if not source.primary_key:
+            raise OpsloopError(
+                f"source '{source.name}': write_disposition 'merge' needs primary_key "
+                "(the columns that identify a row)"
+            )
+        return {"disposition": "merge", "strategy": "delete-insert"}
+    if source.write_disposition not in ("append", "replace"):
+        raise OpsloopError(
+            f"source '{source.name}': unknown write_disposition '{source.write_disposition}'; "
+            "use append, replace or merge"
+        )
+    return source.write_disposition
+
+
+def column_hints(source: SourceSpec) -> dict[str, dict[str, Any]] | None:
+    """``options["columns"]`` ({column: dlt data type}) as dlt column hints."""
+    columns = source.options.get("columns") or {}
+    return {name: {"data_type": kind} for name, kind in columns.items()} or None
+
+
+@dataclass
+class RunResult:
+    load_ids: list[str]
+    rows: int
+
+
+def open_pipeline(project: Project, source: SourceSpec) -> Any:
+    """The source's dlt pipeline, its working folder under ``<home>/dlt``."""
+    name = pipeline_name(source)
+    pipelines_dir = project.path("dlt", "pipelines")
+    pipelines_dir.mkdir(parents=True, exist_ok=True)
+    destination = dlt.destinations.duckdb(
+        credentials=str(project.warehouse_path),
+        # replace loads into a staging table and swaps in one transaction: never half-empty
+        replace_strategy="insert-from-staging",
+    )
+    pipeline = dlt.pipeline(
+        pipeline_name=name,
+        pipelines_dir=str(pipelines_dir),
+        destination=destination,
+        dataset_name=dataset_name(source.dataset),
+    )
+    if pipeline.has_pending_data:  # a crashed run left packages: undo them, start clean
+        pending = [
+            *pipeline.list_extracted_load_packages(),
+            *pipeline.list_normalized_load_packages(),
+        ]
+        discard_loads(project.warehouse_path, pipeline.dataset_name, pending)
+        pipeline = pipeline.drop()
+    return pipeline
+
+
+def restored_state(project: Project, pipeline: Any, source: SourceSpec) -> dict[str, Any]:
+    """dlt's source state for this pipeline, restored from the warehouse when it is newer."""
+    try:
+        pipeline.sync_destination()
+    except PipelineStepFailed as exc:
+        raise translate_error(exc, project.warehouse_path, source.name) from None
+    sources = pipeline.state.get("sources", {})
+    return dict(sources.get(pipeline.pipeline_name, {}))
+
+
+def run(
+    project: Project,
+    pipeline: Any,
+    source: SourceSpec,
+    resource_factory: Callable[[], Iterable[Any]],
+    table: str,
+) -> RunResult:
+    """Run the pipeline on a dlt source; on failure undo the unfinished package and raise."""
+    data = dlt.source(name=pipeline.pipeline_name, max_table_nesting=0)(resource_factory)()
+    try:
+        with _env.run_settings():
+            info = pipeline.run(data)
+    except PipelineStepFailed as exc:
+        error = translate_error(exc, project.warehouse_path, source.name)
+        discard_loads(
+            project.warehouse_path,
+            pipeline.dataset_name,
+            [
+                exc.load_id,
+                *pipeline.list_extracted_load_packages(),
+                *pipeline.list_normalized_load_packages(),
+            ],
+        )
+        pipeline.drop()
+        raise error from None
+    if info.has_failed_jobs:  # pragma: no cover - dlt raises on failed jobs by default
+        discard_loads(project.warehouse_path, pipeline.dataset_name, list(info.loads_ids))
+        pipeline.drop()
+        raise OpsloopError(f"source '{source.name}': dlt reported failed load jobs; nothing kept")
+    normalize = pipeline.last_trace.last_normalize_info if pipeline.last_trace else None
+    rows = int(normalize.row_counts.get(table, 0)) if normalize else 0
+    return RunResult(list(info.loads_ids), rows)
+
+
+def discard_loads(warehouse: Path, dataset: str | None, load_ids: Iterable[str | None]) -> None:
+    """Delete the rows of load packages that never completed (not in ``_dlt_loads``)."""
+    ids = sorted({i for i in load_ids if i})
+    if not ids or not dataset or not warehouse.exists():
+        return
+    import duckdb
+
+    try:
+        con = duckdb.connect(str(warehouse))
+    except duckdb.Error:
+        return  # locked or unreadable: the rows stay invisible to read_dataset anyway
+    try:
+        tables = con.execute(
+            "SELECT table_name FROM information_schema.columns "
+            "WHERE table_schema = ? AND column_name = '_dlt_load_id'",
+            [dataset],
+        ).fetchall()
+        done: set[str] = set()
+        has_loads = con.execute(
+            "SELECT count(*) FROM information_schema.tables "
+            "WHERE table_schema = ? AND table_name = '_dlt_loads'",
+            [dataset],
+        ).fetchone()
+        if has_loads and has_loads[0]:
+            done = {
+                r[0]
+                for r in con.execute(f'SELECT load_id FROM "{dataset}"."_dlt_loads"').fetchall()
+            }
+        unfinished = [i for i in ids if i not in done]
+        if not unfinished:
+            return
+        marks = ", ".join("?" for _ in unfinished)
+        for (name,) in tables:
+            con.execute(
+                f'DELETE FROM "{dataset}"."{name}" WHERE _dlt_load_id IN ({marks})', unfinished
+            )
+    finally:
+        con.close()
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and everything it wraps (dlt's ``.exception``, causes and contexts)."""
+    seen: list[BaseException] = []
+    queue: list[BaseException | None] = [exc]
+    while queue:
+        item = queue.pop(0)
+        if item is None or any(item is s for s in seen):
+            continue
+        seen.append(item)
+        queue += [getattr(item, "exception", None), item.__cause__, item.__context__]
+    return seen
+
+
+def translate_error(exc: PipelineStepFailed, warehouse: Path, source: str) -> OpsloopError:
+    """One line for the user: which input was bad, or why the warehouse refused the load."""
+    causes = _causes(exc)
+    label = f"source '{source}': " if source else ""
+    for cause in causes:
+        if isinstance(cause, OpsloopError):
+            return cause
+        if isinstance(cause, SourceDataError):
+            return OpsloopError(
+                f"{label}cannot read {cause.where}: {cause.reason}; fix or remove it and run "
+                "again (nothing was loaded)"
+            )
+    root = causes[-1]
+    text = " ".join(str(root).split()) or type(root).__name__
+    if "lock" in text.lower() and "conflicting" in text.lower():
+        return OpsloopError(
+            f"{label}the warehouse {warehouse} is in use by another process; stop it "
+            "(a server, a notebook) and run again"
+        )
+    if len(text) > 300:
+        text = text[:297] + "..."
+    return OpsloopError(
+        f"{label}dlt failed at step '{exc.step}': {type(root).__name__}: {redact_text(text)} "
+        "(nothing was loaded)"
+    )
+
+
+def make_record(
+    source: SourceSpec, pipeline: Any, project: Project, table: str, result: RunResult, started: str
+) -> LoadRecord:
+    """The LoadRecord of one run; ``empty`` when no package was loaded."""
+    return LoadRecord(
+        source=source.name,
+        pipeline=pipeline.pipeline_name,
+        dataset=pipeline.dataset_name,
+        destination=f"duckdb:{project.warehouse_path}",
+        load_ids=result.load_ids,
+        tables={table: result.rows},
+        status="loaded" if result.load_ids else "empty",
+        started_at=started,
+        finished_at=utcnow(),
+    )
+
+
+__all__ = [
+    "RunResult",
+    "SourceDataError",
+    "dataset_name",
+    "discard_loads",
+    "make_record",
+    "open_pipeline",
+    "restored_state",
+    "run",
+    "table_name",
+    "translate_error",
+    "utcnow",
+]

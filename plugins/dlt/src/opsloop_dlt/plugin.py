@@ -1,0 +1,81 @@
+"""The opsloop-dlt plugin's hooks: sources from config, loads, reads, commands, checks.
+
+This module imports neither dlt nor pandas: every hook imports what it needs when called,
+so ``opsloop --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from opsloop import hookimpl
+from opsloop.interfaces import CheckResult, PluginInfo
+
+if TYPE_CHECKING:
+    import typer
+
+    from opsloop.interfaces import Dataset, SourceSpec
+    from opsloop.project import Project
+    from opsloop.records import LoadRecord
+
+#: Source kinds this plugin loads.
+KINDS = ("landing_files", "sql")
+
+
+@hookimpl
+def describe_plugin() -> PluginInfo:
+    return PluginInfo(
+        name="dlt",
+        stage="ingest",
+        summary="incremental loads of landing files and SQL tables into DuckDB with dlt",
+        config_model="opsloop_dlt.settings:Settings",
+        vendor_packages=("dlt", "duckdb", "pandas"),
+    )
+
+
+@hookimpl
+def register_sources(project: Project) -> list[SourceSpec]:
+    """The sources declared in ``[plugin.dlt] sources``, paths relative to the project root."""
+    from opsloop_dlt.settings import load_settings
+
+    settings = load_settings(project)
+    return [s.to_spec(project.root) for s in settings.source_configs(project.config.source)]
+
+
+@hookimpl
+def load_source(project: Project, source: SourceSpec) -> LoadRecord | None:
+    """Load a ``landing_files`` or ``sql`` source with dlt; None for any other kind."""
+    if source.kind not in KINDS:
+        return None
+    from opsloop_dlt.settings import load_settings
+
+    settings = load_settings(project)
+    if source.kind == "landing_files":
+        from opsloop_dlt.landing import load_landing_files
+
+        return load_landing_files(project, source, settings.csv_chunk_rows)
+    from opsloop_dlt.sql import load_sql_table
+
+    return load_sql_table(project, source)
+
+
+@hookimpl
+def read_dataset(project: Project, table: str, dataset: str) -> Dataset | None:
+    """The table as a DataFrame without dlt's columns, its load ids and a content hash."""
+    from opsloop_dlt.reader import read_dataset as read
+
+    return read(project, table, dataset)
+
+
+@hookimpl
+def register_commands(cli: typer.Typer) -> None:
+    from opsloop_dlt.cli import app
+
+    cli.add_typer(app, name="ingest")
+
+
+@hookimpl
+def register_checks(project: Project) -> list[CheckResult]:
+    from opsloop_dlt.checks import checks
+
+    return checks(project)

@@ -1,0 +1,110 @@
+"""Load one table of a SQL database (PostgreSQL, MariaDB, ... via SQLAlchemy) with dlt.
+
+With ``incremental`` (a cursor column such as ``updated_at``) a run reads only rows whose
+cursor is at or past the last value loaded; dlt keeps that value in its state, committed
+with each load and restored from the warehouse. ``replace`` always reads the whole table.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from opsloop.errors import OpsloopError
+from opsloop.redact import redact_text
+from opsloop_dlt.pipeline import (
+    column_hints,
+    make_record,
+    open_pipeline,
+    restored_state,
+    run,
+    table_name,
+    utcnow,
+    write_disposition,
+)
+from opsloop_dlt.settings import resolve_credentials
+
+if TYPE_CHECKING:
+    from opsloop.interfaces import SourceSpec
+    from opsloop.project import Project
+    from opsloop.records import LoadRecord
+
+
+def load_sql_table(project: Project, source: SourceSpec) -> LoadRecord:
+    """Load the new rows of ``options["table"]`` (all rows without a cursor, or for replace)."""
+    started = utcnow()
+    options = source.options
+    remote_table = options.get("table")
+    if not remote_table:
+        raise OpsloopError(f"source '{source.name}': a sql source needs options['table']")
+    url = resolve_credentials(options, source.name)
+    disposition = write_disposition(source)
+    table = table_name(source.name)
+    _check_connection(url, source.name, str(remote_table), options.get("schema"))
+
+    import dlt
+    from dlt.sources.sql_database import sql_table
+
+    pipeline = open_pipeline(project, source)
+    restored_state(project, pipeline, source)
+    cursor = source.incremental if source.write_disposition != "replace" else None
+
+    def resources() -> Any:
+        resource = sql_table(
+            credentials=url,
+            table=str(remote_table),
+            schema=options.get("schema"),
+            incremental=dlt.sources.incremental(cursor) if cursor else None,
+            reflection_level="full_with_precision",
+        ).with_name(table)
+        hints: dict[str, Any] = {"write_disposition": disposition}
+        if source.primary_key:
+            hints["primary_key"] = list(source.primary_key)
+        if column_hints(source):
+            hints["columns"] = column_hints(source)
+        resource.apply_hints(**hints)
+        return resource
+
+    result = run(project, pipeline, source, resources, table)
+    return make_record(source, pipeline, project, table, result, started)
+
+
+def _check_connection(url: str, source: str, table: str, schema: str | None) -> None:
+    """Fail early with one line when the database or the table cannot be reached."""
+    import sqlalchemy as sa
+
+    try:
+        engine = sa.create_engine(url)
+    except (sa.exc.ArgumentError, ImportError, ModuleNotFoundError) as exc:
+        raise OpsloopError(
+            f"source '{source}': unusable connection string {redact_text(_safe_url(url))}: "
+            f"{_line(exc)}"
+        ) from None
+    try:
+        with engine.connect() as con:
+            if not sa.inspect(con).has_table(table, schema=schema):
+                where = f"{schema}.{table}" if schema else table
+                raise OpsloopError(
+                    f"source '{source}': no table '{where}' in {_safe_url(url)}; check "
+                    "'table' and 'schema'"
+                )
+    except sa.exc.SQLAlchemyError as exc:
+        raise OpsloopError(
+            f"source '{source}': cannot connect to {_safe_url(url)}: {_line(exc)}"
+        ) from None
+    finally:
+        engine.dispose()
+
+
+def _safe_url(url: str) -> str:
+    """The connection string with its password masked."""
+    try:
+        import sqlalchemy as sa
+
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - never echo an unparsable secret
+        return "<connection string>"
+
+
+def _line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return redact_text(text[0] if text else type(exc).__name__)[:300]
