@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from opsloop.errors import OpsloopError
@@ -53,17 +54,19 @@ def check_drift(
     columns: list[str] | None = None,
     window: str = "",
     lineage: dict[str, Any] | None = None,
+    report_dir: Path | None = None,
 ) -> tuple[DriftResult, Signal | None]:
-    """Compare ``current`` with ``reference``; a drifted result is emitted as a Signal."""
+    """Compare ``current`` with ``reference``; a drifted result is emitted as a Signal.
+
+    Reports go to ``report_dir`` (default: ``<home>/reports/drift/<model>/``).
+    """
     chosen = get_detector(project, detector)
-    result = chosen.detect(
-        reference, current, columns=columns, report_dir=project.path("reports", "drift", model)
-    )
+    if report_dir is None:
+        report_dir = project.path("reports", "drift", model, "x").parent
+    result = chosen.detect(reference, current, columns=columns, report_dir=report_dir)
     signal = None
     if result.drifted:
-        drifted = sorted(
-            (f for f in result.features if f.drifted), key=lambda f: f.statistic, reverse=True
-        )
+        drifted = [f for f in result.features if f.drifted]
         share = result.share_drifted
         signal = Signal(
             source=f"monitor.{result.detector}",

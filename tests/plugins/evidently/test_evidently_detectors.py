@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from opsloop_evidently.detector import EvidentlyDriftDetector, features_from_snapshot
+from opsloop_evidently.psi_ks import PsiKsDetector, psi, psi_bins
 
 import opsloop
 from opsloop.errors import OpsloopError
 from opsloop.interfaces import DriftDetector, DriftResult
-from opsloop_evidently.detector import EvidentlyDriftDetector, features_from_snapshot
-from opsloop_evidently.psi_ks import PsiKsDetector, psi, psi_bins
 
 DATA = Path(opsloop.__file__).parent / "data" / "breast_cancer.csv"
 
@@ -42,9 +42,7 @@ def shifted_features(features: list[str]) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def shifted(
-    split: tuple[pd.DataFrame, pd.DataFrame], shifted_features: list[str]
-) -> pd.DataFrame:
+def shifted(split: tuple[pd.DataFrame, pd.DataFrame], shifted_features: list[str]) -> pd.DataFrame:
     current = split[1].copy()
     current[shifted_features] = current[shifted_features] * 1.5
     return current
@@ -118,7 +116,7 @@ def test_evidently_writes_a_timestamped_html_report(evidently_shifted: DriftResu
 def test_evidently_honours_columns(
     split: tuple[pd.DataFrame, pd.DataFrame], shifted: pd.DataFrame, features: list[str]
 ) -> None:
-    wanted = [features[1], features[0], features[3]]  # one unshifted, two shifted
+    wanted = [features[1], features[0], features[2]]  # one unshifted, two shifted
     result = EvidentlyDriftDetector(drift_share=0.5).detect(split[0], shifted, columns=wanted)
     assert [f.feature for f in result.features] == wanted
     assert [f.drifted for f in result.features] == [False, True, True]
@@ -129,19 +127,32 @@ def test_evidently_honours_columns(
 def test_evidently_uses_its_drift_share(
     split: tuple[pd.DataFrame, pd.DataFrame], shifted: pd.DataFrame, features: list[str]
 ) -> None:
-    wanted = [features[1], features[0], features[3]]
+    wanted = [features[1], features[0], features[2]]
     result = EvidentlyDriftDetector(drift_share=0.7).detect(split[0], shifted, columns=wanted)
     assert result.share_drifted == pytest.approx(2 / 3)
     assert not result.drifted
 
 
-def test_evidently_compares_categorical_columns(frame: pd.DataFrame) -> None:
-    ref = pd.DataFrame({"colour": ["red"] * 150 + ["blue"] * 150, "x": frame.iloc[:300, 0]})
-    cur = pd.DataFrame({"colour": ["red"] * 30 + ["blue"] * 240, "x": frame.iloc[300:570, 0]})
+def test_evidently_compares_categorical_columns() -> None:
+    ref = pd.DataFrame({"colour": ["red"] * 150 + ["blue"] * 150, "n": range(300)})
+    cur = pd.DataFrame({"colour": ["red"] * 30 + ["blue"] * 240, "n": range(270)})
     result = EvidentlyDriftDetector().detect(ref, cur, columns=["colour"])
     (colour,) = result.features
     assert colour.drifted and colour.statistic < colour.threshold
     assert "p_value" in colour.method
+
+
+def test_evidently_uses_distances_past_1000_rows() -> None:
+    rng = np.random.default_rng(3)
+    ref = pd.DataFrame({"x": rng.normal(size=1500), "y": rng.normal(size=1500)})
+    cur = pd.DataFrame({"x": rng.normal(loc=1.0, size=1500), "y": rng.normal(size=1500)})
+    cur["c"] = ref["c"] = "a"
+    cur.loc[:700, "c"] = "b"
+    x, y, c = EvidentlyDriftDetector().detect(ref, cur).features
+    assert x.method == "Wasserstein distance (normed)" and x.threshold == 0.1
+    assert x.drifted and x.statistic >= 0.1
+    assert not y.drifted and y.statistic < 0.1
+    assert c.method == "Jensen-Shannon distance" and c.drifted
 
 
 def test_evidently_reports_an_unknown_method(split: tuple[pd.DataFrame, pd.DataFrame]) -> None:

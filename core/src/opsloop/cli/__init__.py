@@ -124,7 +124,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"opsloop: error: {exc.format_message()}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except OpsloopError as exc:
-        context.err_console.print(f"opsloop: error: {exc}", markup=False, highlight=False)
+        context.err_console.print(
+            f"opsloop: error: {exc}", markup=False, highlight=False, soft_wrap=True
+        )
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         print("opsloop: interrupted", file=sys.stderr)

@@ -1,0 +1,83 @@
+"""opsloop plugin entry point for Evidently: drift detectors, `opsloop monitor drift`, doctor.
+
+This module imports no vendor SDK, pandas or numpy: hook bodies import what they need.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from opsloop import hookimpl
+from opsloop.interfaces import PluginInfo
+
+if TYPE_CHECKING:
+    import typer
+
+    from opsloop.interfaces import CheckResult, DriftDetector
+    from opsloop.project import Project
+    from opsloop_evidently.settings import Settings
+
+NAME = "evidently"
+
+
+@hookimpl
+def describe_plugin() -> PluginInfo:
+    return PluginInfo(
+        name=NAME,
+        stage="monitor",
+        summary="data drift: Evidently reports and a light PSI/KS detector",
+        config_model="opsloop_evidently.settings:Settings",
+        vendor_packages=("evidently",),
+    )
+
+
+def plugin_settings(project: Project) -> Settings:
+    """The validated ``[plugin.evidently]`` table (also when registered under another name)."""
+    from opsloop_evidently.settings import Settings
+
+    value = project.settings(NAME)
+    if isinstance(value, Settings):
+        return value
+    from pydantic import ValidationError
+
+    from opsloop.config import format_validation_error
+    from opsloop.errors import ConfigError
+
+    try:
+        return Settings.model_validate(value)
+    except ValidationError as exc:
+        raise ConfigError(
+            format_validation_error(exc, project.config.source, prefix=f"plugin.{NAME}")
+        ) from None
+
+
+@hookimpl
+def register_drift_detectors(project: Project) -> list[DriftDetector]:
+    from opsloop_evidently.detector import EvidentlyDriftDetector
+    from opsloop_evidently.psi_ks import PsiKsDetector
+
+    settings = plugin_settings(project)
+    share = project.config.monitor.drift_share
+    return [
+        EvidentlyDriftDetector(share, method=settings.method, threshold=settings.threshold),
+        PsiKsDetector(
+            share,
+            alpha=settings.ks_alpha,
+            psi_threshold=settings.psi_threshold,
+            max_bins=settings.psi_bins,
+        ),
+    ]
+
+
+@hookimpl
+def register_commands(cli: typer.Typer) -> None:
+    from opsloop_evidently.cli import build_app
+
+    build_app(cli)
+
+
+@hookimpl
+def register_checks(project: Project) -> list[CheckResult]:
+    from opsloop_evidently.checks import evidently_imports, telemetry_off
+
+    return [evidently_imports(), telemetry_off()]
