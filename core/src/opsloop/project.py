@@ -7,6 +7,7 @@ warehouse, and how it writes records and audit entries.
 from __future__ import annotations
 
 import importlib
+import json
 import os
 from functools import cached_property
 from pathlib import Path
@@ -81,7 +82,11 @@ class Project:
         prefix = f"OPSLOOP_PLUGIN__{plugin.upper().replace('-', '_')}__"
         for key, value in os.environ.items():
             if key.startswith(prefix):
-                raw[key[len(prefix) :].lower()] = value
+                try:
+                    parsed: Any = json.loads(value)
+                except ValueError:
+                    parsed = value
+                raw[key[len(prefix) :].lower()] = parsed
         entry = self.plugins.entries.get(plugin)
         model_path = entry.info.config_model if entry and entry.info else None
         if model_path is None:

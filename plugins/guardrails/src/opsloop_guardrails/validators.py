@@ -1,0 +1,130 @@
+"""guardrails-ai validators (registered with ``register_validator``) built on the pure rules.
+
+* ``opsloop/pii``: e-mail, payment card (Luhn), phone, IBAN (mod-97); fix value is redacted.
+* ``opsloop/secrets``: API keys, tokens, private key blocks; fix value is redacted.
+* ``opsloop/prompt_injection``: rule-based injection and jailbreak markers; no fix value.
+* ``opsloop/scanner``: any opsloop Scanner as a guardrails validator (the way back).
+
+Each failure carries one ``ErrorSpan`` per finding; its ``reason`` is ``"<type>: <rule>"``
+(e.g. ``"pii.card: luhn"``), which :mod:`opsloop_guardrails.scanners` turns into findings.
+Importing this module imports guardrails, offline (see :mod:`opsloop_guardrails.offline`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from opsloop_guardrails import rules
+from opsloop_guardrails.offline import load_guardrails
+
+load_guardrails()
+
+from guardrails.validators import (  # noqa: E402 - only after the offline import above
+    ErrorSpan,
+    FailResult,
+    PassResult,
+    ValidationResult,
+    Validator,
+    register_validator,
+)
+
+if TYPE_CHECKING:
+    from opsloop.interfaces import Scanner
+
+REASON_SEPARATOR = ": "
+
+
+def reason(finding_type: str, detail: str) -> str:
+    """The ErrorSpan reason for a finding: ``"<type>: <detail>"`` (or just the type)."""
+    return f"{finding_type}{REASON_SEPARATOR}{detail}" if detail else finding_type
+
+
+def _result(value: str, matches: Sequence[rules.Match], what: str, fix: bool) -> ValidationResult:
+    if not matches:
+        return PassResult()
+    kinds = sorted({m.type for m in matches})
+    return FailResult(
+        error_message=f"{what}: {', '.join(kinds)}",
+        fix_value=rules.redact(value, matches) if fix else None,
+        error_spans=[
+            ErrorSpan(start=m.start, end=m.end, reason=reason(m.type, m.rule)) for m in matches
+        ],
+    )
+
+
+@register_validator(name="opsloop/pii", data_type="string")
+class DetectPII(Validator):
+    """Finds e-mail addresses, payment cards, phone numbers and IBANs; fix redacts them."""
+
+    def __init__(
+        self, entities: Sequence[str] = rules.PII_ENTITIES, on_fail: Any = None, **kwargs: Any
+    ) -> None:
+        unknown = sorted(set(entities) - set(rules.PII_ENTITIES))
+        if unknown:
+            raise ValueError(f"unknown PII entities {unknown}; use {list(rules.PII_ENTITIES)}")
+        super().__init__(on_fail=on_fail, entities=list(entities), **kwargs)
+        self.entities = tuple(entities)
+
+    def _validate(self, value: Any, metadata: dict[str, Any]) -> ValidationResult:
+        text = str(value)
+        return _result(text, rules.find_pii(text, self.entities), "PII found", fix=True)
+
+
+@register_validator(name="opsloop/secrets", data_type="string")
+class DetectSecrets(Validator):
+    """Finds API keys, tokens and private key blocks; fix redacts them as ``<SECRET>``."""
+
+    def __init__(self, on_fail: Any = None, **kwargs: Any) -> None:
+        super().__init__(on_fail=on_fail, **kwargs)
+
+    def _validate(self, value: Any, metadata: dict[str, Any]) -> ValidationResult:
+        text = str(value)
+        return _result(text, rules.find_secrets(text), "secret found", fix=True)
+
+
+@register_validator(name="opsloop/prompt_injection", data_type="string")
+class DetectPromptInjection(Validator):
+    """Rule-based prompt-injection and jailbreak detector; ``metadata["target"]`` picks rules."""
+
+    def __init__(
+        self, extra_patterns: Sequence[str] = (), on_fail: Any = None, **kwargs: Any
+    ) -> None:
+        super().__init__(on_fail=on_fail, extra_patterns=list(extra_patterns), **kwargs)
+        self.extra = rules.compile_patterns(extra_patterns)
+
+    def _validate(self, value: Any, metadata: dict[str, Any]) -> ValidationResult:
+        text = str(value)
+        target = str(metadata.get("target", "input"))
+        found = rules.find_injection(text, target, self.extra)
+        return _result(text, found, "prompt injection", fix=False)
+
+
+@register_validator(name="opsloop/scanner", data_type="string")
+class ScannerValidator(Validator):
+    """Any opsloop Scanner as a guardrails validator: a redact verdict is the fix value."""
+
+    def __init__(
+        self, scanner: Scanner, target: str = "input", on_fail: Any = None, **kwargs: Any
+    ) -> None:
+        if target not in rules.TARGETS:
+            raise ValueError(f"unknown scan target {target!r}; use one of {list(rules.TARGETS)}")
+        super().__init__(on_fail=on_fail, scanner=scanner.name, target=target, **kwargs)
+        self.scanner = scanner
+        self.target = target
+
+    def _validate(self, value: Any, metadata: dict[str, Any]) -> ValidationResult:
+        target = str(metadata.get("target", self.target))
+        result = self.scanner.scan(str(value), target=target)
+        if result.verdict == "allow":
+            return PassResult()
+        kinds = sorted({f.type for f in result.findings}) or [self.scanner.name]
+        return FailResult(
+            error_message=f"{self.scanner.name} {result.verdict}: {', '.join(kinds)}",
+            fix_value=result.text if result.verdict == "redact" else None,
+            error_spans=[
+                ErrorSpan(start=f.start, end=f.end, reason=reason(f.type, f.detail))
+                for f in result.findings
+                if 0 <= f.start <= f.end
+            ],
+        )
