@@ -32,7 +32,7 @@ def measure() -> dict[str, dict[str, float]]:
     cwd = tempfile.mkdtemp(prefix="opsloop-bench-")
     env = {**os.environ, "COLUMNS": "120", "RUNTIME__DLTHUB_TELEMETRY": "false"}
     samples: dict[str, list[float]] = {name: [] for name in COMMANDS}
-    for name, cmd in COMMANDS.items():  # warm the page cache once
+    for cmd in COMMANDS.values():  # warm the page cache once
         subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, check=False)
     for _ in range(RUNS):
         for name, cmd in COMMANDS.items():

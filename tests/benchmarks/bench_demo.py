@@ -23,7 +23,9 @@ def main() -> dict[str, object]:
     )  # fmt: skip
     seconds = time.perf_counter() - start
     if out.returncode != 0:
-        raise SystemExit(f"demo failed ({out.returncode}):\n{out.stdout[-2000:]}{out.stderr[-2000:]}")
+        raise SystemExit(
+            f"demo failed ({out.returncode}):\n{out.stdout[-2000:]}{out.stderr[-2000:]}"
+        )
     report = {
         "benchmark": "demo",
         "seconds": round(seconds, 1),

@@ -10,8 +10,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import bench_cli_start  # noqa: E402
-import bench_demo  # noqa: E402
+import bench_cli_start
+import bench_demo
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "benchmarks.md"
 START, END = "<!-- results:start -->", "<!-- results:end -->"
@@ -25,7 +25,8 @@ def main() -> None:
         f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.machine()}, "
         f"Python {platform.python_version()}, {cli['runs']} interleaved runs per command.",
         "",
-        "| command | median s | min s | max s | vs `mlflow --help` | vs `dlt --help` | target ≤ 0.3 s |",
+        "| command | median s | min s | max s | vs `mlflow --help` | vs `dlt --help` "
+        "| target ≤ 0.3 s |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in cli["rows"]:  # type: ignore[union-attr]

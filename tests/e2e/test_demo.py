@@ -63,7 +63,9 @@ NO_NETWORK = textwrap.dedent(
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str], Path]:
+def demo(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, subprocess.CompletedProcess[str], Path]:
     root = tmp_path_factory.mktemp("e2e")
     guard_dir = root / "offline"
     guard_dir.mkdir()
@@ -86,22 +88,28 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.Com
     return project, out, net_log
 
 
-def test_demo_exits_zero_with_a_summary(demo: tuple[Path, subprocess.CompletedProcess[str], Path]) -> None:
-    project, out, _ = demo
+def test_demo_exits_zero_with_a_summary(
+    demo: tuple[Path, subprocess.CompletedProcess[str], Path],
+) -> None:
+    _project, out, _ = demo
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     for step in ("ingest", "train and register", "serve", "monitor", "guard", "respond"):
         assert f"✓ {step}:" in out.stdout
     assert "opsloop demo: summary" in out.stdout and "chain intact" in out.stdout
 
 
-def test_demo_made_no_network_call(demo: tuple[Path, subprocess.CompletedProcess[str], Path]) -> None:
-    _, out, net_log = demo
+def test_demo_made_no_network_call(
+    demo: tuple[Path, subprocess.CompletedProcess[str], Path],
+) -> None:
+    _, _out, net_log = demo
     attempts = net_log.read_text() if net_log.exists() else ""
     assert attempts == "", f"network calls attempted:\n{attempts}"
 
 
-def test_demo_records_tell_the_whole_story(demo: tuple[Path, subprocess.CompletedProcess[str], Path]) -> None:
-    root, out, _ = demo
+def test_demo_records_tell_the_whole_story(
+    demo: tuple[Path, subprocess.CompletedProcess[str], Path],
+) -> None:
+    root, _out, _ = demo
     project = Project.open(root, environ={})
     try:
         loads = project.records.list(LoadRecord)

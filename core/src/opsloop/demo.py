@@ -141,7 +141,9 @@ class _Runner:
             raise _StepFailed(name, result)
 
     def advance(self, description: str) -> None:
-        self.progress.update(self.task, advance=1, description=description)
+        """Name the step now running; the bar counts the steps already finished."""
+        done = len(self.summary.steps)
+        self.progress.update(self.task, completed=done, description=description)
 
 
 class _StepFailed(Exception):
@@ -324,7 +326,7 @@ def _run_steps(project: Project, runner: _Runner) -> None:
         run.output_path,
         t0,
     )
-    runner.advance("done")
+    runner.progress.update(runner.task, completed=6, description="done")
 
 
 def _chunks(items: list[dict[str, float]], size: int) -> list[list[dict[str, float]]]:

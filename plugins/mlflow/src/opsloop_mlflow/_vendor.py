@@ -32,6 +32,9 @@ def import_mlflow() -> Any:
     """Import and return ``mlflow`` with telemetry off."""
     for key, value in OFFLINE_ENV.items():
         os.environ.setdefault(key, value)
+    # MLflow logs store migrations at INFO on first use; a CLI user should not see them.
+    # Read once, at MLflow's import; a level the user set is kept.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     imported_before = "mlflow" in sys.modules
     import mlflow
 
