@@ -148,3 +148,44 @@ def test_audit_verify_exit_codes(tmp_path: Path) -> None:
     bad = run("audit", "verify", cwd=tmp_path)
     assert bad.returncode == 1
     assert "entry 2 is bad" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_runbook_parameter_errors_are_one_line_exit_2(tmp_path: Path) -> None:
+    run("init", str(tmp_path), cwd=tmp_path)
+    wrong_type = run("runbook", "run", "drift-triage", "-P", "model=3", "-P", "windw=x",
+                     cwd=tmp_path)  # fmt: skip
+    assert wrong_type.returncode == 2
+    lines = wrong_type.stderr.strip().splitlines()
+    assert len(lines) == 1 and "'windw'" in lines[0] and "did you mean 'window'" in lines[0]
+    not_kv = run("runbook", "run", "drift-triage", "-P", "model", cwd=tmp_path)
+    assert not_kv.returncode == 2 and "KEY=VALUE" in not_kv.stderr
+    unknown = run("runbook", "run", "drift-triag", cwd=tmp_path)
+    assert unknown.returncode == 2 and "did you mean 'drift-triage'" in unknown.stderr
+    assert not (tmp_path / ".opsloop" / "runbooks").exists()  # nothing half-written
+
+
+def test_runbook_wrong_type_is_one_line_exit_2(tmp_path: Path) -> None:
+    import nbformat
+
+    run("init", str(tmp_path), cwd=tmp_path)
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("window: int = 7  # days to look back\n")
+    cell.metadata["tags"] = ["parameters"]
+    nb.cells = [cell, nbformat.v4.new_code_cell("print(window * 2)")]
+    folder = tmp_path / "notebooks" / "runbooks"
+    folder.mkdir(parents=True)
+    nbformat.write(nb, folder / "typed.ipynb")
+    out = run("runbook", "run", "typed", "-P", "window=abc", cwd=tmp_path)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "parameter 'window' must be int, got 'abc'" in lines[0]
+    assert not (tmp_path / ".opsloop" / "runbooks").exists()
+    listed = run("runbook", "list", cwd=tmp_path)
+    assert "typed" in listed.stdout and "window: int" in listed.stdout
+
+
+def test_demo_refuses_a_used_folder(tmp_path: Path) -> None:
+    (tmp_path / "used" / ".opsloop").mkdir(parents=True)
+    out = run("demo", str(tmp_path / "used"), cwd=tmp_path)
+    assert out.returncode == 2
+    assert len(out.stderr.strip().splitlines()) == 1 and "already holds" in out.stderr

@@ -166,6 +166,11 @@ def run_demo(
     folder = Path(path) if path else Path(tempfile.mkdtemp(prefix="opsloop-demo-"))
     folder = folder.resolve()
     folder.mkdir(parents=True, exist_ok=True)
+    if (folder / ".opsloop").exists() or (folder / "landing").exists():
+        raise OpsloopError(
+            f"{folder} already holds a demo project; run the demo in a new folder "
+            "(or none, for a temporary one)"
+        )
     if not (folder / CONFIG_FILE).exists():
         (folder / CONFIG_FILE).write_text(STARTER.format(name="opsloop-demo"), encoding="utf-8")
     project = Project.open(folder, plugins=plugins)
