@@ -18,8 +18,6 @@ def show(
     as_json: bool = typer.Option(False, "--json", help="Print JSON lines."),
 ) -> None:
     """Show audit entries, oldest first."""
-    from rich.table import Table
-
     project = context.open_project()
     entries = [e for e in project.audit.entries() if e.get("action", "").startswith(action)]
     if limit:
@@ -28,17 +26,19 @@ def show(
         for e in entries:
             print(json.dumps(e, sort_keys=True))
         return
-    table = Table(title=f"audit log: {project.audit.path}", title_justify="left")
-    for col in ("seq", "time", "actor", "action", "target", "change"):
-        table.add_column(col, overflow="fold")
+    console = context.console
+    console.print(
+        f"[bold]audit log[/] {project.audit.path} ({len(entries)} shown)", highlight=False
+    )
     for e in entries:
-        change = ""
-        if e.get("before") is not None or e.get("after") is not None:
-            change = f"{json.dumps(e.get('before'))} -> {json.dumps(e.get('after'))}"
-        table.add_row(
-            str(e["seq"]), e["time"][:19], e["actor"], e["action"], e["target"], change[:200]
+        head = (
+            f"{e['seq']:>5} {e['time'][:19].replace('T', ' ')} {e['actor']:<10} "
+            f"[bold]{e['action']}[/] {e['target']}"
         )
-    context.console.print(table)
+        console.print(head, highlight=False, overflow="fold")
+        change = _change(e.get("before"), e.get("after"))
+        if change:
+            console.print(f"      {change}", highlight=False, overflow="ellipsis", no_wrap=True)
 
 
 @audit_app.command("verify")
@@ -54,6 +54,27 @@ def verify() -> None:
         file=__import__("sys").stderr,
     )
     raise typer.Exit(1)
+
+
+def _brief(value: object) -> str:
+    if isinstance(value, dict):
+        return ", ".join(
+            f"{k}={_brief(v)}" for k, v in value.items() if v not in (None, "", [], {})
+        )
+    if isinstance(value, list):
+        return "[" + ", ".join(_brief(v) for v in value[:3]) + (", ..." if len(value) > 3 else "]")
+    return str(value)
+
+
+def _change(before: object, after: object) -> str:
+    """One short line: ``before -> after``; `--json` shows everything."""
+    if before in (None, {}) and after in (None, {}):
+        return ""
+    if before in (None, {}):
+        return _brief(after)
+    if after in (None, {}):
+        return f"{_brief(before)} -> (none)"
+    return f"{_brief(before)} -> {_brief(after)}"
 
 
 def register(app: typer.Typer) -> None:

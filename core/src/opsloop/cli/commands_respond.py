@@ -16,21 +16,22 @@ def incident_list(
     all_: bool = typer.Option(False, "--all", help="Include resolved incidents."),
 ) -> None:
     """List incidents with their current status."""
-    from rich.table import Table
-
     from opsloop.respond import list_incidents
 
     project = context.open_project()
-    table = Table(title="incidents", title_justify="left")
-    for col in ("id", "opened", "severity", "status", "subject", "title", "runbook runs"):
-        table.add_column(col, overflow="fold")
-    for view in list_incidents(project, open_only=not all_):
+    views = list_incidents(project, open_only=not all_)
+    console = context.console
+    console.print(f"[bold]{len(views)} {'' if all_ else 'open '}incident(s)[/]", highlight=False)
+    colour = {"critical": "red", "warning": "yellow", "info": "blue"}
+    for view in views:
         i = view.incident
-        table.add_row(
-            i.id, i.created_at[:19], i.severity, view.status, i.subject, i.title,
-            str(len(view.runbook_runs)),
-        )  # fmt: skip
-    context.console.print(table)
+        sev = f"[{colour.get(i.severity, 'white')}]{i.severity}[/]"
+        console.print(
+            f"{i.id}  {view.status:<12} {sev:<8} {i.subject}  opened "
+            f"{i.created_at[:16].replace('T', ' ')} UTC, {len(view.runbook_runs)} runbook run(s)",
+            highlight=False,
+        )
+        console.print(f"    {i.title}", highlight=False)
 
 
 @incident_app.command("show")
