@@ -7,21 +7,57 @@ import platform
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 import bench_cli_start
 import bench_demo
+import bench_registry_load
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "benchmarks.md"
 START, END = "<!-- results:start -->", "<!-- results:end -->"
+REGISTRY_START, REGISTRY_END = "<!-- registry-results:start -->", "<!-- registry-results:end -->"
+
+
+def _replace(text: str, start: str, end: str, lines: list[str]) -> str:
+    """``text`` with the block between the ``start`` and ``end`` markers replaced."""
+    head, found, rest = text.partition(start)
+    if not found:
+        raise SystemExit(f"{DOC} lacks the marker {start}")
+    _, _, tail = rest.partition(end)
+    return head + "\n".join([start, *lines, end]) + tail
+
+
+def registry_lines(reg: dict[str, Any]) -> list[str]:
+    """The registry-load section: medians, the ratio and the raw JSON."""
+    ml = reg["mlflow_pyfunc_load_model"]
+    op = reg["opsloop_resolve_and_load"]
+    verdict = "met" if reg["meets_target"] else "MISSED"
+    return [
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.machine()}, "
+        f"Python {reg['python']}, MLflow {reg['mlflow']}, {reg['runs']} interleaved loads each.",
+        "",
+        "| loader | median ms | min ms | max ms |",
+        "|---|---|---|---|",
+        f'| `mlflow.pyfunc.load_model("{reg["uri"]}")` | {ml["median_ms"]} | {ml["min_ms"]} '
+        f"| {ml['max_ms']} |",
+        f"| opsloop resolve `@champion` + load, {reg['artifact_files_hashed_per_load']} files "
+        f"SHA-256-checked | {op['median_ms']} | {op['min_ms']} | {op['max_ms']} |",
+        "",
+        f"Ratio opsloop / MLflow: {reg['ratio']}x (target ≤ {reg['target_ratio']}x: {verdict}).",
+        "",
+        "```json",
+        json.dumps(reg, indent=1),
+        "```",
+    ]
 
 
 def main() -> None:
     cli = bench_cli_start.main()
     demo = bench_demo.main()
+    reg = bench_registry_load.main()
     lines = [
-        START,
         f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.machine()}, "
         f"Python {platform.python_version()}, {cli['runs']} interleaved runs per command.",
         "",
@@ -45,12 +81,10 @@ def main() -> None:
         "```json",
         json.dumps({"cli": cli, "demo": demo}, indent=1),
         "```",
-        END,
     ]
-    text = DOC.read_text()
-    head, _, rest = text.partition(START)
-    _, _, tail = rest.partition(END)
-    DOC.write_text(head + "\n".join(lines) + tail)
+    text = _replace(DOC.read_text(), START, END, lines)
+    text = _replace(text, REGISTRY_START, REGISTRY_END, registry_lines(reg))
+    DOC.write_text(text)
     print(f"wrote {DOC}")
 
 

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from opsloop.config_files import CONFIG_FILE, find_config, read_toml
 from opsloop.errors import ConfigError
@@ -59,6 +59,49 @@ class RespondSection(_Section):
     kernel: str = "python3"
 
 
+class GateSection(_Section):
+    """``[registry.gate]``: the promotion gate, an evaluation on a named holdout table."""
+
+    holdout: str  # "dataset.table", read through the read_dataset hook
+    target: str = "target"
+    #: metric -> minimum (maximum for the lower-is-better metrics: log_loss, mae, rmse)
+    thresholds: dict[str, float] = Field(default_factory=dict)
+    #: metric -> how much worse than the current holder of the alias a candidate may be
+    max_regression: dict[str, float] = Field(default_factory=dict)
+    #: the aliases this gate guards
+    aliases: list[str] = Field(default_factory=lambda: ["champion"])
+
+    @field_validator("holdout")
+    @classmethod
+    def _dataset_table(cls, value: str) -> str:
+        dataset, dot, table = value.partition(".")
+        if not dot or not dataset.strip() or not table.strip():
+            raise ValueError("holdout must name a table as 'dataset.table'")
+        return value
+
+    @field_validator("max_regression")
+    @classmethod
+    def _margins(cls, value: dict[str, float]) -> dict[str, float]:
+        for metric, margin in value.items():
+            if margin < 0:
+                raise ValueError(f"margin of '{metric}' must be 0 or more, got {margin}")
+        return value
+
+
+class ReadinessSection(_Section):
+    """``[registry.readiness]``: which alias moves need a go readiness verdict."""
+
+    required_for: list[str] = Field(default_factory=list)  # e.g. ["champion"]
+
+
+class RegistrySection(_Section):
+    """``[registry]``: promotion gate, readiness requirement, where model cards go."""
+
+    gate: GateSection | None = None
+    readiness: ReadinessSection = Field(default_factory=ReadinessSection)
+    cards: str = "cards"  # model cards folder, relative to the project home
+
+
 class Config(_Section):
     """The whole opsloop.toml."""
 
@@ -69,6 +112,7 @@ class Config(_Section):
     plugins: PluginsSection = Field(default_factory=PluginsSection)
     monitor: MonitorSection = Field(default_factory=MonitorSection)
     respond: RespondSection = Field(default_factory=RespondSection)
+    registry: RegistrySection = Field(default_factory=RegistrySection)
     plugin: dict[str, dict[str, Any]] = Field(default_factory=dict)  # [plugin.<name>]
 
     # Where the configuration came from; not a setting.
@@ -99,8 +143,13 @@ def _shown(value: Any) -> str:
 
 
 def format_validation_error(error: ValidationError, source: str, prefix: str = "") -> str:
-    """One line for the first problem: key, file, what was expected."""
-    first = error.errors()[0]
+    """One line for the first problem: key, file, what was expected.
+
+    An unknown key is reported before anything else: a misspelt key also makes the key it
+    was meant to be look missing, and the typo is the thing to fix.
+    """
+    errors = error.errors()
+    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     key = ".".join(str(p) for p in first["loc"])
     if prefix:
         key = f"{prefix}.{key}" if key else prefix
@@ -116,7 +165,7 @@ def format_validation_error(error: ValidationError, source: str, prefix: str = "
 
 
 _ENV_SECTIONS = frozenset(
-    ("project", "warehouse", "records", "audit", "plugins", "monitor", "respond")
+    ("project", "warehouse", "records", "audit", "plugins", "monitor", "respond", "registry")
 )
 
 
@@ -189,6 +238,17 @@ drift_share = 0.5              # a dataset drifts when this share of features dr
 [respond]
 runbook_timeout = 600          # seconds a runbook cell may run
 kernel = "python3"
+
+[registry]
+cards = "cards"                # model cards (`opsloop model card`), under the home
+# The promotion gate: `opsloop model promote` evaluates the candidate on a holdout table.
+# [registry.gate]
+# holdout = "raw.holdout"      # dataset.table, read back through the ingest plugin
+# target = "target"
+# thresholds = {{ roc_auc = 0.9, accuracy = 0.85 }}   # minimums
+# max_regression = {{ roc_auc = 0.01 }}               # vs the current champion
+# [registry.readiness]
+# required_for = ["champion"]  # aliases that need a go from `opsloop model ready`
 
 # Plugin settings go in [plugin.<name>] tables, e.g.
 # [plugin.mlflow]

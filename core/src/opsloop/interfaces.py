@@ -106,14 +106,26 @@ class TrainedModel:
 
 @runtime_checkable
 class ModelStore(Protocol):
-    """A model registry backend: versions, aliases, loads. MLflow is the default one."""
+    """A model registry backend: versions, aliases, loads, provenance and integrity.
+
+    MLflow is the default one. The core's :mod:`opsloop.registry` (promotion gates, alias
+    history, rollback, model cards, readiness) reaches the registry only through these
+    methods, so another backend that implements them gets all of that for free. Errors
+    for a person (an unknown model, version or alias) are one-line ``OpsloopError``s.
+    """
 
     name: str
 
     def register(
         self, name: str, trained: TrainedModel, *, lineage: Mapping[str, Any]
     ) -> ModelVersionRef:
-        """Log and register ``trained`` as a new version of ``name``."""
+        """Log and register ``trained`` as a new version of ``name``.
+
+        ``lineage`` may hold ``load_ids``, ``dataset``, ``content_hash`` (the training data),
+        ``registered_by`` and ``imported_from``. The store records the provenance (see
+        :meth:`provenance`) and a SHA-256 of every artifact file. A failure leaves nothing
+        registered.
+        """
         ...
 
     def set_alias(self, name: str, alias: str, version: str) -> str | None:
@@ -125,8 +137,71 @@ class ModelStore(Protocol):
         ...
 
     def load(self, ref: ModelVersionRef) -> Any:
-        """Load a version for scoring (an object with ``predict(DataFrame)``)."""
+        """Load a version for scoring (an object with ``predict(DataFrame)``).
+
+        The artifact files are checked against the hashes recorded at registration first;
+        a changed, missing or added file raises ``opsloop.errors.IntegrityError`` naming it,
+        and nothing is deserialized.
+        """
         ...
+
+    def list_models(self) -> list[str]:
+        """Every registered model name, sorted."""
+        ...
+
+    def list_versions(self, name: str) -> list[ModelVersionRef]:
+        """Every version of ``name`` with its aliases, oldest first; OpsloopError if unknown."""
+        ...
+
+    def provenance(self, ref: ModelVersionRef) -> dict[str, Any]:
+        """What a version was made from, as recorded at registration.
+
+        Keys (a value the store does not know is ``None`` or empty, never guessed):
+        ``registered_at``, ``registered_by``, ``run_id``, ``imported_from``,
+        ``training_data`` ({dataset, load_ids, content_hash, target}), ``code``
+        ({git_commit, git_dirty}), ``parameters``, ``metrics``, ``environment``
+        ({python, platform, packages}), ``signature``, ``input_example`` (records),
+        ``flavor``, ``artifacts`` ({location, files: {path: sha256}, manifest_sha256}).
+        """
+        ...
+
+    def verify(self, ref: ModelVersionRef) -> list[str]:
+        """Re-check every artifact file's hash; the problems (``"path: changed"``), or []."""
+        ...
+
+    def get_metadata(self, name: str, version: str | None = None) -> dict[str, str]:
+        """Governance metadata (owner, intended_use, ...) of a model (or one version)."""
+        ...
+
+    def set_metadata(self, name: str, version: str | None, values: Mapping[str, str]) -> None:
+        """Set governance metadata on a model (``version=None``) or one version."""
+        ...
+
+    def import_model(
+        self, source: str, *, allow_pickle: bool = False
+    ) -> tuple[TrainedModel, dict[str, Any]]:
+        """Read a model from a run id / ``runs:/`` URI or a model path, ready to register.
+
+        Returns the model and the lineage found with it (dataset, load ids, ...). Pickled
+        files run code when read: they are refused unless ``allow_pickle`` is true.
+        """
+        ...
+
+
+#: Methods every ModelStore has; the first four are all the core needs to move aliases.
+MODEL_STORE_METHODS: tuple[str, ...] = (
+    "register",
+    "set_alias",
+    "resolve",
+    "load",
+    "list_models",
+    "list_versions",
+    "provenance",
+    "verify",
+    "get_metadata",
+    "set_metadata",
+    "import_model",
+)
 
 
 # ---------------------------------------------------------------------------- serve

@@ -181,7 +181,72 @@ class RunbookRun(Record):
     finished_at: str = ""
 
 
+@dataclass(frozen=True, kw_only=True)
+class AliasMove(Record):
+    """An alias moved: a promotion, a named alias set, or a rollback. The alias history.
+
+    ``opsloop.registry`` emits one for every move; a rollback replays them (a move pushes,
+    a rollback pops), so the history is never rewritten.
+    """
+
+    kind: ClassVar[str] = "alias_move"
+    prefix: ClassVar[str] = "alm"
+
+    model: str
+    alias: str
+    to_version: str
+    from_version: str | None = None
+    reason: str = ""
+    forced: bool = False  # a failed gate was overridden with a written reason
+    rollback: bool = False
+    actor: str = ""
+    checks: list[dict[str, Any]] = field(default_factory=list)  # [{name, ok, detail}]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Evidence(Record):
+    """A recorded result about a model version: an evaluation, a load test, a security scan."""
+
+    kind: ClassVar[str] = "evidence"
+    prefix: ClassVar[str] = "evd"
+
+    model: str
+    version: str
+    type: Literal["evaluation", "load_test", "security_scan"]
+    passed: bool | None = None  # None: recorded without a verdict
+    summary: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+    source: str = ""  # the file it was read from, if any
+    sha256: str = ""  # ... and that file's SHA-256
+    actor: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReadinessVerdict(Record):
+    """Go or no-go for deploying a model version, item by item (``opsloop model ready``)."""
+
+    kind: ClassVar[str] = "readiness"
+    prefix: ClassVar[str] = "rdy"
+
+    model: str
+    version: str
+    items: list[dict[str, Any]] = field(default_factory=list)  # [{item, ok, detail}]
+    go: bool = False
+    actor: str = ""
+
+
 RECORD_TYPES: dict[str, type[Record]] = {
     cls.kind: cls
-    for cls in (Signal, Alert, Incident, IncidentUpdate, LoadRecord, ModelVersionRef, RunbookRun)
+    for cls in (
+        Signal,
+        Alert,
+        Incident,
+        IncidentUpdate,
+        LoadRecord,
+        ModelVersionRef,
+        RunbookRun,
+        AliasMove,
+        Evidence,
+        ReadinessVerdict,
+    )
 }

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from opsloop.errors import OpsloopError
 
@@ -11,6 +11,9 @@ if TYPE_CHECKING:
     from opsloop.interfaces import ServerHandle
     from opsloop.project import Project
     from opsloop.records import ModelVersionRef
+
+#: Batch inputs that name a warehouse table rather than a file: ``duckdb:DATASET.TABLE``.
+TABLE_PREFIX = "duckdb:"
 
 
 def start_server(project: Project, ref: ModelVersionRef, host: str, port: int) -> ServerHandle:
@@ -24,17 +27,33 @@ def start_server(project: Project, ref: ModelVersionRef, host: str, port: int) -
     return handle  # type: ignore[no-any-return]
 
 
-def score_batch(project: Project, ref: ModelVersionRef, input_path: Path, output_path: Path) -> int:
-    """Score a file or table with the model; returns the number of rows scored."""
-    if not input_path.exists():
-        raise OpsloopError(f"batch input {input_path} does not exist")
+def score_batch(
+    project: Project, ref: ModelVersionRef, input_path: Path | str, output_path: Path
+) -> int:
+    """Score a file or a warehouse table (``duckdb:DATASET.TABLE``); returns the rows scored."""
+    spec = str(input_path)
+    if not spec.startswith(TABLE_PREFIX) and not Path(spec).exists():
+        raise OpsloopError(f"batch input {spec} does not exist")
     rows = project.hook.score_batch(
-        project=project, ref=ref, input_path=input_path, output_path=output_path
+        project=project, ref=ref, input_path=Path(spec), output_path=output_path
     )
     if rows is None:
         raise OpsloopError("no batch-scoring plugin is installed for this input")
+    audit_batch(project, ref, spec, output_path, int(rows))
+    return int(rows)
+
+
+def audit_batch(
+    project: Project,
+    ref: ModelVersionRef,
+    input_spec: str,
+    output_path: Path,
+    rows: int,
+    **detail: Any,
+) -> None:
+    """The audit entry of a batch run (also written by plugin commands that run batches)."""
     project.audit.append(
         "serve.batch", f"{ref.name}/{ref.version}",
-        after={"input": str(input_path), "output": str(output_path), "rows": rows},
+        after={"input": input_spec, "output": str(output_path), "rows": rows},
+        detail=detail or None,
     )  # fmt: skip
-    return int(rows)

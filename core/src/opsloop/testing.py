@@ -28,6 +28,7 @@ import pytest
 
 from opsloop import hookspecs
 from opsloop.interfaces import (
+    MODEL_STORE_METHODS,
     STAGES,
     AlertRule,
     CheckResult,
@@ -178,8 +179,17 @@ def check_plugin(plugin: ModuleType | object, root: Path) -> list[str]:
                     problems.append(f"{hook_name}() returned {item!r}, not a {expected.__name__}")
         if "model_store" in impls:
             store = impls["model_store"](project=project)
-            if store is not None and not isinstance(store, ModelStore):
-                problems.append("model_store() must return an opsloop.interfaces.ModelStore")
+            if store is not None:
+                missing = [m for m in MODEL_STORE_METHODS if not callable(getattr(store, m, None))]
+                if not isinstance(getattr(store, "name", None), str):
+                    missing.insert(0, "name")
+                if missing:
+                    problems.append(
+                        "model_store() must return an opsloop.interfaces.ModelStore; "
+                        f"{type(store).__name__} lacks: {', '.join(missing)}"
+                    )
+                elif not isinstance(store, ModelStore):
+                    problems.append("model_store() must return an opsloop.interfaces.ModelStore")
     finally:
         project.close()
     return problems

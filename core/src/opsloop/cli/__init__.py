@@ -48,11 +48,12 @@ def _root(
 
 
 def _register_core_commands() -> None:
-    from opsloop.cli import commands_audit, commands_core, commands_respond
+    from opsloop.cli import commands_audit, commands_core, commands_model, commands_respond
 
     commands_core.register(app)
     commands_audit.register(app)
     commands_respond.register(app)
+    commands_model.register_commands(app)
 
 
 def _project_arg(argv: list[str]) -> Path | None:

@@ -35,6 +35,8 @@ def import_mlflow() -> Any:
     # MLflow logs store migrations at INFO on first use; a CLI user should not see them.
     # Read once, at MLflow's import; a level the user set is kept.
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    # ... nor a progress bar on stderr for every artifact download (remote stores).
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     imported_before = "mlflow" in sys.modules
     import mlflow
 

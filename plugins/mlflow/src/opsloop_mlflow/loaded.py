@@ -1,15 +1,18 @@
-"""Loading a registered model fast: verify the artifact digest, then deserialize in place.
+"""Loading a registered model fast: check every artifact file's hash, then deserialize.
 
 ``mlflow.pyfunc.load_model`` copies the artifacts to a temporary folder on every call and
 refuses to deserialize unless ``MLFLOW_ALLOW_PICKLE_DESERIALIZATION=true``. opsloop records
-a SHA-256 digest of every model's artifacts when it registers it; a load recomputes that
-digest over the artifacts and refuses any that changed, then reads the model directly.
+the SHA-256 of every artifact file (a manifest) when it registers a model; a load
+recomputes them, refuses a changed, missing or added file by name, and only then reads
+the model (so a pickle is never unpickled before its hash matched).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,27 +28,57 @@ MLMODEL = "MLmodel"
 NOT_DIGESTED = frozenset({"registered_model_meta"})
 
 
-def artifact_digest(folder: Path) -> str:
-    """``sha256:<hex>`` over the files of ``folder``: sorted relative paths and contents.
+def file_hashes(folder: Path) -> dict[str, str]:
+    """``{relative path: sha256 hex}`` of every file under ``folder``, sorted by path.
 
     Left out: ``__pycache__`` and the bookkeeping files MLflow adds later (NOT_DIGESTED).
     """
-    outer = hashlib.sha256()
-    files = sorted(
-        p
-        for p in folder.rglob("*")
-        if p.is_file()
-        and "__pycache__" not in p.parts
-        and not (p.parent == folder and p.name in NOT_DIGESTED)
-    )
-    for path in files:
+    out: dict[str, str] = {}
+    for path in folder.rglob("*"):
+        rel = path.relative_to(folder)
+        if "__pycache__" in rel.parts or (len(rel.parts) == 1 and rel.name in NOT_DIGESTED):
+            continue
+        if not path.is_file():
+            continue
         inner = hashlib.sha256()
         with path.open("rb") as handle:
             while chunk := handle.read(1 << 20):
                 inner.update(chunk)
-        outer.update(path.relative_to(folder).as_posix().encode() + b"\0")
-        outer.update(inner.digest())
+        out[rel.as_posix()] = inner.hexdigest()
+    return dict(sorted(out.items()))
+
+
+def digest_of(hashes: Mapping[str, str]) -> str:
+    """``sha256:<hex>`` over sorted (path, file hash) pairs: one value for a whole folder."""
+    outer = hashlib.sha256()
+    for rel in sorted(hashes):
+        outer.update(rel.encode() + b"\0")
+        outer.update(bytes.fromhex(hashes[rel]))
     return DIGEST_PREFIX + outer.hexdigest()
+
+
+def artifact_digest(folder: Path) -> str:
+    """The :func:`digest_of` the files of ``folder`` (what older versions recorded)."""
+    return digest_of(file_hashes(folder))
+
+
+def manifest_json(hashes: Mapping[str, str]) -> str:
+    """The manifest as canonical JSON (its SHA-256 is recorded beside it)."""
+    return json.dumps(dict(sorted(hashes.items())), sort_keys=True, separators=(",", ":"))
+
+
+def check_files(folder: Path, manifest: Mapping[str, str]) -> list[str]:
+    """What differs from the manifest: ``'x' changed``, ``'x' missing``, ``'x' added``."""
+    actual = file_hashes(folder)
+    problems = []
+    for rel, expected in sorted(manifest.items()):
+        got = actual.get(rel)
+        if got is None:
+            problems.append(f"'{rel}' missing")
+        elif got != expected:
+            problems.append(f"'{rel}' changed")
+    problems += [f"'{rel}' added" for rel in sorted(set(actual) - set(manifest))]
+    return problems
 
 
 def read_mlmodel(folder: Path) -> dict[str, Any]:

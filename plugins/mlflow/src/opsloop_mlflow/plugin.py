@@ -9,8 +9,6 @@ from opsloop import hookimpl
 from opsloop.interfaces import CheckResult, PluginInfo
 
 if TYPE_CHECKING:
-    import typer
-
     from opsloop.interfaces import Dataset, TrainedModel
     from opsloop.project import Project
     from opsloop_mlflow.store import MlflowModelStore
@@ -59,13 +57,6 @@ def train_model(
     from opsloop_mlflow.train import train
 
     return train(data, target, params)
-
-
-@hookimpl
-def register_commands(cli: typer.Typer) -> None:
-    from opsloop_mlflow.cli import register
-
-    register(cli)
 
 
 @hookimpl

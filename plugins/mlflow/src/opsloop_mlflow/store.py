@@ -18,7 +18,7 @@ import threading
 import time
 import uuid
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,7 +26,15 @@ from typing import TYPE_CHECKING, Any
 from opsloop.errors import IntegrityError, OpsloopError
 from opsloop.records import ModelVersionRef
 from opsloop_mlflow._vendor import error_code, error_text, import_mlflow, scoped_uris
-from opsloop_mlflow.loaded import LoadedModel, artifact_digest, deserialize, unverified_allowed
+from opsloop_mlflow.loaded import (
+    LoadedModel,
+    check_files,
+    deserialize,
+    digest_of,
+    file_hashes,
+    manifest_json,
+    unverified_allowed,
+)
 from opsloop_mlflow.settings import Resolved, local_path, redact_uri, sqlite_path
 
 if TYPE_CHECKING:
@@ -48,9 +56,22 @@ TAG_FLAVOR = "opsloop.flavor"
 TAG_GIT_COMMIT = "opsloop.git_commit"
 TAG_GIT_DIRTY = "opsloop.git_dirty"
 TAG_MANAGED = "opsloop.managed"
+TAG_MANIFEST = "opsloop.manifest"  # {artifact file: sha256}
+TAG_MANIFEST_SHA = "opsloop.manifest_sha256"
+TAG_ENVIRONMENT = "opsloop.environment"
+TAG_PARAMS = "opsloop.params"
+TAG_INPUT_EXAMPLE = "opsloop.input_example"
+TAG_REGISTERED_BY = "opsloop.registered_by"
+TAG_IMPORTED_FROM = "opsloop.imported_from"
+META_PREFIX = "opsloop.meta."  # governance metadata: owner, intended_use, ...
+MANIFEST_ARTIFACT = "opsloop/manifest.json"  # the manifest, also kept in the run
+META_KEY_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+#: Packages whose versions are recorded with every version (plus the serializer's).
+ENV_PACKAGES = ("scikit-learn", "numpy", "pandas", "scipy", "mlflow", "opsloop", "opsloop-mlflow")
 
 RUN_TAG_LIMIT = 8000  # MLflow's limit on run tag values
 VERSION_TAG_LIMIT = 100_000  # ... and on model registry tag values
+SMALL_TAG_LIMIT = 20_000  # params and input example: kept in a tag when they fit
 PARAM_LIMIT = 6000
 
 
@@ -133,10 +154,42 @@ def _signature_from_mlmodel(data: Mapping[str, Any]) -> dict[str, list[dict[str,
     }
 
 
-def _iso(ms: int | None) -> str:
+def _iso(ms: int | None, timespec: str = "seconds") -> str:
     if not ms:
         return ""
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds")
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec=timespec)
+
+
+def environment(serialization_format: str) -> dict[str, Any]:
+    """Python, platform and the versions of the packages a model needs (at registration)."""
+    import platform
+    import sys
+    from importlib.metadata import PackageNotFoundError, version
+
+    names = list(ENV_PACKAGES)
+    if serialization_format in ("skops", "cloudpickle"):
+        names.append(serialization_format)
+    packages: dict[str, str] = {}
+    for name in names:
+        try:
+            packages[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return {
+        "python": sys.version.split()[0],
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(terse=True),
+        "packages": packages,
+    }
+
+
+def _small_json(value: Any) -> str | None:
+    """JSON of ``value`` when it fits a tag comfortably, else None."""
+    text = json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= SMALL_TAG_LIMIT else None
+
+
+Check = Callable[[Path], list[str]]
 
 
 # ---------------------------------------------------------------------------- store
@@ -358,28 +411,61 @@ class MlflowModelStore:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
-    def _folder(self, location: str, expected: str | None, *, what: str) -> Path:
-        """A local folder holding the artifacts at ``location``, checked against ``expected``."""
+    def _checked(self, location: str, check: Check | None, *, what: str) -> tuple[Path, list[str]]:
+        """A local folder holding the artifacts at ``location`` and what ``check`` found wrong.
+
+        Remote artifacts are downloaded once into the cache; a cached copy that fails the
+        check is downloaded again (once) before the problems are reported.
+        """
         local = local_path(location)
         if local is not None:
             if not (local / "MLmodel").is_file():
                 raise OpsloopError(f"{what}: no model artifacts at {location}")
-            if expected and artifact_digest(local) != expected:
-                raise IntegrityError(
-                    f"{what}: artifacts at {location} do not match the digest recorded at "
-                    f"registration ({expected[:19]}...); refusing to load them"
-                )
-            return local
+            return local, (check(local) if check else [])
         cached = self.config.cache_dir / hashlib.sha256(location.encode()).hexdigest()[:32]
+        problems: list[str] = []
         for attempt in (1, 2):
             if attempt == 2 or not (cached / "MLmodel").is_file():
                 self._download(location, cached)
-            if not expected or artifact_digest(cached) == expected:
-                return cached
-        raise IntegrityError(
-            f"{what}: artifacts downloaded from {location} do not match the digest recorded "
-            f"at registration ({(expected or '')[:19]}...); refusing to load them"
-        )
+            problems = check(cached) if check else []
+            if not problems:
+                break
+        return cached, problems
+
+    def _folder(self, location: str, check: Check | None, *, what: str) -> Path:
+        """The checked local folder of ``location``; IntegrityError naming the first bad file."""
+        folder, problems = self._checked(location, check, what=what)
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise IntegrityError(
+                f"{what}: artifact file {problems[0]} since registration{more}; it does not "
+                f"match the SHA-256 recorded at registration, refusing to load it"
+            )
+        return folder
+
+    @staticmethod
+    def _check_for(tags: Mapping[str, str]) -> Check | None:
+        """The integrity check a version's tags allow: the per-file manifest, else the digest."""
+        manifest = _json(tags.get(TAG_MANIFEST), None)
+        if isinstance(manifest, dict) and manifest:
+            recorded = tags.get(TAG_MANIFEST_SHA)
+            text = manifest_json(manifest)
+            if recorded and hashlib.sha256(text.encode()).hexdigest() != recorded:
+
+                def broken(_: Path) -> list[str]:
+                    return [f"'{TAG_MANIFEST}' (the hash manifest itself) changed"]
+
+                return broken
+            return lambda folder: check_files(folder, manifest)
+        expected = tags.get(TAG_DIGEST)
+        if expected:
+
+            def whole(folder: Path) -> list[str]:
+                same = digest_of(file_hashes(folder)) == expected
+                return [] if same else ["(one or more; only a folder digest was recorded) changed"]
+
+            return whole
+        return None
 
     # ------------------------------------------------------------------ refs
     def _ref(self, mv: Any, aliases: list[str] | None = None) -> ModelVersionRef:
@@ -400,7 +486,9 @@ class MlflowModelStore:
         signature = _json(tags.get(TAG_SIGNATURE), None)
         if signature is None:
             signature = self._signature_from_artifacts(mv)
+        created = _iso(getattr(mv, "creation_timestamp", None), "microseconds")
         return ModelVersionRef(
+            **({"created_at": created} if created else {}),
             name=str(mv.name),
             version=str(mv.version),
             uri=f"models:/{mv.name}/{mv.version}",
@@ -486,17 +574,21 @@ class MlflowModelStore:
         return str(previous) if previous is not None else None
 
     def load(self, ref: ModelVersionRef) -> LoadedModel:
-        """Load ``ref`` for scoring after checking its artifacts against the recorded digest."""
+        """Load ``ref`` for scoring after checking every artifact file against its SHA-256.
+
+        A changed, missing or added file raises IntegrityError naming it, before anything
+        is deserialized.
+        """
         mv = self._get_version(ref.name, ref.version)
         tags = dict(mv.tags or {})
-        expected = tags.get(TAG_DIGEST)
+        check = self._check_for(tags)
         what = f"model {ref.name} v{ref.version}"
-        if not expected and not unverified_allowed():
+        if check is None and not unverified_allowed():
             raise OpsloopError(
-                f"{what} was not registered by opsloop (no artifact digest to check); if you "
+                f"{what} was not registered by opsloop (no artifact hashes to check); if you "
                 "trust its source, set MLFLOW_ALLOW_PICKLE_DESERIALIZATION=true to load it"
             )
-        folder = self._folder(self._location(mv), expected, what=what)
+        folder = self._folder(self._location(mv), check, what=what)
         try:
             model, flavor = deserialize(folder)
         except OpsloopError:
@@ -508,6 +600,149 @@ class MlflowModelStore:
         return LoadedModel(
             model, name=ref.name, version=str(mv.version), features=features, flavor=flavor
         )
+
+    def list_models(self) -> list[str]:
+        """Every registered model name, sorted."""
+        return self.registered_models()
+
+    def list_versions(self, name: str) -> list[ModelVersionRef]:
+        """Every version of ``name`` with its aliases, oldest first."""
+        return self.versions(name)
+
+    def verify(self, ref: ModelVersionRef) -> list[str]:
+        """Every artifact file that no longer matches its recorded SHA-256 (``"'f' changed"``)."""
+        mv = self._get_version(ref.name, ref.version)
+        check = self._check_for(dict(mv.tags or {}))
+        if check is None:
+            return ["(none: no artifact hashes were recorded at registration) unverifiable"]
+        _, problems = self._checked(
+            self._location(mv), check, what=f"model {ref.name} v{ref.version}"
+        )
+        return problems
+
+    def provenance(self, ref: ModelVersionRef) -> dict[str, Any]:
+        """What a version was made from, as recorded at registration (see ModelStore)."""
+        mv = self._get_version(ref.name, ref.version)
+        tags = dict(mv.tags or {})
+        run: Any = None
+        if mv.run_id:
+            try:
+                run = self.client.get_run(mv.run_id)
+            except Exception as exc:
+                if not _is_mlflow_error(exc):
+                    raise
+        run_tags = dict(run.data.tags) if run is not None else {}
+        params = _json(tags.get(TAG_PARAMS), None)
+        if params is None:
+            params = dict(run.data.params) if run is not None else {}
+        metrics = _json(tags.get(TAG_METRICS), None)
+        if metrics is None:
+            metrics = dict(run.data.metrics) if run is not None else {}
+        manifest = _json(tags.get(TAG_MANIFEST), None)
+        dirty = tags.get(TAG_GIT_DIRTY, run_tags.get(TAG_GIT_DIRTY))
+        load_ids = _json(tags.get(TAG_LOAD_IDS), [])
+        total = tags.get(TAG_LOAD_IDS_TOTAL)
+        return {
+            "registered_at": _iso(mv.creation_timestamp),
+            "registered_by": tags.get(TAG_REGISTERED_BY) or getattr(mv, "user_id", None) or None,
+            "run_id": mv.run_id or None,
+            "imported_from": tags.get(TAG_IMPORTED_FROM) or None,
+            "registry": self.where,
+            "training_data": {
+                "dataset": tags.get(TAG_DATASET) or None,
+                "load_ids": [str(x) for x in load_ids],
+                "load_ids_total": int(total) if total and total.isdigit() else len(load_ids),
+                "content_hash": tags.get(TAG_CONTENT_HASH) or None,
+                "target": tags.get(TAG_TARGET) or None,
+            },
+            "code": {
+                "git_commit": tags.get(TAG_GIT_COMMIT) or run_tags.get(TAG_GIT_COMMIT) or None,
+                "git_dirty": None if dirty is None else dirty == "true",
+            },
+            "parameters": {str(k): v for k, v in params.items()},
+            "metrics": {k: float(v) for k, v in metrics.items()},
+            "environment": _json(tags.get(TAG_ENVIRONMENT), None),
+            "signature": _json(tags.get(TAG_SIGNATURE), None) or ref.signature or None,
+            "input_example": _json(tags.get(TAG_INPUT_EXAMPLE), None),
+            "flavor": tags.get(TAG_FLAVOR) or None,
+            "artifacts": {
+                "location": self._location(mv),
+                "files": manifest if isinstance(manifest, dict) else {},
+                "manifest_sha256": tags.get(TAG_MANIFEST_SHA) or None,
+                "digest": tags.get(TAG_DIGEST) or None,
+            },
+        }
+
+    # ------------------------------------------------------------------ metadata
+    @staticmethod
+    def _meta_keys(values: Mapping[str, str]) -> None:
+        for key in values:
+            if not META_KEY_RE.match(str(key)):
+                raise OpsloopError(
+                    f"'{key}' is not a valid metadata key; use lower-case letters, digits and "
+                    "'_' (e.g. owner, intended_use, risk_class)"
+                )
+
+    def get_metadata(self, name: str, version: str | None = None) -> dict[str, str]:
+        """Governance metadata of a model (``version=None``) or of one version."""
+        self._check_name(name)
+        if version is None:
+            model = self._registered(name)
+            if model is None:
+                raise self._not_found(name, "metadata")
+            tags = dict(model.tags or {})
+        else:
+            tags = dict(self._version_for(name, version).tags or {})
+        return {
+            k[len(META_PREFIX) :]: str(v)
+            for k, v in sorted(tags.items())
+            if k.startswith(META_PREFIX)
+        }
+
+    def set_metadata(self, name: str, version: str | None, values: Mapping[str, str]) -> None:
+        """Set governance metadata on a model or one version; an empty value removes a key."""
+        self._check_name(name)
+        self._meta_keys(values)
+        client = self.client
+        if version is None:
+            if self._registered(name) is None:
+                raise self._not_found(name, "metadata")
+            target = f"model '{name}'"
+            setter, deleter, args = (
+                client.set_registered_model_tag,
+                client.delete_registered_model_tag,
+                (name,),
+            )
+        else:
+            mv = self._version_for(name, version)
+            target = f"{name} v{mv.version}"
+            setter, deleter, args = (
+                client.set_model_version_tag,
+                client.delete_model_version_tag,
+                (name, str(mv.version)),
+            )
+        for key, value in values.items():
+            tag = META_PREFIX + key
+            if str(value).strip():
+                self._call(f"setting {key} on {target}", setter, *args, tag, str(value).strip())
+            else:
+                try:
+                    deleter(*args, tag)
+                except Exception as exc:
+                    if error_code(exc) != "RESOURCE_DOES_NOT_EXIST" and _is_mlflow_error(exc):
+                        raise OpsloopError(
+                            f"removing {key} from {target} failed in {self.where}: "
+                            f"{error_text(exc)}"
+                        ) from exc
+
+    # ------------------------------------------------------------------ import
+    def import_model(
+        self, source: str, *, allow_pickle: bool = False
+    ) -> tuple[TrainedModel, dict[str, Any]]:
+        """A model from a run id, a ``runs:/`` URI or a model path, ready to register."""
+        from opsloop_mlflow.importer import import_model
+
+        return import_model(self, source, allow_pickle=allow_pickle)
 
     # ------------------------------------------------------------------ register
     def register(
@@ -541,11 +776,23 @@ class MlflowModelStore:
         dataset = str(lineage.get("dataset") or "")
         content_hash = str(lineage.get("content_hash") or "")
         git = git_commit(self.root)
+        extra_tags = {
+            TAG_REGISTERED_BY: str(lineage.get("registered_by") or ""),
+            TAG_IMPORTED_FROM: str(lineage.get("imported_from") or ""),
+        }
 
         created: dict[str, Any] = {}
         try:
             return self._register(
-                name, trained, example, load_ids, dataset, content_hash, git, created
+                name,
+                trained,
+                example,
+                load_ids,
+                dataset,
+                content_hash,
+                git,
+                created,
+                {k: v[:RUN_TAG_LIMIT] for k, v in extra_tags.items() if v},
             )
         except BaseException as exc:
             problems = self._undo(name, created)
@@ -567,6 +814,7 @@ class MlflowModelStore:
         content_hash: str,
         git: tuple[str, bool] | None,
         created: dict[str, Any],
+        extra_tags: dict[str, str],
     ) -> ModelVersionRef:
         import_mlflow()
         import mlflow.sklearn
@@ -645,7 +893,9 @@ class MlflowModelStore:
             )
         location = str(logged.artifact_location)
         folder = self._folder(location, None, what=f"{name} (new version)")
-        digest = artifact_digest(folder)
+        hashes = file_hashes(folder)
+        manifest = manifest_json(hashes)
+        client.log_text(run_id, manifest, MANIFEST_ARTIFACT)
         client.set_terminated(run_id, "FINISHED")
 
         if self._registered(name) is None:
@@ -662,14 +912,31 @@ class MlflowModelStore:
             TAG_DATASET: dataset,
             TAG_TARGET: trained.target,
             TAG_FLAVOR: trained.flavor,
-            TAG_DIGEST: digest,
+            TAG_DIGEST: digest_of(hashes),
+            TAG_MANIFEST: manifest,
+            TAG_MANIFEST_SHA: hashlib.sha256(manifest.encode()).hexdigest(),
             TAG_METRICS: json.dumps(metrics, sort_keys=True),
             TAG_SIGNATURE: json.dumps(sig),
+            TAG_ENVIRONMENT: json.dumps(environment(fmt), sort_keys=True),
+            **extra_tags,
         }
+        if len(manifest) > VERSION_TAG_LIMIT:
+            raise OpsloopError(
+                f"model '{name}' has {len(hashes)} artifact files: too many to record their "
+                "hashes in a registry tag"
+            )
+        small = {
+            TAG_PARAMS: _small_json({str(k): str(v) for k, v in params.items()}),
+            TAG_INPUT_EXAMPLE: _small_json(
+                json.loads(example.head(5).to_json(orient="records", double_precision=15))
+            ),
+        }
+        version_tags.update({k: v for k, v in small.items() if v is not None})
         if kept_version < len(load_ids):
             version_tags[TAG_LOAD_IDS_TOTAL] = str(len(load_ids))
         if git is not None:
             version_tags[TAG_GIT_COMMIT] = git[0]
+            version_tags[TAG_GIT_DIRTY] = str(git[1]).lower()
         # MLflow's SQL registry looks the logged model up through the global tracking URI.
         with scoped_uris(self.config.tracking_uri, self.config.registry_uri):
             mv = client.create_model_version(
