@@ -8,7 +8,16 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi_testkit import FAST_LOG, MODEL, RecorderPlugin, open_project, store_of
+from fastapi_testkit import (
+    FAST_LOG,
+    MODEL,
+    RecorderPlugin,
+    mlflow_project,
+    open_project,
+    register_versions,
+    store_of,
+    trained_with_mlflow,
+)
 
 from opsloop.project import Project
 
@@ -44,4 +53,29 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     finally:
         client.close()
         handle.stop()
+        project.close()
+
+
+# ---------------------------------------------------------------------- the real registry
+@pytest.fixture(scope="session")
+def mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A migrated MLflow database and a trained model, made once per session."""
+    from opsloop_mlflow._vendor import import_mlflow
+
+    mlflow = import_mlflow()  # telemetry off before MLflow is first imported
+    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    mlflow.MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+    return {"db": path, "trained": trained_with_mlflow(tmp_path_factory.mktemp("train"))}
+
+
+@pytest.fixture(scope="module")
+def mlflow_registry(
+    tmp_path_factory: pytest.TempPathFactory, mlflow_template: dict[str, Any]
+) -> Iterator[dict[str, Any]]:
+    """A project on a real MLflow store: the model registered twice, champion -> 1."""
+    root = tmp_path_factory.mktemp("registry")
+    project = mlflow_project(root, mlflow_template)
+    try:
+        yield {"project": project, "refs": register_versions(project, mlflow_template, 2)}
+    finally:
         project.close()

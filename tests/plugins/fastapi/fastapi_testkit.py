@@ -194,3 +194,81 @@ FAST_LOG = "[plugin.fastapi]\nlog_flush_seconds = 0.05\n"
 
 def store_of(project: Project) -> MemoryStore:
     return project.hook.model_store(project=project)  # type: ignore[no-any-return]
+
+
+class SlowModel:
+    """A model that takes ``seconds`` per predict (timeouts); delegates to ``inner``."""
+
+    def __init__(self, inner: Any, seconds: float) -> None:
+        self.inner = inner
+        self.seconds = seconds
+
+    def predict(self, frame: Any) -> Any:
+        import time
+
+        time.sleep(self.seconds)
+        return self.inner.predict(frame)
+
+
+def one_row(index: int = 0) -> dict[str, float]:
+    """One feature row of the shipped data, as a JSON record."""
+    return {k: float(v) for k, v in breast_cancer()[features()].iloc[index].items()}
+
+
+def app_for(project: Project, alias: str = "champion", **settings: Any) -> Any:
+    """The scoring app for MODEL@alias of ``project``'s registry, with settings overrides."""
+    from opsloop_fastapi.server import open_app
+    from opsloop_fastapi.settings import Settings, load_settings
+
+    base = load_settings(project).model_dump()
+    base.update(settings)
+    ref = store_of(project).resolve(MODEL, alias)
+    return open_app(project, ref, alias=alias, settings=Settings.model_validate(base))
+
+
+# ---------------------------------------------------------------------- the real registry
+ADMIN = "test-admin-token-5f2b9c"
+
+
+def trained_with_mlflow(root: Path) -> Any:
+    """The breast-cancer model trained by opsloop-mlflow's train_model hook."""
+    import opsloop_mlflow.plugin
+
+    from opsloop.interfaces import Dataset
+
+    project = Project.open(root, plugins=make_manager(opsloop_mlflow.plugin), environ={})
+    try:
+        data = Dataset(name="breast_cancer", frame=breast_cancer(), load_ids=["t1"])
+        return project.hook.train_model(project=project, data=data, target=TARGET, params={})
+    finally:
+        project.close()
+
+
+def mlflow_project(root: Path, template: dict[str, Any], config: str = "") -> Project:
+    """A project with opsloop-mlflow and this plugin on a copy of the migrated database."""
+    import shutil
+
+    import opsloop_mlflow.plugin
+
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "opsloop.toml").write_text(
+        '[project]\nname = "serve-test"\n' + FAST_LOG + f'admin_token = "{ADMIN}"\n' + config,
+        encoding="utf-8",
+    )
+    (root / ".opsloop").mkdir(exist_ok=True)
+    shutil.copy(template["db"], root / ".opsloop" / "mlflow.db")
+    manager = make_manager(opsloop_mlflow.plugin)
+    manager.register(opsloop_fastapi.plugin, name="fastapi")
+    return Project.open(root, plugins=manager, environ={})
+
+
+def register_versions(project: Project, template: dict[str, Any], count: int) -> list[Any]:
+    """Register the trained model ``count`` times (versions 1..count); champion -> 1."""
+    from opsloop import registry
+
+    refs = [
+        registry.register_model(project, MODEL, template["trained"], {"load_ids": ["t1"]})
+        for _ in range(count)
+    ]
+    registry.set_alias(project, MODEL, "champion", refs[0].version)
+    return refs

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -110,11 +111,14 @@ def test_full_log_queue_drops_and_counts_without_blocking(project_factory: Any) 
 
 def test_prediction_log_writer_survives_and_reads_torn_lines(tmp_path: Path) -> None:
     dropped: list[int] = []
-    log = PredictionLog(tmp_path / "m", queue_size=2, flush_seconds=0.05, on_dropped=dropped.append)
+    log = PredictionLog(
+        tmp_path / "m", fmt="jsonl", queue_size=2, flush_seconds=0.05, on_dropped=dropped.append
+    )
     frame = breast_cancer()[features()].iloc[:3]
 
     def entry(i: int) -> LogEntry:
-        return LogEntry(f"r{i}", "m", "7", f"2026-11-2{i}T10:00:00+00:00", 1.5, frame, [0, 1, 0])
+        ts = datetime(2026, 11, 20 + i, 10, tzinfo=UTC).timestamp()
+        return LogEntry(ts, f"r{i}", "m", "7", "champion", 1.5, 3, None, None, frame, [0, 1, 0])
 
     assert [log.submit(entry(i)) for i in range(3)] == [True, True, False]
     assert dropped == [3]
@@ -273,6 +277,35 @@ def test_cli_serve_runs_in_the_foreground_until_ctrl_c(tmp_path: Path) -> None:
     assert '"serve.start"' in audit and '"serve.stop"' in audit
 
 
+def test_cli_serve_with_workers_each_worker_loads_and_logs(tmp_path: Path) -> None:
+    proc = run_cli(tmp_path, "serve", MODEL, "--port", "0", "--workers", "2")
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout], daemon=True).start()
+    pids: set[int] = set()
+    try:
+        banner = lines.get(timeout=60)
+        assert "; 2 workers, Ctrl-C to stop" in banner, banner
+        url = banner.split(" on ")[1].split(";")[0]
+        deadline = time.monotonic() + 90
+        body = {"records": breast_cancer()[features()].iloc[:1].to_dict("records")}
+        while len(pids) < 2 and time.monotonic() < deadline:
+            try:  # a new connection each time, so the kernel spreads them over the workers
+                with httpx.Client(base_url=url, trust_env=False, timeout=10) as client:
+                    if client.get("/ready").status_code == 200:
+                        pids.add(client.get("/version").json()["pid"])
+                        assert client.post(PREDICT, json=body).status_code == 200
+            except httpx.TransportError:
+                time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0, proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert len(pids) == 2 and proc.pid not in pids  # two worker processes, not the parent
+    files = list((tmp_path / ".opsloop" / "predictions" / MODEL).glob("date=*/part-*.parquet"))
+    assert {f.name.split("-")[1] for f in files} == {str(p) for p in pids}  # one writer each
+
+
 def test_cli_serve_unknown_alias_is_a_one_line_error(project_factory: Any) -> None:
     import typer
     from opsloop_fastapi.cli import register
@@ -293,3 +326,42 @@ def test_cli_serve_unknown_alias_is_a_one_line_error(project_factory: Any) -> No
         context.set_plugins(None)  # type: ignore[arg-type]
     assert isinstance(result.exception, OpsloopError)
     assert str(result.exception) == "model 'breast_cancer' has no alias or version 'nope'"
+
+
+def test_hooks_falling_behind_drop_calls_but_not_the_log(project_factory: Any) -> None:
+    from fastapi_testkit import app_for
+
+    slow_hook = RecorderPlugin()
+    project = project_factory(("slow", slow_hook))
+    app = app_for(project, log_queue_size=3)  # the hooks' queue holds 3 requests
+    client = TestClient(app)  # no lifespan: neither the hooks' thread nor the writer runs
+    body = {"records": breast_cancer()[features()].iloc[:1].to_dict("records")}
+    for i in range(5):
+        assert client.post(PREDICT, json=body, headers={"x-request-id": f"r{i}"}).status_code == 200
+    state = app.state.opsloop
+    assert state.scorer.after.dropped == 2
+    assert (
+        'opsloop_serve_hook_dropped_total{hook="after_predict"} 2.0' in client.get("/metrics").text
+    )
+    assert state.scorer.after.drain(timeout=10)
+    assert [c["request_id"] for h, c in slow_hook.calls if h == "after"] == ["r0", "r1", "r2"]
+    assert state.prediction_log.flush(timeout=10)
+    logged = project.hook.read_predictions(project=project, model=MODEL, since=None)
+    # r3 and r4 skipped the hooks and went straight to the log (which holds 3 rows too):
+    assert {"r3", "r4"} <= set(logged["request_id"])
+    assert len(logged) + state.prediction_log.dropped_rows == 5
+
+
+def test_the_app_can_be_started_again_after_a_stop(project_factory: Any) -> None:
+    from fastapi_testkit import app_for
+
+    project = project_factory()
+    app = app_for(project)
+    body = {"records": breast_cancer()[features()].iloc[:2].to_dict("records")}
+    for _ in range(2):  # an ASGI host may run the lifespan twice
+        with TestClient(app) as client:
+            assert client.get("/ready").json()["ready"] is True
+            assert client.post(PREDICT, json=body).status_code == 200
+        assert app.state.opsloop.ready is False
+    logged = project.hook.read_predictions(project=project, model=MODEL, since=None)
+    assert len(logged) == 4

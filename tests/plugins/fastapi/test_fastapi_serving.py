@@ -180,8 +180,22 @@ def test_openapi_shows_signature_fields(live: dict[str, Any]) -> None:
         "application/json"
     ]
     assert body["schema"]["$ref"] == "#/components/schemas/PredictRequest"
-    assert "records" in schemas["PredictRequest"]["properties"]
-    assert "dataframe_split" in schemas["InvocationsRequest"]["properties"]
+    branches = [schemas[b["$ref"].rsplit("/", 1)[1]] for b in schemas["PredictRequest"]["anyOf"]]
+    assert [sorted(b["required"]) for b in branches] == [["records"], ["columns", "data"]]
+    assert branches[1]["properties"]["data"]["items"]["items"]["type"] == "number"
+    formats = [schemas[b["$ref"].rsplit("/", 1)[1]] for b in schemas["InvocationsRequest"]["anyOf"]]
+    assert [b["required"] for b in formats] == [
+        ["dataframe_split"],
+        ["dataframe_records"],
+        ["instances"],
+        ["inputs"],
+    ]
+    (name,) = spec["paths"]["/v1/models/{name}/predict"]["post"]["parameters"]
+    assert name["schema"] == {"type": "string", "enum": [MODEL]}
+    assert "FeedbackRequest" in schemas and "PromoteRequest" in schemas
+    admin = spec["paths"]["/admin/promote"]["post"]
+    assert admin["security"] == [{"AdminToken": []}]
+    assert spec["components"]["securitySchemes"]["AdminToken"]["scheme"] == "bearer"
 
 
 def test_metrics_are_valid_prometheus_text(live: dict[str, Any]) -> None:
@@ -212,11 +226,12 @@ def test_metrics_are_valid_prometheus_text(live: dict[str, Any]) -> None:
     assert buckets[-1][0] == float("inf") and buckets[-1][1] == sample(after, count, **route)
     assert all(a[1] <= b[1] for a, b in itertools.pairwise(buckets))
     scored = "opsloop_prediction_rows_total"
-    labels = {"model": MODEL, "version": "1"}
+    labels = {"model": MODEL, "version": "1", "role": "champion"}
     assert sample(after, scored, **labels) - sample(before, scored, **labels) == 15
-    assert (
-        sample(after, "opsloop_model_info", name=MODEL, version="1", uri=f"models:/{MODEL}/1") == 1
-    )
+    info = {"name": MODEL, "version": "1", "uri": f"models:/{MODEL}/1", "slot": "champion"}
+    assert sample(after, "opsloop_model_info", **info) == 1
+    assert sample(after, "opsloop_http_requests_total", route="/metrics", method="GET",
+                  status="200") >= 1  # fmt: skip
 
 
 # ---------------------------------------------------------------------- serve hooks
@@ -227,6 +242,8 @@ def test_before_and_after_predict_hooks_see_each_request(live: dict[str, Any]) -
     )
     assert response.status_code == 200
     assert response.json()["request_id"] == "req-hooks-1"
+    assert response.headers["x-model-version"] == "1"
+    assert live["handle"].app.state.opsloop.scorer.after.drain(timeout=10)
     recorder = live["recorder"]
     (before,) = recorder.of("before", "req-hooks-1")
     (after,) = recorder.of("after", "req-hooks-1")
@@ -249,6 +266,7 @@ def test_before_predict_refusal_becomes_4xx(live: dict[str, Any], refuse: str, s
         "refused by the test policy",
         "caller may not use this model",
     )
+    assert live["handle"].app.state.opsloop.scorer.after.drain(timeout=10)
     assert live["recorder"].of("after", request_id) == []
 
 
@@ -260,6 +278,7 @@ def test_model_error_calls_on_predict_error_and_is_not_500(live: dict[str, Any])
     )
     assert response.status_code == 400
     assert "could not score these rows" in response.json()["message"]
+    assert live["handle"].app.state.opsloop.scorer.after.drain(timeout=10)
     (error,) = live["recorder"].of("error", "req-broken")
     assert isinstance(error["error"], ValueError)
     assert live["recorder"].of("after", "req-broken") == []

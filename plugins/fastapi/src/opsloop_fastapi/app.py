@@ -1,45 +1,55 @@
 """The scoring app: one factory, :func:`create_app`, and no module-level state.
 
 Everything a request needs hangs off ``app.state.opsloop`` (a :class:`ServingState`): the
-project, the :class:`ModelHolder` (swappable), the metrics registry, the prediction log.
+project, the :class:`ModelHolder` (swappable), the metrics, the prediction and feedback
+logs, the limiter, the model threads and the alias follower. The scoring routes are served
+by :class:`~opsloop_fastapi.front.Front` (plain ASGI, the hot path); FastAPI serves the
+rest and the OpenAPI document, whose request schemas list the served signature's columns.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
-import re
+import os
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel
+from pydantic import (
+    AllowInfNan,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    TypeAdapter,
+    ValidationError,
+)
 
-from opsloop.records import ModelVersionRef, new_id
+from opsloop.errors import OpsloopError
+from opsloop.records import ModelVersionRef
 from opsloop_fastapi import __version__
-from opsloop_fastapi.metrics import MetricsMiddleware, ServerMetrics
-from opsloop_fastapi.predlog import PredictionLog, model_dir
+from opsloop_fastapi.follow import Follower
+from opsloop_fastapi.front import Front, Router
+from opsloop_fastapi.metrics import ServerMetrics
+from opsloop_fastapi.predlog import FeedbackEntry, FeedbackLog, PredictionLog, model_dir
 from opsloop_fastapi.schema import InputError
-from opsloop_fastapi.scoring import PredictFailed, PredictRefused, Scorer
+from opsloop_fastapi.scoring import AfterPredict, Scorer, ShadowRunner, loads
 from opsloop_fastapi.served import ModelHolder, ServedModel
 from opsloop_fastapi.settings import Settings, load_settings
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from opsloop.project import Project
 
 logger = logging.getLogger("opsloop_fastapi.app")
-
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-
-Reply = tuple[int, dict[str, Any]]
-Headers = dict[str, str]
 
 
 class PredictResponse(BaseModel):
@@ -58,6 +68,58 @@ class InvocationsResponse(BaseModel):
     predictions: list[Any]
 
 
+_Label = (
+    Annotated[bool, Strict()]
+    | Annotated[int, Strict()]
+    | Annotated[float, Strict(), AllowInfNan(False)]
+    | Annotated[str, Strict(), Field(max_length=1000)]
+)
+_RequestId = Annotated[str, Field(pattern=r"^[A-Za-z0-9._:-]{1,128}$")]
+
+
+class FeedbackItem(BaseModel):
+    """The true label of one row of an earlier prediction."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: _RequestId = Field(description="The request_id the prediction answered with.")
+    row: Annotated[int, Strict(), Field(ge=0, le=10_000_000)] = Field(
+        default=0, description="Row of that request (0 for one-row requests)."
+    )
+    label: _Label = Field(description="The ground truth: a number, a string or a boolean.")
+
+
+class FeedbackBatch(BaseModel):
+    """Several labels at once."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[FeedbackItem] = Field(min_length=1, max_length=10_000)
+
+
+class FeedbackResponse(BaseModel):
+    accepted: int
+    dropped: int
+
+
+class PromoteRequest(BaseModel):
+    """Move an alias (default: champion) to a version, through the registry's gates."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: Annotated[str, Field(pattern=r"^[0-9]{1,12}$")]
+    alias: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,127}$")] = "champion"
+    force_reason: Annotated[str, Field(max_length=1000)] = ""
+
+
+class RollbackRequest(BaseModel):
+    """Move an alias back to the version it named before."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    alias: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,127}$")] = "champion"
+
+
 @dataclass
 class ServingState:
     """What the routes share: set once by :func:`create_app`, read by every request."""
@@ -68,53 +130,143 @@ class ServingState:
     metrics: ServerMetrics
     scorer: Scorer
     prediction_log: PredictionLog | None
+    feedback_log: FeedbackLog
+    router: Router
+    limiter: Any
+    pool: ThreadPoolExecutor
+    shadow: ShadowRunner | None
+    admin_token: str | None
+    follower: Follower | None = None
     ready: bool = False
+    stopped: bool = field(default=False)
+
+    @property
+    def shadow_enabled(self) -> bool:
+        return self.shadow is not None
 
     def start(self) -> None:
+        if self.stopped:  # started again after a stop (an ASGI host may restart the lifespan)
+            self.stopped = False
+            self.pool = ThreadPoolExecutor(
+                self.settings.model_threads, thread_name_prefix="opsloop-model"
+            )
         if self.prediction_log is not None:
             self.prediction_log.start()
+        self.feedback_log.start()
+        if self.shadow is not None:
+            self.shadow.start()
+        if self.scorer.after is not None:
+            self.scorer.after.start()
+        if self.follower is not None:
+            self.follower.start()
+        freeze_heap()
         self.ready = True
 
     def stop(self) -> None:
-        """Stop taking traffic as ready, then flush and stop the prediction log."""
+        """Stop taking traffic as ready, then flush the logs and stop the threads."""
         self.ready = False
+        if self.stopped:
+            return
+        self.stopped = True
+        timeout = self.settings.shutdown_timeout
+        if self.follower is not None:
+            self.follower.stop(timeout)
+        if self.shadow is not None:
+            self.shadow.stop(timeout)
+        if self.scorer.after is not None:
+            self.scorer.after.stop(timeout)  # hands its last entries to the log
         if self.prediction_log is not None:
-            self.prediction_log.close(timeout=self.settings.shutdown_timeout)
+            self.prediction_log.close(timeout=timeout)
+        self.feedback_log.close(timeout=timeout)
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def freeze_heap() -> None:
+    """Move everything alive now out of the cyclic GC's sight (the model, the libraries).
+
+    A server process holds a million long-lived objects (pandas, scikit-learn, MLflow);
+    a full collection walks them all and stalls every request for 100 ms or more. Frozen
+    objects are still freed by reference counting.
+    """
+    import gc
+
+    gc.collect()
+    gc.freeze()
 
 
 def create_app(
-    project: Project, ref: ModelVersionRef, model: Any, *, settings: Settings | None = None
+    project: Project,
+    ref: ModelVersionRef,
+    model: Any,
+    *,
+    settings: Settings | None = None,
+    alias: str | None = None,
+    challenger: ServedModel | None = None,
+    digest: str | None = None,
 ) -> FastAPI:
     """Build the scoring app for ``model`` (loaded from ``ref``); run it under any ASGI server.
 
-    The prediction-log writer starts and stops with the app's lifespan.
+    ``alias`` is the alias this app follows (default: "champion" when ``ref`` has it, else
+    none: the version is pinned). ``challenger`` is served to the canary share and to the
+    shadow. The logs, the shadow and the alias poller start and stop with the lifespan.
     """
     settings = settings or load_settings(project)
-    served = ServedModel.build(ref, model)
+    if alias is None and "champion" in ref.aliases:
+        alias = "champion"
+    served = ServedModel.build(
+        ref, model, alias=alias or "", digest=digest, compile_models=settings.compile_models
+    )
     metrics = ServerMetrics()
-    metrics.set_model(ref.name, ref.version, ref.uri)
     log = None
     if settings.log_predictions:
-        if settings.log_format == "parquet":
-            _require_pyarrow()
         log = PredictionLog(
             model_dir(project.home / "predictions", ref.name),
             fmt=settings.log_format,
             queue_size=settings.log_queue_size,
             batch_rows=settings.log_batch_rows,
             flush_seconds=settings.log_flush_seconds,
+            rotate_seconds=settings.log_rotate_seconds,
             on_dropped=metrics.log_dropped_rows.labels(model=ref.name).inc,
             on_written=metrics.log_written_rows.labels(model=ref.name).inc,
         )
         metrics.watch_queue(log.depth)
-    holder = ModelHolder(served)
+    feedback = FeedbackLog(
+        model_dir(project.home / "feedback", ref.name),
+        fmt=settings.log_format,
+        queue_size=settings.log_queue_size,
+        batch_rows=settings.log_batch_rows,
+        flush_seconds=settings.log_flush_seconds,
+        rotate_seconds=settings.log_rotate_seconds,
+        on_dropped=metrics.feedback_rows.labels(model=ref.name, outcome="dropped").inc,
+        on_written=metrics.feedback_rows.labels(model=ref.name, outcome="written").inc,
+    )
+    wants_challenger = settings.canary_share > 0 or settings.shadow
+    holder = ModelHolder(served, challenger if wants_challenger else None)
+    metrics.set_models(holder.slots)
+    shadow = ShadowRunner(metrics, log) if settings.shadow else None
+    after = AfterPredict(project.hook, metrics, log, size=settings.log_queue_size)
+    from opsloop_fastapi.limits import make_limiter
+
     state = ServingState(
         project=project,
         settings=settings,
         holder=holder,
         metrics=metrics,
-        scorer=Scorer(project.hook, metrics, log),
+        scorer=Scorer(project.hook, metrics, log, shadow=shadow, after=after),
         prediction_log=log,
+        feedback_log=feedback,
+        router=Router(settings.canary_share),
+        limiter=make_limiter(settings, ref.name),
+        pool=ThreadPoolExecutor(settings.model_threads, thread_name_prefix="opsloop-model"),
+        shadow=shadow,
+        admin_token=settings.token(),
+    )
+    state.follower = Follower(
+        state,
+        name=ref.name,
+        alias=alias,
+        challenger_alias=settings.challenger_alias if wants_challenger else None,
+        poll_seconds=settings.poll_seconds,
     )
 
     @asynccontextmanager
@@ -124,124 +276,109 @@ def create_app(
             yield
         finally:
             await run_in_threadpool(state.stop)
+            if state.limiter is not None:
+                await state.limiter.close()
 
-    app = FastAPI(
+    app = ScoringApp(
         title=f"opsloop scoring: {ref.name}",
         version=__version__,
         description=f"Online scoring for model {ref.name} version {ref.version} ({ref.uri}).",
         lifespan=lifespan,
     )
     app.state.opsloop = state
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
-    _add_routes(app, state)
+    front = Front(app.handle, state)
+    app.front = front
+    _add_routes(app, state, front)
     _install_openapi(app, holder)
-    holder.on_swap(lambda old, new: _on_swap(app, metrics, new))
+    holder.on_swap(lambda old, new: _on_swap(app))
     return app
 
 
-def _require_pyarrow() -> None:
-    try:
-        import pyarrow  # noqa: F401
-    except ImportError:
-        from opsloop.errors import ConfigError
+class ScoringApp(FastAPI):
+    """FastAPI with :class:`Front` in front of everything: scoring skips the middleware stack.
 
-        raise ConfigError(
-            "plugin.fastapi.log_format = 'parquet' needs pyarrow: "
-            "pip install 'opsloop-fastapi[parquet]', or use log_format = 'jsonl'"
-        ) from None
+    The scoring routes are answered by the front before FastAPI's own layers (error and
+    telemetry middleware, router, dependencies); every other request goes through them.
+    """
+
+    front: Front | None = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        front = self.front
+        if front is None or scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        await front(scope, receive, send)
+
+    async def handle(self, scope: Any, receive: Any, send: Any) -> None:
+        """The FastAPI app itself (the front forwards here)."""
+        await super().__call__(scope, receive, send)
 
 
-def _on_swap(app: FastAPI, metrics: ServerMetrics, new: ServedModel) -> None:
-    metrics.set_model(new.ref.name, new.ref.version, new.ref.uri)
+def _on_swap(app: FastAPI) -> None:
     app.openapi_schema = None  # rebuilt from the new signature on next request
 
 
 # ---------------------------------------------------------------------- routes
-def _request_id(request: Request) -> str:
-    given = request.headers.get("x-request-id", "")
-    return given if _REQUEST_ID.match(given) else new_id("prd")
+class _Delegate(Response):
+    """A response that hands the request to the front (when the app is mounted elsewhere)."""
+
+    def __init__(self, front: Front, kind: str, name: str | None) -> None:
+        self.front = front
+        self.kind = kind
+        self.name = name
+        self.background = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.front.score(scope, receive, send, self.kind, self.name)
 
 
-def _predict_error(status: int, message: str, errors: list[Any] | None = None) -> Reply:
-    body: dict[str, Any] = {"detail": message}
-    if errors is not None:
-        body["errors"] = errors
-        body["fields"] = sorted({str(e["field"]) for e in errors if e.get("field") is not None})
-    return status, body
+def _json_error(status: int, message: str, **extra: Any) -> JSONResponse:
+    headers = extra.pop("headers", None)
+    return JSONResponse({"detail": message, **extra}, status_code=status, headers=headers)
 
 
-def _mlflow_error(status: int, message: str, errors: list[Any] | None = None) -> Reply:
-    body: dict[str, Any] = {"error_code": "BAD_REQUEST", "message": message}
-    if status >= 500:
-        body["error_code"] = "INTERNAL_ERROR"
-    elif status == 403:
-        body["error_code"] = "PERMISSION_DENIED"
-    if errors is not None:
-        body["errors"] = errors
-    return status, body
+_UNION_MESSAGES = {"label": "must be a number, a string or a boolean"}
 
 
-def _count_error(state: ServingState, served: ServedModel, kind: str) -> None:
-    state.metrics.prediction_errors.labels(
-        model=served.ref.name, version=served.ref.version, kind=kind
-    ).inc()
+def _field_errors(exc: ValidationError) -> list[dict[str, Any]]:
+    """Pydantic errors as ours: the field is the first name after the last list index.
+
+    A union (``label``) reports one error per member; they become one error at the field.
+    """
+    out: list[dict[str, Any]] = []
+    seen: set[tuple[Any, ...]] = set()
+    for err in exc.errors(include_url=False, include_input=False)[:100]:
+        loc = list(err["loc"])
+        last_index = max((i for i, p in enumerate(loc) if isinstance(p, int)), default=-1)
+        names = [p for p in loc[last_index + 1 :] if isinstance(p, str)]
+        field_name = names[0] if names else None
+        if field_name is not None:
+            loc = loc[: loc.index(field_name, last_index + 1) + 1]
+        key = tuple(loc)
+        if key in seen:
+            continue
+        seen.add(key)
+        union = len(names) > 1 and field_name in _UNION_MESSAGES
+        msg = _UNION_MESSAGES[field_name] if union else err["msg"]  # type: ignore[index]
+        out.append({"loc": loc, "field": field_name, "msg": msg, "type": err["type"]})
+    return out
 
 
-def _predict_sync(
-    state: ServingState, served: ServedModel, body: bytes, request_id: str, headers: Headers
-) -> Reply:
-    """Parse, validate and score one /v1 request (in a worker thread, off the event loop)."""
-    try:
-        frame = _frame(served.schema.frame_from_predict_body, _json(body))
-    except InputError as exc:
-        _count_error(state, served, "input")
-        return _predict_error(422, exc.message, exc.errors)
-    try:
-        result = state.scorer.score(
-            served, frame, request_id=request_id, headers=headers, with_proba=True
-        )
-    except (PredictRefused, PredictFailed) as exc:
-        return _predict_error(exc.status_code, str(exc))
-    content: dict[str, Any] = {
-        "request_id": result.request_id,
-        "model": served.ref.name,
-        "version": served.ref.version,
-        "predictions": result.predictions,
-    }
-    if result.probabilities is not None:
-        content["probabilities"] = result.probabilities
-    return 200, content
+def _invalid(exc: ValidationError) -> JSONResponse:
+    errors = _field_errors(exc)
+    shown = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in errors[:10])
+    noun = "error" if len(errors) == 1 else "errors"
+    return _json_error(
+        422,
+        f"invalid input, {len(errors)} {noun}: {shown}",
+        errors=errors,
+        fields=sorted({e["field"] for e in errors if e["field"]}),
+    )
 
 
-def _invocations_sync(
-    state: ServingState, served: ServedModel, body: bytes, request_id: str, headers: Headers
-) -> Reply:
-    """Parse, validate and score one MLflow /invocations request (in a worker thread)."""
-    content_type = headers.get("content-type", "application/json")
-    mime = content_type.split(";")[0].strip().lower()
-    try:
-        frame = _frame(_parse_invocation, served, body, mime)
-    except _Unsupported as exc:
-        _count_error(state, served, "input")
-        return _mlflow_error(415, str(exc))
-    except InputError as exc:
-        _count_error(state, served, "input")
-        return _mlflow_error(400, exc.message, exc.errors)
-    try:
-        result = state.scorer.score(served, frame, request_id=request_id, headers=headers)
-    except (PredictRefused, PredictFailed) as exc:
-        return _mlflow_error(exc.status_code, str(exc))
-    return 200, {"predictions": result.predictions}
-
-
-def _add_routes(app: FastAPI, state: ServingState) -> None:
-    async def reply(request: Request, served: ServedModel, handler: Any) -> Response:
-        request_id = _request_id(request)
-        body = await request.body()
-        status, content = await run_in_threadpool(
-            handler, state, served, body, request_id, dict(request.headers)
-        )
-        return JSONResponse(content, status_code=status, headers={"x-request-id": request_id})
+def _add_routes(app: FastAPI, state: ServingState, front: Front) -> None:
+    admin = _Admin(state)
 
     @app.post(
         "/v1/models/{name}/predict",
@@ -251,18 +388,14 @@ def _add_routes(app: FastAPI, state: ServingState) -> None:
         openapi_extra={"requestBody": _body_ref("PredictRequest")},
         responses={
             404: {"description": "No such model on this server"},
+            413: {"description": "Body larger than max_body_bytes"},
             422: {"description": "Invalid input; `errors` and `fields` name each bad field"},
+            429: {"description": "Rate limit exceeded; see Retry-After"},
+            504: {"description": "The prediction took longer than timeout_seconds"},
         },
     )
-    async def predict(name: str, request: Request) -> Response:
-        served = state.holder.current  # read once: a swap never splits a request
-        if name != served.ref.name:
-            _count_error(state, served, "not_found")
-            status, content = _predict_error(
-                404, f"model '{name}' is not served here; this server serves '{served.ref.name}'"
-            )
-            return JSONResponse(content, status_code=status)
-        return await reply(request, served, _predict_sync)
+    async def predict(name: str) -> Response:
+        return _Delegate(front, "v1", name)
 
     @app.post(
         "/invocations",
@@ -271,10 +404,49 @@ def _add_routes(app: FastAPI, state: ServingState) -> None:
         summary="MLflow-compatible scoring (dataframe_split, dataframe_records, instances, "
         "inputs; JSON, CSV or Parquet)",
         openapi_extra={"requestBody": _body_ref("InvocationsRequest")},
-        responses={400: {"description": "Invalid input (MLflow error shape)"}},
+        responses={
+            400: {"description": "Invalid input (MLflow error shape)"},
+            413: {"description": "Body larger than max_body_bytes"},
+            415: {"description": "Unsupported content type"},
+            429: {"description": "Rate limit exceeded; see Retry-After"},
+            504: {"description": "The prediction took longer than timeout_seconds"},
+        },
     )
-    async def invocations(request: Request) -> Response:
-        return await reply(request, state.holder.current, _invocations_sync)
+    async def invocations() -> Response:
+        return _Delegate(front, "mlflow", None)
+
+    @app.post(
+        "/v1/feedback",
+        response_model=FeedbackResponse,
+        status_code=202,
+        tags=["scoring"],
+        summary="Attach ground-truth labels to earlier predictions by request id",
+        openapi_extra={"requestBody": _body_ref("FeedbackRequest")},
+        responses={422: {"description": "Invalid feedback; `errors` names each bad field"}},
+    )
+    async def feedback(request: Request) -> Response:
+        try:
+            payload = loads(await request.body())
+        except InputError as exc:
+            return _json_error(422, exc.message)
+        try:
+            if isinstance(payload, dict) and "items" in payload:
+                items = FeedbackBatch.model_validate(payload).items
+            else:
+                items = [FeedbackItem.model_validate(payload)]
+        except ValidationError as exc:
+            return _invalid(exc)
+        import time
+
+        now = time.time()
+        name = state.holder.current.ref.name
+        accepted = 0
+        for item in items:
+            entry = FeedbackEntry(now, item.request_id, item.row, item.label, name)
+            accepted += state.feedback_log.submit(entry)
+        return JSONResponse(
+            {"accepted": accepted, "dropped": len(items) - accepted}, status_code=202
+        )
 
     @app.get("/health", tags=["ops"], summary="Liveness: the process answers")
     async def health() -> dict[str, str]:
@@ -284,67 +456,185 @@ def _add_routes(app: FastAPI, state: ServingState) -> None:
     async def ping() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/ready", tags=["ops"], summary="Readiness: a model is loaded and serving")
+    @app.get(
+        "/ready",
+        tags=["ops"],
+        summary="Readiness: a model is loaded, integrity-checked and serving",
+        responses={503: {"description": "Starting up or shutting down"}},
+    )
     async def ready() -> Response:
         served = state.holder.current
-        body = {"ready": state.ready, "model": served.ref.name, "version": served.ref.version}
+        body = {
+            "ready": state.ready,
+            "model": served.ref.name,
+            "version": served.ref.version,
+            "artifact_digest": served.digest,
+        }
         return JSONResponse(body, status_code=200 if state.ready else 503)
 
-    @app.get("/version", tags=["ops"], summary="The served model version")
+    @app.get("/version", tags=["ops"], summary="The served model versions")
     async def version() -> dict[str, Any]:
-        return {**state.holder.current.describe(), "server": f"opsloop-fastapi {__version__}"}
+        slots = state.holder.slots
+        return {
+            **slots.champion.describe(),
+            "challenger": slots.challenger.describe() if slots.challenger else None,
+            "canary_share": state.settings.canary_share,
+            "shadow": state.settings.shadow,
+            "server": f"opsloop-fastapi {__version__}",
+            "pid": os.getpid(),
+        }
 
     @app.get("/metrics", tags=["ops"], summary="Prometheus metrics (text format)")
     async def metrics() -> Response:
         data, content_type = state.metrics.render()
         return Response(content=data, media_type=content_type)
 
+    admin_responses: dict[int | str, dict[str, Any]] = {
+        401: {"description": "No bearer token"},
+        403: {"description": "Wrong token"},
+        404: {"description": "Admin is off: no token is configured"},
+        409: {"description": "The registry refused, or the new version did not load"},
+    }
+    security: list[dict[str, list[str]]] = [{"AdminToken": []}]
 
-def _frame(parse: Any, *args: Any) -> pd.DataFrame:
-    """Run a schema parser; an unexpected failure on odd input is still the input's fault."""
-    try:
-        return parse(*args)
-    except (InputError, _Unsupported):
-        raise
-    except Exception as exc:  # noqa: BLE001 - bad input must never become a 500
-        logger.warning("input parser raised on odd input: %r", exc)
-        raise InputError.body(f"could not read the input: {exc}", "input_invalid") from None
-
-
-def _json(body: bytes) -> Any:
-    try:
-        return json.loads(body)
-    except (ValueError, RecursionError) as exc:
-        raise InputError.body(f"body is not valid JSON: {exc}", "json_invalid") from None
-
-
-class _Unsupported(Exception):
-    """A content type /invocations does not read."""
-
-
-def _parse_invocation(served: ServedModel, body: bytes, mime: str) -> pd.DataFrame:
-    if mime in ("application/json", ""):
-        return served.schema.frame_from_mlflow(_json(body))
-    if mime in ("text/csv", "application/vnd.apache.parquet"):
-        import io
-
-        import pandas as pd
-
-        try:
-            if mime == "text/csv":
-                frame = pd.read_csv(io.StringIO(body.decode("utf-8")))
-            else:
-                frame = pd.read_parquet(io.BytesIO(body))
-        except Exception as exc:  # noqa: BLE001 - any parse failure is the client's input
-            kind = "CSV" if mime == "text/csv" else "Parquet"
-            raise InputError.body(
-                f"body is not a valid {kind} table: {exc}", "table_invalid"
-            ) from None
-        return served.schema.frame_from_frame(frame)
-    raise _Unsupported(
-        f"unsupported content type '{mime}'; send application/json, text/csv or "
-        "application/vnd.apache.parquet"
+    @app.post(
+        "/admin/reload",
+        tags=["admin"],
+        summary="Load whatever the followed aliases name now, and swap it in",
+        responses=admin_responses,
+        openapi_extra={"security": security},
     )
+    async def reload(request: Request) -> Response:
+        return await admin.run(request, None, admin.reload)
+
+    @app.post(
+        "/admin/promote",
+        tags=["admin"],
+        summary="Promote a version to an alias (registry gates apply), then reload",
+        responses=admin_responses,
+        openapi_extra={"security": security, "requestBody": _body_ref("PromoteRequest")},
+    )
+    async def promote(request: Request) -> Response:
+        return await admin.run(request, PromoteRequest, admin.promote)
+
+    @app.post(
+        "/admin/rollback",
+        tags=["admin"],
+        summary="Move an alias back to its previous version, then reload",
+        responses=admin_responses,
+        openapi_extra={"security": security, "requestBody": _body_ref("RollbackRequest")},
+    )
+    async def rollback(request: Request) -> Response:
+        return await admin.run(request, RollbackRequest, admin.rollback)
+
+
+# ---------------------------------------------------------------------- admin
+def token_id(token: str) -> str:
+    """A name for a token in the audit log that does not reveal it."""
+    return hashlib.sha256(token.encode()).hexdigest()[:12]
+
+
+class _Admin:
+    """Bearer-token admin actions: reload, promote, rollback; each audited."""
+
+    def __init__(self, state: ServingState) -> None:
+        self.state = state
+
+    def authorize(self, request: Request) -> str | Response:
+        """The audit actor for this request, or the error response."""
+        token = self.state.admin_token
+        if not token:
+            return _json_error(
+                404,
+                "admin endpoints are off: set plugin.fastapi.admin_token or "
+                "$OPSLOOP_ADMIN_TOKEN to turn them on",
+            )
+        given = request.headers.get("authorization", "")
+        scheme, _, value = given.partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            return _json_error(
+                401,
+                "admin endpoints need 'Authorization: Bearer <token>'",
+                headers={"www-authenticate": "Bearer"},
+            )
+        if not hmac.compare_digest(value.strip().encode(), token.encode()):
+            return _json_error(403, "the bearer token is not valid for this server")
+        return "api:" + token_id(token)
+
+    async def run(self, request: Request, model: type[BaseModel] | None, action: Any) -> Response:
+        actor = self.authorize(request)
+        if isinstance(actor, Response):
+            return actor
+        body: BaseModel | None = None
+        if model is not None:
+            raw = await request.body()
+            try:
+                payload = json.loads(raw) if raw.strip() else {}
+            except (ValueError, RecursionError) as exc:
+                return _json_error(422, f"body is not valid JSON: {exc}")
+            try:
+                body = TypeAdapter(model).validate_python(payload)
+            except ValidationError as exc:
+                return _invalid(exc)
+        try:
+            result = await run_in_threadpool(action, actor, body)
+        except OpsloopError as exc:
+            return _json_error(409, str(exc))
+        except Exception as exc:
+            logger.exception("admin action failed")
+            return _json_error(409, f"{type(exc).__name__}: {exc}")
+        return JSONResponse(result)
+
+    def _check(self, actor: str) -> dict[str, Any]:
+        follower = self.state.follower
+        if follower is None or not (follower.alias or follower.challenger_alias):
+            return {}
+        return follower.check(actor=actor)
+
+    def reload(self, actor: str, _body: Any) -> dict[str, Any]:
+        served = self._check(actor)
+        self._audit("serve.admin.reload", actor, {"served": served})
+        return {"served": served}
+
+    def promote(self, actor: str, body: PromoteRequest) -> dict[str, Any]:
+        from opsloop import registry
+
+        project = self.state.project
+        name = self.state.holder.current.ref.name
+        try:
+            promote = registry.promote  # type: ignore[attr-defined]
+        except AttributeError:
+            raise OpsloopError(
+                "this opsloop core has no registry.promote; upgrade opsloop"
+            ) from None
+        self._audit(
+            "serve.admin.promote",
+            actor,
+            {"version": body.version, "alias": body.alias, "forced": bool(body.force_reason)},
+        )
+        ref = promote(project, name, body.version, alias=body.alias, force_reason=body.force_reason)
+        return {"alias": body.alias, "version": ref.version, "served": self._check(actor)}
+
+    def rollback(self, actor: str, body: RollbackRequest) -> dict[str, Any]:
+        from opsloop import registry
+
+        project = self.state.project
+        name = self.state.holder.current.ref.name
+        try:
+            rollback = registry.rollback  # type: ignore[attr-defined]
+        except AttributeError:
+            raise OpsloopError(
+                "this opsloop core has no registry.rollback; upgrade opsloop"
+            ) from None
+        self._audit("serve.admin.rollback", actor, {"alias": body.alias})
+        ref = rollback(project, name, alias=body.alias)
+        return {"alias": body.alias, "version": ref.version, "served": self._check(actor)}
+
+    def _audit(self, action: str, actor: str, detail: dict[str, Any]) -> None:
+        name = self.state.holder.current.ref.name
+        self.state.project.audit.append(
+            action, name, actor=actor, detail={"plugin": "fastapi", **detail}
+        )
 
 
 # ---------------------------------------------------------------------- openapi
@@ -364,16 +654,28 @@ def _install_openapi(app: FastAPI, holder: ModelHolder) -> None:
         schema = get_openapi(
             title=app.title, version=app.version, description=app.description, routes=app.routes
         )
-        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components = schema.setdefault("components", {})
+        schemas = components.setdefault("schemas", {})
         served = holder.current
         template = "#/components/schemas/{model}"
+        feedback_request: Any = FeedbackItem | FeedbackBatch
         for alias, model in (
             ("PredictRequest", served.schema.request_model()),
             ("InvocationsRequest", served.schema.invocations_model()),
+            ("FeedbackRequest", feedback_request),
+            ("PromoteRequest", PromoteRequest),
+            ("RollbackRequest", RollbackRequest),
         ):
-            body = model.model_json_schema(ref_template=template)
-            components.update(body.pop("$defs", {}))
-            components[alias] = body
+            body = TypeAdapter(model).json_schema(ref_template=template)
+            schemas.update(body.pop("$defs", {}))
+            schemas[alias] = body
+        components["securitySchemes"] = {
+            "AdminToken": {"type": "http", "scheme": "bearer", "description": "admin_token"}
+        }
+        predict = schema["paths"].get("/v1/models/{name}/predict", {}).get("post", {})
+        for parameter in predict.get("parameters", []):
+            if parameter.get("name") == "name":  # this server serves one model
+                parameter["schema"] = {"type": "string", "enum": [served.ref.name]}
         app.openapi_schema = schema
         return schema
 

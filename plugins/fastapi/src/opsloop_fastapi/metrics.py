@@ -1,12 +1,12 @@
 """Prometheus metrics of one scoring app, in its own registry (no process-global state).
 
 Route labels are route templates ("/v1/models/{name}/predict"), never raw paths, so the
-label set stays bounded whatever clients send.
+label set stays bounded whatever clients send. Label children used on every request are
+bound once and cached, so a request pays for an increment, not a label lookup.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -19,11 +19,26 @@ from prometheus_client import (
     generate_latest,
 )
 
-LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
 
 
 class ServerMetrics:
-    """Counters and histograms for requests, predictions and the prediction log."""
+    """Counters and histograms for requests, predictions, limits and the prediction log."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -44,25 +59,32 @@ class ServerMetrics:
         self.predict_seconds = Histogram(
             "opsloop_predict_duration_seconds",
             "Time spent in the model's predict (and predict_proba) per request.",
-            ["model", "version"],
+            ["model", "version", "role"],
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
         self.prediction_rows = Counter(
             "opsloop_prediction_rows",
-            "Rows scored.",
-            ["model", "version"],
+            "Rows scored, by the role of the version that scored them.",
+            ["model", "version", "role"],
             registry=r,
         )
         self.prediction_errors = Counter(
             "opsloop_prediction_errors",
-            "Prediction requests that failed, by kind (input, refused, model, not_found).",
+            "Prediction requests that failed, by kind (input, refused, model, not_found, "
+            "timeout, too_large, rate_limited).",
             ["model", "version", "kind"],
             registry=r,
         )
         self.hook_errors = Counter(
             "opsloop_serve_hook_errors",
             "Exceptions raised by after_predict / on_predict_error hook implementations.",
+            ["hook"],
+            registry=r,
+        )
+        self.hook_dropped = Counter(
+            "opsloop_serve_hook_dropped",
+            "after_predict calls dropped because the hook queue was full (hooks too slow).",
             ["hook"],
             registry=r,
         )
@@ -83,17 +105,49 @@ class ServerMetrics:
             "Requests waiting in the prediction-log queue.",
             registry=r,
         )
-        self.model_info = Gauge(
-            "opsloop_model_info",
-            "The model version this server scores with (value 1).",
-            ["name", "version", "uri"],
+        self.feedback_rows = Counter(
+            "opsloop_feedback_rows",
+            "Labels received on /v1/feedback (written, or dropped when the queue was full).",
+            ["model", "outcome"],
             registry=r,
         )
+        self.shadow = Counter(
+            "opsloop_shadow_requests",
+            "Requests copied to the shadow model, by outcome (scored, dropped, failed).",
+            ["model", "outcome"],
+            registry=r,
+        )
+        self.model_loads = Counter(
+            "opsloop_model_loads",
+            "Model versions loaded by hot-swap, by slot and outcome (swapped, failed).",
+            ["slot", "outcome"],
+            registry=r,
+        )
+        self.model_info = Gauge(
+            "opsloop_model_info",
+            "The model versions this server scores with (value 1), by slot.",
+            ["name", "version", "uri", "slot"],
+            registry=r,
+        )
+        self._children: dict[tuple[Any, ...], Any] = {}
 
-    def set_model(self, name: str, version: str, uri: str) -> None:
-        """Report the served version (clears the previous one, for hot-swap)."""
+    def child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, bound once and cached."""
+        key = (id(metric), *labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
+
+    def set_models(self, slots: Any) -> None:
+        """Report the served versions (clears the previous ones, for hot-swap)."""
         self.model_info.clear()
-        self.model_info.labels(name=name, version=version, uri=uri).set(1)
+        for slot, served in (("champion", slots.champion), ("challenger", slots.challenger)):
+            if served is not None:
+                ref = served.ref
+                self.model_info.labels(
+                    name=ref.name, version=ref.version, uri=ref.uri, slot=slot
+                ).set(1)
 
     def watch_queue(self, depth: Callable[[], float]) -> None:
         self.log_queue_depth.set_function(depth)
@@ -101,34 +155,3 @@ class ServerMetrics:
     def render(self) -> tuple[bytes, str]:
         """The Prometheus text exposition and its content type."""
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
-
-
-class MetricsMiddleware:
-    """Pure ASGI middleware: counts every HTTP request and observes its latency."""
-
-    def __init__(self, app: Any, metrics: ServerMetrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        status = 500
-
-        async def send_status(message: dict[str, Any]) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_status)
-        finally:
-            route = getattr(scope.get("route"), "path", None) or "unmatched"
-            method = scope.get("method", "")
-            self.metrics.requests.labels(route=route, method=method, status=str(status)).inc()
-            self.metrics.request_seconds.labels(route=route, method=method).observe(
-                time.perf_counter() - start
-            )

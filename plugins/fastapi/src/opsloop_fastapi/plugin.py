@@ -6,6 +6,7 @@ FastAPI, uvicorn, pandas and prometheus_client are imported inside the hooks, so
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from opsloop import hookimpl
@@ -25,8 +26,8 @@ def describe_plugin() -> PluginInfo:
     return PluginInfo(
         name="fastapi",
         stage="serve",
-        summary="online scoring on FastAPI + uvicorn: MLflow-compatible /invocations, "
-        "prediction log, Prometheus metrics",
+        summary="online and batch scoring on FastAPI + uvicorn: MLflow-compatible "
+        "/invocations, limits, canary, shadow, hot-swap, prediction log, metrics",
         config_model="opsloop_fastapi.settings:Settings",
         vendor_packages=("fastapi", "uvicorn", "prometheus-client"),
     )
@@ -43,7 +44,24 @@ def start_server(project: Project, ref: ModelVersionRef, host: str, port: int) -
 def read_predictions(project: Project, model: str, since: str | None) -> pd.DataFrame | None:
     from opsloop_fastapi.predlog import model_dir, parse_since, read_log
 
-    return read_log(model_dir(project.home / "predictions", model), model, parse_since(since))
+    return read_log(
+        model_dir(project.home / "predictions", model),
+        model,
+        parse_since(since),
+        feedback_dir=model_dir(project.home / "feedback", model),
+    )
+
+
+@hookimpl
+def score_batch(
+    project: Project, ref: ModelVersionRef, input_path: Path, output_path: Path
+) -> int | None:
+    from opsloop_fastapi.batch import run_batch
+    from opsloop_fastapi.settings import load_settings
+
+    settings = load_settings(project)
+    result = run_batch(project, ref, input_path, output_path, chunk_rows=settings.batch_chunk_rows)
+    return result.rows
 
 
 @hookimpl
@@ -58,7 +76,7 @@ def register_checks(project: Project) -> list[CheckResult]:
     from importlib.util import find_spec
 
     results: list[CheckResult] = []
-    for module in ("fastapi", "uvicorn", "prometheus_client"):
+    for module in ("fastapi", "uvicorn", "prometheus_client", "pyarrow", "duckdb", "orjson"):
         ok = find_spec(module) is not None
         results.append(
             CheckResult(

@@ -1,54 +1,84 @@
-"""The prediction log: scored rows written off the hot path, and read back for monitoring.
+"""The prediction log: scored rows written off the hot path, and read back through DuckDB.
 
-A request only does ``queue.put_nowait``; a background thread turns entries into rows and
-appends them in batches to files under ``<home>/predictions/<model>/date=YYYY-MM-DD/``.
-Each writer (one per server process) owns its files, so replicas never share a file and
-readers never see a half-written Parquet file (written to a temporary name, then renamed).
-A full queue drops the entry and counts it; a request never waits for the disk.
+A request appends one tuple to a bounded deque (O(1): no serialization, no lock, no wake-up).
+A writer thread wakes every ``flush_seconds``, turns the entries into Arrow columns and
+appends them as a row group to a Parquet file under
+``<home>/predictions/<model>/date=YYYY-MM-DD/``. A file is written under a hidden temporary
+name and renamed when it is rotated (every ``rotate_seconds``), flushed or closed, so a
+reader never sees half a file. Each writer (one per server process) owns its files, so
+replicas and ``--workers`` never share one. A full deque drops the entry and counts it: a
+request never waits for the disk.
+
+Feedback (ground-truth labels sent to ``/v1/feedback``) is logged the same way under
+``<home>/feedback/<model>/``; :func:`read_log` joins it by request id and row.
 """
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import os
-import queue
 import re
 import secrets
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
 
 logger = logging.getLogger("opsloop_fastapi.predlog")
 
-LogFormat = Literal["jsonl", "parquet"]
-META_COLUMNS = ("request_id", "row", "model_version", "logged_at", "latency_ms", "prediction")
+LogFormat = Literal["parquet", "jsonl"]
+META_COLUMNS = (
+    "request_id",
+    "row",
+    "model_version",
+    "role",
+    "logged_at",
+    "latency_ms",
+    "prediction",
+    "label",
+)
+_WRITTEN_META = ("request_id", "row", "model_version", "role", "logged_at", "latency_ms")
 _INPUT_PREFIX = "input."
-_SCALARS = (int, float, str, bool, type(None))
+_SCALARS = (int, float, str, bool)
+SERVED_ROLES = ("champion", "challenger")
 
 
-@dataclass(frozen=True)
-class LogEntry:
-    """One scored request: its input rows, predictions and timing."""
+class LogEntry(NamedTuple):
+    """One scored request: its inputs (an array with column names, or a frame) and outputs."""
 
+    ts: float  # time.time() when the request was scored
     request_id: str
     model: str
     model_version: str
-    logged_at: str  # ISO 8601 UTC, when the request was scored
+    role: str  # champion, challenger or shadow
     latency_ms: float
-    inputs: pd.DataFrame
+    rows: int  # input rows in this request
+    columns: tuple[str, ...] | None  # names of ``array``'s columns
+    array: Any  # 2-D float64 array, or None
+    frame: Any  # DataFrame, or None
     predictions: list[Any]
+    probabilities: Any = None  # JSON-ready lists, or the model's 2-D array
+    ref: Any = None  # the ModelVersionRef (for the after_predict hooks)
+    headers: Any = None  # the request's raw ASGI headers (for the hooks)
+    context: Any = None  # the PredictContext a before_predict hook already saw
 
-    @property
-    def rows(self) -> int:
-        return len(self.inputs)
+
+class FeedbackEntry(NamedTuple):
+    """A ground-truth label for one row of an earlier prediction."""
+
+    ts: float
+    request_id: str
+    row: int
+    label: Any
+    model: str
 
 
 def model_dir(root: Path, model: str) -> Path:
@@ -57,54 +87,75 @@ def model_dir(root: Path, model: str) -> Path:
     return root / safe
 
 
-class _Flush:
-    def __init__(self) -> None:
-        self.done = threading.Event()
+def _day(ts: float) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(ts))
 
 
-_STOP = object()
+class _OpenFile:
+    """A Parquet file being appended to under a temporary name."""
+
+    def __init__(self, writer: Any, tmp: Path, final: Path, day: str) -> None:
+        self.writer = writer
+        self.tmp = tmp
+        self.final = final
+        self.day = day
+        self.opened = time.monotonic()
+
+    def close(self) -> None:
+        self.writer.close()
+        os.replace(self.tmp, self.final)
 
 
-class PredictionLog:
-    """A bounded queue and one writer thread that appends entries in batches."""
+class _Writer:
+    """A bounded queue drained by one daemon thread in batches (shared by both logs)."""
 
     def __init__(
         self,
         directory: Path,
         *,
-        fmt: LogFormat = "jsonl",
-        queue_size: int = 10_000,
-        batch_rows: int = 5_000,
-        flush_seconds: float = 1.0,
-        on_dropped: Callable[[int], None] | None = None,
-        on_written: Callable[[int], None] | None = None,
+        fmt: LogFormat,
+        queue_size: int,
+        batch_rows: int,
+        flush_seconds: float,
+        rotate_seconds: float,
+        on_dropped: Callable[[int], None] | None,
+        on_written: Callable[[int], None] | None,
+        name: str,
     ) -> None:
         self.directory = directory
         self.fmt = fmt
+        self.queue_size = queue_size
         self.batch_rows = batch_rows
         self.flush_seconds = flush_seconds
+        self.rotate_seconds = rotate_seconds
         self.dropped_rows = 0
         self.written_rows = 0
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
+        self._deque: collections.deque[Any] = collections.deque()
         self._on_dropped = on_dropped
         self._on_written = on_written
         self._writer_id = f"{os.getpid()}-{int(time.time() * 1000):x}-{secrets.token_hex(3)}"
         self._seq = 0
+        self._name = name
         self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # start/stop
+        self._io = threading.Lock()  # one drain at a time
+        self._wake = threading.Event()
+        self._stopping = False
+        self._open: dict[Any, _OpenFile] = {}
+        self._pending: list[tuple[str, Any, pa.Table]] = []
+        self._pending_rows = 0
 
     # ------------------------------------------------------------------ producer side
-    def submit(self, entry: LogEntry) -> bool:
+    def submit(self, entry: Any, rows: int | None = None) -> bool:
         """Queue ``entry`` without blocking; False (and counted) when the queue is full."""
-        try:
-            self._queue.put_nowait(entry)
-        except queue.Full:
-            self._dropped(entry.rows)
+        if len(self._deque) >= self.queue_size:
+            self._dropped(self._rows(entry) if rows is None else rows)
             return False
+        self._deque.append(entry)
         return True
 
     def depth(self) -> int:
-        return self._queue.qsize()
+        return len(self._deque)
 
     @property
     def running(self) -> bool:
@@ -115,35 +166,33 @@ class PredictionLog:
         with self._lock:
             if self.running:
                 return
-            self._thread = threading.Thread(
-                target=self._run, name=f"opsloop-predlog-{self.directory.name}", daemon=True
-            )
+            self._stopping = False
+            self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
             self._thread.start()
 
     def flush(self, timeout: float = 10.0) -> bool:
-        """Write everything queued so far; False when it did not finish within ``timeout``."""
-        if not self.running:
-            return self._queue.empty()
-        marker = _Flush()
-        try:
-            self._queue.put(marker, timeout=timeout)
-        except queue.Full:
+        """Write everything queued so far and make it readable; False on timeout."""
+        deadline = time.monotonic() + timeout
+        if not self._io.acquire(timeout=timeout):
             return False
-        return marker.done.wait(timeout)
+        try:
+            self._drain(close=True, deadline=deadline)
+        finally:
+            self._io.release()
+        return self.depth() == 0
 
     def close(self, timeout: float = 10.0) -> bool:
-        """Write what is queued and stop the writer; False when it did not stop in time."""
+        """Write what is queued, close the files and stop the writer; False on timeout."""
         with self._lock:
             thread = self._thread
-        if thread is None or not thread.is_alive():
-            return True
-        try:
-            self._queue.put(_STOP, timeout=timeout)
-        except queue.Full:
-            logger.error("prediction log: writer did not drain its queue in %.0f s", timeout)
-            return False
-        thread.join(timeout)
-        return not thread.is_alive()
+            self._stopping = True
+        self._wake.set()
+        if thread is not None and thread.is_alive():
+            thread.join(timeout)
+            if thread.is_alive():
+                logger.error("%s: writer did not drain its queue in %.0f s", self._name, timeout)
+                return False
+        return self.flush(timeout)
 
     # ------------------------------------------------------------------ writer side
     def _dropped(self, rows: int) -> None:
@@ -151,54 +200,121 @@ class PredictionLog:
         if self._on_dropped is not None:
             self._on_dropped(rows)
 
-    def _run(self) -> None:
-        batch: list[LogEntry] = []
-        rows = 0
-        deadline = 0.0
-        while True:
-            wait = self.flush_seconds if not batch else max(0.0, deadline - time.monotonic())
-            try:
-                item = self._queue.get(timeout=wait)
-            except queue.Empty:
-                item = None
-            if isinstance(item, LogEntry):
-                if not batch:
-                    deadline = time.monotonic() + self.flush_seconds
-                batch.append(item)
-                rows += item.rows
-            due = rows >= self.batch_rows or (batch and time.monotonic() >= deadline)
-            if batch and (due or item is _STOP or isinstance(item, _Flush)):
-                self._write(batch)
-                batch, rows = [], 0
-            if isinstance(item, _Flush):
-                item.done.set()
-            if item is _STOP:
-                return
-
-    def _write(self, batch: list[LogEntry]) -> None:
-        total = sum(e.rows for e in batch)
-        try:
-            by_day: dict[str, list[LogEntry]] = {}
-            for entry in batch:
-                by_day.setdefault(entry.logged_at[:10], []).append(entry)
-            for day, entries in by_day.items():
-                folder = self.directory / f"date={day}"
-                folder.mkdir(parents=True, exist_ok=True)
-                frame = batch_frame(entries)
-                if self.fmt == "parquet":
-                    self._write_parquet(folder, frame)
-                else:
-                    self._write_jsonl(folder, frame)
-        except Exception:
-            logger.exception("prediction log: could not write %d rows to %s", total, self.directory)
-            self._dropped(total)
-            return
-        self.written_rows += total
+    def _written(self, rows: int) -> None:
+        self.written_rows += rows
         if self._on_written is not None:
-            self._on_written(total)
+            self._on_written(rows)
 
-    def _write_jsonl(self, folder: Path, frame: pd.DataFrame) -> None:
-        text = frame.to_json(orient="records", lines=True, date_format="iso", double_precision=15)
+    def _run(self) -> None:
+        while not self._stopping:
+            self._wake.wait(self.flush_seconds)
+            self._wake.clear()
+            with self._io:
+                self._drain(close=False, deadline=None)
+
+    def _drain(self, *, close: bool, deadline: float | None) -> None:
+        """Convert and write everything queued (flush, close)."""
+        self._convert(deadline=deadline)
+        self._write_pending()
+        self._rotate(force=close)
+
+    def _convert(self, *, deadline: float | None) -> None:
+        """Queued rows to Arrow tables (written by :meth:`_write_pending`)."""
+        pop = self._deque.popleft
+        while self._deque:
+            batch = [pop() for _ in range(min(len(self._deque), self.batch_rows))]
+            try:
+                first, last = _day(batch[0].ts), _day(max(e.ts for e in batch))
+                if first == last:
+                    by_day = {first: batch}
+                else:
+                    by_day = {}
+                    for entry in batch:
+                        by_day.setdefault(_day(entry.ts), []).append(entry)
+                tables = [
+                    (day, key, table)
+                    for day, entries in by_day.items()
+                    for key, table in self._tables(entries)
+                ]
+            except Exception:
+                lost = sum(self._rows(e) for e in batch)
+                logger.exception("%s: could not convert %d rows", self._name, lost)
+                self._dropped(lost)
+                continue
+            for day, key, table in tables:
+                self._keep(day, key, table)
+            if deadline is not None and time.monotonic() > deadline:
+                break
+
+    def _keep(self, day: str, key: Any, table: pa.Table) -> None:
+        self._pending.append((day, key, table))
+        self._pending_rows += table.num_rows
+
+    def _write_pending(self) -> None:
+        """Append the converted tables to their files: one row group per file and write."""
+        pending, self._pending, self._pending_rows = self._pending, [], 0
+        groups: dict[tuple[str, Any], list[pa.Table]] = {}
+        for day, key, table in pending:
+            groups.setdefault((day, key), []).append(table)
+        for (day, key), tables in groups.items():
+            for table in _same_schema_runs(tables):
+                self._append(day, key, table)
+
+    def _append(self, day: str, key: Any, table: pa.Table) -> None:
+        rows = table.num_rows
+        try:
+            if self.fmt == "parquet":
+                self._append_parquet(day, key, table)
+            else:
+                self._append_jsonl(day, table)
+        except Exception:
+            logger.exception("%s: could not write %d rows to %s", self._name, rows, self.directory)
+            self._dropped(rows)
+            return
+        self._written(rows)
+
+    @staticmethod
+    def _rows(entry: Any) -> int:
+        return entry.rows if isinstance(entry, LogEntry) else 1
+
+    def _tables(self, entries: list[Any]) -> Iterable[tuple[Any, pa.Table]]:
+        raise NotImplementedError
+
+    def _append_parquet(self, day: str, key: Any, table: pa.Table) -> None:
+        import pyarrow.parquet as pq
+
+        handle = self._open.get(key)
+        if handle is not None and (handle.day != day or handle.writer.schema != table.schema):
+            self._open.pop(key).close()
+            handle = None
+        if handle is None:
+            folder = self.directory / f"date={day}"
+            folder.mkdir(parents=True, exist_ok=True)
+            self._seq += 1
+            final = folder / f"part-{self._writer_id}-{self._seq:06d}.parquet"
+            tmp = folder / f".{final.name}.tmp"
+            strings = [f.name for f in table.schema if f.type == "string"]
+            writer = pq.ParquetWriter(
+                tmp,
+                table.schema,
+                use_dictionary=[n for n in strings if n != "request_id"],
+                write_statistics=[
+                    n for n in ("logged_at", "received_at") if n in table.schema.names
+                ],
+            )
+            handle = _OpenFile(writer, tmp, final, day)
+            self._open[key] = handle
+        handle.writer.write_table(table)
+
+    def _append_jsonl(self, day: str, table: pa.Table) -> None:
+        folder = self.directory / f"date={day}"
+        folder.mkdir(parents=True, exist_ok=True)
+        frame = table.to_pandas()
+        if "logged_at" in frame.columns:
+            frame["logged_at"] = frame["logged_at"].map(lambda t: t.isoformat())
+        if "received_at" in frame.columns:
+            frame["received_at"] = frame["received_at"].map(lambda t: t.isoformat())
+        text = frame.to_json(orient="records", lines=True, double_precision=15)
         if not text.endswith("\n"):
             text += "\n"
         # one write() per batch: a reader can only ever see a torn last line
@@ -206,36 +322,211 @@ class PredictionLog:
             fh.write(text)
             fh.flush()
 
-    def _write_parquet(self, folder: Path, frame: pd.DataFrame) -> None:
-        if any(not isinstance(p, _SCALARS) for p in frame["prediction"]):
-            text = [json.dumps(p, default=str) for p in frame.pop("prediction")]
-            frame.insert(len(META_COLUMNS), "prediction_json", text)
-        self._seq += 1
-        target = folder / f"part-{self._writer_id}-{self._seq:06d}.parquet"
-        tmp = folder / f".{target.name}.tmp"
-        frame.to_parquet(tmp, index=False)
-        os.replace(tmp, target)
+    def _rotate(self, *, force: bool) -> None:
+        now = time.monotonic()
+        today = _day(time.time())
+        for key, handle in list(self._open.items()):
+            if force or handle.day != today or now - handle.opened >= self.rotate_seconds:
+                self._open.pop(key)
+                try:
+                    handle.close()
+                except Exception:
+                    logger.exception("%s: could not close %s", self._name, handle.tmp)
 
 
-def batch_frame(entries: list[LogEntry]) -> pd.DataFrame:
-    """Entries as one flat frame: metadata columns, then ``input.<feature>`` columns."""
+class PredictionLog(_Writer):
+    """Scored requests, one row per scored input row."""
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        fmt: LogFormat = "parquet",
+        queue_size: int = 50_000,
+        batch_rows: int = 10_000,
+        flush_seconds: float = 0.5,
+        rotate_seconds: float = 60.0,
+        on_dropped: Callable[[int], None] | None = None,
+        on_written: Callable[[int], None] | None = None,
+    ) -> None:
+        super().__init__(
+            directory,
+            fmt=fmt,
+            queue_size=queue_size,
+            batch_rows=batch_rows,
+            flush_seconds=flush_seconds,
+            rotate_seconds=rotate_seconds,
+            on_dropped=on_dropped,
+            on_written=on_written,
+            name=f"opsloop-predlog-{directory.name}",
+        )
+
+    def submit_many(self, entries: list[LogEntry]) -> None:
+        """Queue scored requests (from the after_predict thread); full: dropped, counted."""
+        room = self.queue_size - len(self._deque)
+        if room < len(entries):
+            lost = entries[max(0, room) :]
+            self._dropped(sum(e.rows for e in lost))
+            entries = entries[: max(0, room)]
+        self._deque.extend(entries)
+
+    def _tables(self, entries: list[LogEntry]) -> Iterable[tuple[Any, pa.Table]]:
+        keys = {e.columns if e.array is not None else None for e in entries}
+        if len(keys) == 1 and None not in keys:  # one model, the array path: one table
+            yield keys.pop(), entries_table(entries)
+            return
+        groups: dict[Any, list[LogEntry]] = {}
+        for e in entries:
+            key = e.columns if e.array is not None else ("frame", tuple(e.frame.columns))
+            groups.setdefault(key, []).append(e)
+        for key, group in groups.items():
+            yield key, entries_table(group)
+
+
+class FeedbackLog(_Writer):
+    """Ground-truth labels sent to /v1/feedback."""
+
+    def __init__(self, directory: Path, **options: Any) -> None:
+        super().__init__(directory, name=f"opsloop-feedback-{directory.name}", **options)
+
+    def _tables(self, entries: list[FeedbackEntry]) -> Iterable[tuple[Any, pa.Table]]:
+        import pyarrow as pa
+
+        table = pa.table(
+            {
+                "request_id": pa.array([e.request_id for e in entries], pa.string()),
+                "row": pa.array([e.row for e in entries], pa.int64()),
+                "label_json": pa.array([json.dumps(e.label) for e in entries], pa.string()),
+                "received_at": pa.array(
+                    [int(e.ts * 1_000_000) for e in entries], pa.timestamp("us", tz="UTC")
+                ),
+                "model": pa.array([e.model for e in entries], pa.string()),
+            }
+        )
+        yield "feedback", table
+
+
+def entries_table(entries: list[LogEntry]) -> pa.Table:
+    """Entries with the same input columns as one Arrow table: metadata, then ``input.*``."""
+    import numpy as np
+    import pyarrow as pa
+
+    counts = [e.rows for e in entries]
+    single = all(n == 1 for n in counts)
+    if single:  # the common case (one row per request): column-wise comprehensions
+        request_ids = [e.request_id for e in entries]
+        rows: Any = np.zeros(len(entries), dtype=np.int64)
+        versions = [e.model_version for e in entries]
+        roles = [e.role for e in entries]
+        stamps = np.fromiter((e.ts for e in entries), np.float64, len(entries))
+        latencies = np.fromiter((e.latency_ms for e in entries), np.float64, len(entries))
+        models = [e.model for e in entries]
+        predictions = [e.predictions[0] if e.predictions else None for e in entries]
+        probabilities = [
+            None if e.probabilities is None or not len(e.probabilities) else e.probabilities[0]
+            for e in entries
+        ]
+        any_proba = any(e.probabilities is not None for e in entries)
+    else:
+        request_ids, versions, roles, models = [], [], [], []
+        rows, predictions, probabilities = [], [], []
+        stamps_list: list[float] = []
+        latency_list: list[float] = []
+        any_proba = False
+        for e, n in zip(entries, counts, strict=True):
+            request_ids += [e.request_id] * n
+            rows += range(n)
+            versions += [e.model_version] * n
+            roles += [e.role] * n
+            stamps_list += [e.ts] * n
+            latency_list += [e.latency_ms] * n
+            models += [e.model] * n
+            preds = list(e.predictions[:n])
+            predictions += preds + [None] * (n - len(preds))
+            if e.probabilities is not None:
+                any_proba = True
+                given = list(e.probabilities[:n])
+                probabilities += given + [None] * (n - len(given))
+            else:
+                probabilities += [None] * n
+        stamps = np.asarray(stamps_list, dtype=np.float64)
+        latencies = np.asarray(latency_list, dtype=np.float64)
+    columns: dict[str, Any] = {
+        "request_id": pa.array(request_ids, pa.string()),
+        "row": pa.array(rows, pa.int64()),
+        "model_version": pa.array(versions, pa.string()),
+        "role": pa.array(roles, pa.string()),
+        "logged_at": pa.array((stamps * 1_000_000).astype(np.int64)).view(
+            pa.timestamp("us", tz="UTC")
+        ),
+        "latency_ms": pa.array(latencies, pa.float64()),
+        "model": pa.array(models, pa.string()),
+    }
+    columns.update(_prediction_columns(predictions))
+    if any_proba:
+        columns.update(_probability_columns(probabilities))
+    first = entries[0]
+    if first.array is not None:
+        names = first.columns or ()
+        arrays = [e.array for e in entries]
+        array = np.concatenate(arrays) if len(arrays) > 1 else arrays[0]
+        for name, values in zip(names, np.ascontiguousarray(array.T), strict=True):
+            columns[_INPUT_PREFIX + name] = pa.array(values, pa.float64())
+        return pa.table(columns)
     import pandas as pd
 
-    meta: dict[str, list[Any]] = {name: [] for name in (*META_COLUMNS, "model")}
-    for e in entries:
-        n = e.rows
-        preds = list(e.predictions[:n]) + [None] * max(0, n - len(e.predictions))
-        meta["request_id"] += [e.request_id] * n
-        meta["row"] += list(range(n))
-        meta["model_version"] += [e.model_version] * n
-        meta["logged_at"] += [e.logged_at] * n
-        meta["latency_ms"] += [e.latency_ms] * n
-        meta["prediction"] += preds
-        meta["model"] += [e.model] * n
-    frames = [e.inputs for e in entries]
+    frames = [e.frame for e in entries]
     inputs = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     inputs = inputs.reset_index(drop=True).add_prefix(_INPUT_PREFIX)
-    return pd.concat([pd.DataFrame(meta), inputs], axis=1)
+    meta = pa.table(columns)
+    try:
+        data = pa.Table.from_pandas(inputs, preserve_index=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        data = pa.Table.from_pandas(inputs.astype(str), preserve_index=False)
+    for name in data.column_names:
+        meta = meta.append_column(name, data.column(name))
+    return meta
+
+
+def _same_schema_runs(tables: list[pa.Table]) -> Iterable[pa.Table]:
+    """Consecutive tables with one schema, concatenated (a schema change starts a run)."""
+    import pyarrow as pa
+
+    run: list[pa.Table] = []
+    for table in tables:
+        if run and table.schema != run[0].schema:
+            yield pa.concat_tables(run) if len(run) > 1 else run[0]
+            run = []
+        run.append(table)
+    if run:
+        yield pa.concat_tables(run) if len(run) > 1 else run[0]
+
+
+def _probability_columns(probabilities: list[Any]) -> dict[str, Any]:
+    """Per-row class probabilities as list<double>, or JSON text when they do not fit."""
+    import pyarrow as pa
+
+    try:
+        values = [None if p is None else [float(x) for x in p] for p in probabilities]
+        return {"probabilities": pa.array(values, pa.list_(pa.float64()))}
+    except (TypeError, ValueError, pa.ArrowInvalid, pa.ArrowTypeError):
+        return {"probabilities_json": pa.array([json.dumps(p, default=str) for p in probabilities])}
+
+
+def _prediction_columns(predictions: list[Any]) -> dict[str, Any]:
+    import pyarrow as pa
+
+    kinds = {type(p) for p in predictions if p is not None}
+    if len(kinds) == 1 and next(iter(kinds)) in _SCALARS:
+        try:
+            return {"prediction": pa.array(predictions)}
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+            pass
+    if kinds <= {int, float}:
+        return {"prediction": pa.array([None if p is None else float(p) for p in predictions])}
+    return {
+        "prediction_json": pa.array([json.dumps(p, default=str) for p in predictions], pa.string())
+    }
 
 
 # ---------------------------------------------------------------------- reading
@@ -255,34 +546,85 @@ def parse_since(since: str | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def read_log(directory: Path, model: str, since: datetime | None = None) -> pd.DataFrame | None:
-    """Logged rows of ``model`` at or after ``since``; None when it has no log folder."""
+def _files(directory: Path, first_day: str, suffix: str) -> list[Path]:
+    out: list[Path] = []
+    if not directory.is_dir():
+        return out
+    for folder in sorted(directory.glob("date=*")):
+        if folder.name[5:] < first_day:
+            continue
+        out += sorted(p for p in folder.glob(f"part-*{suffix}") if p.is_file())
+    return out
+
+
+def _sql_list(paths: list[Path]) -> str:
+    return "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths) + "]"
+
+
+def read_log(
+    directory: Path,
+    model: str,
+    since: datetime | None = None,
+    *,
+    feedback_dir: Path | None = None,
+    roles: tuple[str, ...] | None = SERVED_ROLES,
+) -> pd.DataFrame | None:
+    """Logged rows of ``model`` at or after ``since``, with feedback labels; None: no log.
+
+    ``roles`` keeps the rows answered to clients (champion, challenger) by default; pass
+    None to include the shadow model's rows as well.
+    """
     import pandas as pd
 
     if not directory.is_dir():
         return None
     first_day = since.date().isoformat() if since else ""
     frames: list[pd.DataFrame] = []
-    for folder in sorted(directory.glob("date=*")):
-        if folder.name[5:] < first_day:
-            continue
-        for file in sorted(folder.glob("part-*")):
-            if file.suffix == ".jsonl":
-                frames.append(_unflatten(_read_jsonl(file)))
-            elif file.suffix == ".parquet":
-                frames.append(_unflatten(pd.read_parquet(file)))
-    frames = [f for f in frames if not f.empty]
+    parquet = _files(directory, first_day, ".parquet")
+    if parquet:
+        frames.append(_read_parquet(parquet, since))
+    for file in _files(directory, first_day, ".jsonl"):
+        frames.append(_read_jsonl(file))
+    frames = [_unflatten(f) for f in frames if not f.empty]
     if not frames:
         return pd.DataFrame(columns=list(META_COLUMNS))
+    for f in frames:
+        f["logged_at"] = pd.to_datetime(f["logged_at"], utc=True, format="ISO8601")
     frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     if "model" in frame.columns:
         frame = frame[frame["model"] == model].drop(columns=["model"])
-    frame["logged_at"] = pd.to_datetime(frame["logged_at"], utc=True, format="ISO8601")
+    if "role" not in frame.columns:
+        frame["role"] = "champion"
+    frame["role"] = frame["role"].fillna("champion")
+    if roles is not None:
+        frame = frame[frame["role"].isin(roles)]
     if since is not None:
         frame = frame[frame["logged_at"] >= pd.Timestamp(since)]
-    frame = frame.sort_values(["logged_at", "request_id", "row"], kind="stable")
-    features = [c for c in frame.columns if c not in META_COLUMNS]
-    return frame[features + list(META_COLUMNS)].reset_index(drop=True)
+    frame = frame.sort_values(["logged_at", "request_id", "row", "role"], kind="stable")
+    frame = frame.reset_index(drop=True)
+    frame["label"] = _labels(feedback_dir, frame) if feedback_dir is not None else None
+    extra = [c for c in ("probabilities",) if c in frame.columns]
+    features = [c for c in frame.columns if c not in META_COLUMNS and c not in extra]
+    return frame[features + list(META_COLUMNS) + extra].reset_index(drop=True)
+
+
+def _connect() -> Any:
+    import duckdb
+
+    con = duckdb.connect(":memory:")
+    con.execute("SET TimeZone = 'UTC'")
+    return con
+
+
+def _read_parquet(files: list[Path], since: datetime | None) -> pd.DataFrame:
+    con = _connect()
+    try:
+        query = f"SELECT * FROM read_parquet({_sql_list(files)}, union_by_name = true)"
+        if since is not None:
+            return con.execute(query + " WHERE logged_at >= ?", [since]).df()
+        return con.execute(query).df()
+    finally:
+        con.close()
 
 
 def _read_jsonl(file: Path) -> pd.DataFrame:
@@ -303,7 +645,21 @@ def _unflatten(frame: pd.DataFrame) -> pd.DataFrame:
     import pandas as pd
 
     if "prediction_json" in frame.columns:
-        frame["prediction"] = [json.loads(v) for v in frame.pop("prediction_json")]
+        decoded = [json.loads(v) if isinstance(v, str) else None for v in frame["prediction_json"]]
+        if "prediction" in frame.columns:
+            frame["prediction"] = [
+                d if isinstance(j, str) else p
+                for p, j, d in zip(
+                    frame["prediction"], frame["prediction_json"], decoded, strict=True
+                )
+            ]
+        else:
+            frame["prediction"] = decoded
+        frame = frame.drop(columns=["prediction_json"])
+    if "probabilities_json" in frame.columns:
+        frame["probabilities"] = [
+            json.loads(v) if isinstance(v, str) else None for v in frame.pop("probabilities_json")
+        ]
     size = len(_INPUT_PREFIX)
     inputs = {
         c: c[size:]
@@ -312,3 +668,50 @@ def _unflatten(frame: pd.DataFrame) -> pd.DataFrame:
     }
     meta = frame[[c for c in frame.columns if not c.startswith(_INPUT_PREFIX)]]
     return pd.concat([frame[list(inputs)].rename(columns=inputs), meta], axis=1)
+
+
+def read_feedback(directory: Path) -> pd.DataFrame:
+    """Every label sent for a model: request_id, row, label, received_at (newest wins)."""
+    import pandas as pd
+
+    parquet = _files(directory, "", ".parquet")
+    frames: list[pd.DataFrame] = []
+    if parquet:
+        con = _connect()
+        try:
+            frames.append(
+                con.execute(
+                    f"SELECT request_id, row, label_json, received_at FROM read_parquet("
+                    f"{_sql_list(parquet)}, union_by_name = true)"
+                ).df()
+            )
+        finally:
+            con.close()
+    for file in _files(directory, "", ".jsonl"):
+        frames.append(_read_jsonl(file))
+    frames = [f for f in frames if not f.empty]
+    if not frames:
+        return pd.DataFrame(columns=["request_id", "row", "label", "received_at"])
+    frame = pd.concat(frames, ignore_index=True)
+    frame["received_at"] = pd.to_datetime(frame["received_at"], utc=True, format="ISO8601")
+    frame = frame.sort_values("received_at", kind="stable")
+    frame = frame.drop_duplicates(["request_id", "row"], keep="last")
+    frame["label"] = [json.loads(v) for v in frame.pop("label_json")]
+    return frame[["request_id", "row", "label", "received_at"]].reset_index(drop=True)
+
+
+def _labels(feedback_dir: Path, frame: pd.DataFrame) -> Any:
+    import pandas as pd
+
+    feedback = read_feedback(feedback_dir)
+    if feedback.empty or frame.empty:
+        return pd.Series([None] * len(frame), index=frame.index, dtype=object)
+    keyed = feedback.set_index(["request_id", "row"])["label"]
+    index = pd.MultiIndex.from_arrays([frame["request_id"], frame["row"].astype("int64")])
+    labels = keyed.reindex(index)
+    values = labels.to_numpy(dtype=object)
+    series = pd.Series(values, index=frame.index, dtype=object)
+    numeric = [v for v in values if v is not None and not (isinstance(v, float) and v != v)]
+    if numeric and all(isinstance(v, int | float) and not isinstance(v, bool) for v in numeric):
+        return pd.to_numeric(series)
+    return series.where(series.notna(), None)

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 MLFLOW_FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+NUMERIC_FAST_TYPES = frozenset({"double"})
 MAX_REPORTED_ERRORS = 100
 
 _Float = Annotated[float, Strict(), AllowInfNan(False)]
@@ -168,41 +169,62 @@ class InputSchema:
             fields[f"f{i}"] = (py_type, info)
         return create_model(name, __config__=ConfigDict(extra="forbid"), **fields)
 
-    def request_model(self) -> type[BaseModel]:
+    def _value_type(self) -> Any:
+        """The JSON type of a positional value: the signature's, when all columns share it."""
+        kinds = {COLUMN_TYPES.get(c.type, (Any, None))[0] for c in self.columns or ()}
+        return kinds.pop() if len(kinds) == 1 else Any
+
+    def request_model(self) -> Any:
         """The /v1/models/{name}/predict body: ``records``, or ``columns`` with ``data``."""
         column_type: Any = Literal[tuple(self.names)] if self.names else str  # type: ignore[valid-type]
         rows: Any = list[self.row_model]  # type: ignore[name-defined]
-        return create_model(
-            _class_name(self.model_name, "PredictRequest"),
-            __config__=ConfigDict(
-                extra="forbid",
-                json_schema_extra={"description": "Send `records`, or `columns` with `data`."},
-            ),
-            records=(rows | None, Field(default=None, min_length=1)),
-            columns=(list[column_type] | None, None),
-            data=(list[list[Any]] | None, Field(default=None, min_length=1)),
+        records = create_model(
+            _class_name(self.model_name, "PredictRecords"),
+            __config__=ConfigDict(extra="forbid", title="Records"),
+            records=(rows, Field(min_length=1, description="One object per row.")),
         )
+        split = create_model(
+            _class_name(self.model_name, "PredictSplit"),
+            __config__=ConfigDict(extra="forbid", title="Columns and rows"),
+            columns=(
+                list[column_type],
+                Field(min_length=1, description="Column names, any order."),
+            ),
+            data=(
+                list[list[self._value_type()]],
+                Field(min_length=1, description="Rows of values in `columns` order."),
+            ),
+        )
+        return records | split
 
-    def invocations_model(self) -> type[BaseModel]:
-        """MLflow's /invocations body: exactly one of its four scoring formats."""
+    def invocations_model(self) -> Any:
+        """MLflow's /invocations body: exactly one of its four scoring formats (+ params)."""
+        name = self.model_name
+        rows: Any = list[self.row_model]  # type: ignore[name-defined]
+        positional: Any = list[list[self._value_type()]]
         split: Any = create_model(
-            _class_name(self.model_name, "DataframeSplit"),
+            _class_name(name, "DataframeSplit"),
             columns=(list[str], ...),
-            data=(list[list[Any]], ...),
+            data=(positional, ...),
             index=(list[Any] | None, None),
         )
-        rows: Any = list[self.row_model]  # type: ignore[name-defined]
-        return create_model(
-            _class_name(self.model_name, "InvocationsRequest"),
-            __config__=ConfigDict(
-                json_schema_extra={"description": "Exactly one of the four MLflow formats."}
-            ),
-            dataframe_split=(split | None, None),
-            dataframe_records=(rows | None, None),
-            instances=(rows | list[list[Any]] | None, None),
-            inputs=(dict[str, list[Any]] | rows | list[list[Any]] | None, None),
-            params=(dict[str, Any] | None, None),
-        )
+        params: Any = (dict[str, Any] | None, None)
+        formats = [
+            ("DataframeSplitBody", "dataframe_split", split),
+            ("DataframeRecordsBody", "dataframe_records", rows),
+            ("InstancesBody", "instances", rows | positional),
+            ("InputsBody", "inputs", dict[str, list[Any]] | rows | positional),
+        ]
+        bodies = [
+            create_model(
+                _class_name(name, suffix),
+                __config__=ConfigDict(extra="forbid", title=key),
+                **{key: (kind, ...)},  # type: ignore[arg-type]
+                params=params,
+            )
+            for suffix, key, kind in formats
+        ]
+        return bodies[0] | bodies[1] | bodies[2] | bodies[3]
 
     # ------------------------------------------------------------------ parsing
     def frame_from_predict_body(self, payload: Any) -> pd.DataFrame:
@@ -428,3 +450,84 @@ def _field_errors(exc: ValidationError, loc: Loc) -> list[dict[str, Any]]:
         }.get(err["type"], err["msg"])
         out.append(_error((*loc, *where), msg, err["type"], field))
     return out
+
+
+class FastReader:
+    """Rows of an all-``double`` signature straight to a float64 array, in the model's order.
+
+    Accepts exactly what the pydantic path accepts (JSON numbers, no booleans, strings, NaN
+    or infinities; every column present, none unknown) and returns None for anything else,
+    so the pydantic path can name each problem. ``order`` is the column order the model
+    was fitted with; ``names`` the signature's.
+    """
+
+    def __init__(self, names: Sequence[str], order: Sequence[str]) -> None:
+        self.names = tuple(names)
+        self.order = tuple(order)
+        self.width = len(self.order)
+        self._known = frozenset(self.order)
+
+    def records(self, rows: Any) -> Any:
+        """``[{column: number}, ...]`` -> array, or None."""
+        if type(rows) is not list or not rows:
+            return None
+        width = self.width
+        order = self.order
+        out = []
+        try:
+            for rec in rows:
+                if type(rec) is not dict or len(rec) != width:
+                    return None
+                values = [rec[name] for name in order]
+                for v in values:
+                    t = type(v)
+                    if t is not float and t is not int:
+                        return None
+                out.append(values)
+        except KeyError:
+            return None
+        return self._array(out)
+
+    def split(self, columns: Any, data: Any) -> Any:
+        """Column names plus rows of numbers -> array in the model's order, or None."""
+        if (
+            type(columns) is not list
+            or len(columns) != self.width
+            or type(data) is not list
+            or not data
+            or not all(type(c) is str for c in columns)
+            or set(columns) != self._known
+            or len(set(columns)) != self.width
+        ):
+            return None
+        width = self.width
+        for row in data:
+            if type(row) is not list or len(row) != width:
+                return None
+            for v in row:
+                t = type(v)
+                if t is not float and t is not int:
+                    return None
+        array = self._array(data)
+        if array is None:
+            return None
+        if list(columns) == list(self.order):
+            return array
+        index = {name: i for i, name in enumerate(columns)}
+        return array[:, [index[name] for name in self.order]]
+
+    def signature_rows(self, data: Any) -> Any:
+        """Rows of numbers in signature order (MLflow ``instances``/``inputs`` lists)."""
+        return self.split(list(self.names), data)
+
+    @staticmethod
+    def _array(rows: list[Any]) -> Any:
+        import numpy as np
+
+        try:
+            array = np.array(rows, dtype=np.float64)
+        except (OverflowError, ValueError, TypeError):
+            return None
+        if array.ndim != 2 or not np.isfinite(array).all():
+            return None
+        return array

@@ -1,30 +1,69 @@
-"""One prediction end to end: serve hooks, the model call, metrics and the prediction log.
+"""One prediction request end to end, in a model thread: parse, validate, hooks, model, log.
 
-Runs in a worker thread (the model and the hooks are synchronous); the event loop only
-parses the request and writes the response.
+The event loop only reads the body and writes the bytes this module returns. The fast
+path (an all-``double`` signature and a verified :mod:`~opsloop_fastapi.fastmodel`) goes
+from JSON to a float64 array to the model without pandas; anything it does not accept
+goes through the pydantic validation of :mod:`~opsloop_fastapi.schema`, which names
+every bad field. The serve hooks see a :class:`PredictContext` whose ``inputs`` frame is
+built only when a hook reads it.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import queue
+import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from opsloop.errors import OpsloopError
 from opsloop.interfaces import PredictContext
-from opsloop.records import utcnow
 from opsloop_fastapi.predlog import LogEntry, PredictionLog
+from opsloop_fastapi.schema import InputError
 
 if TYPE_CHECKING:
     import pandas as pd
 
+    from opsloop.records import ModelVersionRef
     from opsloop_fastapi.metrics import ServerMetrics
     from opsloop_fastapi.served import ServedModel
 
 logger = logging.getLogger("opsloop_fastapi.scoring")
+
+try:
+    import orjson
+
+    def loads(body: bytes) -> Any:
+        """JSON as Python values; stdlib json decides what orjson refuses (NaN, deep nesting)."""
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return _stdlib_loads(body)
+
+    def dumps(content: Any) -> bytes:
+        try:
+            return orjson.dumps(content)
+        except TypeError:
+            return json.dumps(content, default=str).encode()
+
+except ImportError:  # pragma: no cover - orjson is a dependency; keep working without it
+
+    def loads(body: bytes) -> Any:
+        return _stdlib_loads(body)
+
+    def dumps(content: Any) -> bytes:
+        return json.dumps(content, default=str, separators=(",", ":")).encode()
+
+
+def _stdlib_loads(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise InputError.body(f"body is not valid JSON: {exc}", "json_invalid") from None
 
 
 class PredictRefused(Exception):
@@ -43,14 +82,8 @@ class PredictFailed(Exception):
         self.status_code = status_code
 
 
-@dataclass
-class Prediction:
-    """What one scored request returns."""
-
-    request_id: str
-    predictions: list[Any]
-    probabilities: list[Any] | None
-    latency_ms: float
+class Unsupported(Exception):
+    """A content type /invocations does not read."""
 
 
 def refusal_status(error: BaseException) -> int:
@@ -59,94 +92,628 @@ def refusal_status(error: BaseException) -> int:
     return status if isinstance(status, int) and 400 <= status < 500 else 400
 
 
-class Scorer:
-    """Calls the serve hooks around the model and feeds metrics and the prediction log."""
+class LazyContext(PredictContext):
+    """A PredictContext whose ``inputs`` DataFrame and ``headers`` are built on first access."""
 
-    def __init__(self, hook: Any, metrics: ServerMetrics, log: PredictionLog | None) -> None:
+    def __init__(
+        self,
+        request_id: str,
+        model: ModelVersionRef,
+        raw_headers: list[tuple[bytes, bytes]],
+        *,
+        array: Any = None,
+        columns: tuple[str, ...] | None = None,
+        frame: Any = None,
+    ) -> None:
+        self.request_id = request_id
+        self.model = model
+        self.outputs = None
+        self.latency_ms = None
+        self._raw_headers = raw_headers
+        self._headers: Mapping[str, str] | None = None
+        self._array = array
+        self._columns = columns
+        self._frame = frame
+        self.touched = False
+
+    @property  # type: ignore[override]
+    def inputs(self) -> pd.DataFrame:
+        self.touched = True
+        if self._frame is None:
+            import pandas as pd
+
+            self._frame = pd.DataFrame(self._array, columns=list(self._columns or ()))
+        return self._frame
+
+    @inputs.setter
+    def inputs(self, value: pd.DataFrame) -> None:
+        self.touched = True
+        self._frame = value
+
+    @property  # type: ignore[override]
+    def headers(self) -> Mapping[str, str]:
+        """The request headers, lower-case names."""
+        if self._headers is None:
+            self._headers = _headers(self._raw_headers)
+        return self._headers
+
+    @headers.setter
+    def headers(self, value: Mapping[str, str]) -> None:
+        self._headers = value
+
+
+@dataclass
+class Job:
+    """One request for a model thread."""
+
+    kind: str  # "v1" or "mlflow"
+    served: ServedModel
+    role: str  # champion or challenger
+    body: bytes
+    mime: str
+    request_id: str
+    raw_headers: list[tuple[bytes, bytes]]
+    challenger: ServedModel | None = None  # set when the request is copied to the shadow
+    timed_out: list[bool] = field(default_factory=lambda: [False])
+
+
+#: (status, body, extra headers, (served, role, seconds in the model, rows) when scored).
+Reply = tuple[int, bytes, list[tuple[bytes, bytes]], Any]
+
+
+def error_body(kind: str, status: int, message: str, errors: list[Any] | None = None) -> bytes:
+    """A JSON error in the endpoint's shape: opsloop's ``detail`` or MLflow's ``message``."""
+    body: dict[str, Any]
+    if kind == "mlflow":
+        code = {
+            403: "PERMISSION_DENIED",
+            413: "REQUEST_LIMIT_EXCEEDED",
+            429: "REQUEST_LIMIT_EXCEEDED",
+            504: "DEADLINE_EXCEEDED",
+        }.get(status, "INTERNAL_ERROR" if status >= 500 else "BAD_REQUEST")
+        body = {"error_code": code, "message": message}
+        if errors is not None:
+            body["errors"] = errors
+    else:
+        body = {"detail": message}
+        if errors is not None:
+            body["errors"] = errors
+            body["fields"] = sorted({str(e["field"]) for e in errors if e.get("field") is not None})
+    return dumps(body)
+
+
+class Scorer:
+    """Runs jobs: the serve hooks around the model, metrics, the prediction log, the shadow."""
+
+    def __init__(
+        self,
+        hook: Any,
+        metrics: ServerMetrics,
+        log: PredictionLog | None,
+        *,
+        shadow: ShadowRunner | None = None,
+        after: AfterPredict | None = None,
+    ) -> None:
         self.hook = hook
         self.metrics = metrics
         self.log = log
+        self.shadow = shadow
+        self.has_before = _has_impls(hook, "before_predict")
+        self.has_error = _has_impls(hook, "on_predict_error")
+        self.after = after if after is not None and _has_impls(hook, "after_predict") else None
 
-    def score(
-        self,
-        served: ServedModel,
-        frame: pd.DataFrame,
-        *,
-        request_id: str,
-        headers: Mapping[str, str],
-        with_proba: bool = False,
-    ) -> Prediction:
-        """Score ``frame``; raise PredictRefused or PredictFailed, never anything else."""
-        ref = served.ref
-        labels = {"model": ref.name, "version": ref.version}
-        ctx = PredictContext(request_id=request_id, model=ref, inputs=frame, headers=headers)
+    # ------------------------------------------------------------------ entry point
+    def run(self, job: Job) -> Reply:
+        """Score one request; every outcome is a reply, never an exception."""
+        served = job.served
+        kind = job.kind
         try:
-            self.hook.before_predict(context=ctx)
-        except OpsloopError as exc:
-            self.metrics.prediction_errors.labels(**labels, kind="refused").inc()
-            raise PredictRefused(str(exc), refusal_status(exc)) from None
-        logged_at = utcnow()
-        start = time.perf_counter()
+            array, frame = self.parse(job)
+        except Unsupported as exc:
+            self._count_error(served, "input")
+            return 415, error_body(kind, 415, str(exc)), [], None
+        except InputError as exc:
+            self._count_error(served, "input")
+            status = 422 if kind == "v1" else 400
+            return status, error_body(kind, status, exc.message, exc.errors), [], None
         try:
-            outputs = served.model.predict(ctx.inputs)
-            proba = (
-                served.model.predict_proba(ctx.inputs) if with_proba and served.has_proba else None
+            predictions, probabilities, seconds = self.score(
+                job, array, frame, with_proba=kind == "v1" and served.has_proba
             )
+        except (PredictRefused, PredictFailed) as exc:
+            return exc.status_code, error_body(kind, exc.status_code, str(exc)), [], None
+        headers = [(b"x-model-version", served.ref.version.encode())]
+        scored = (served, job.role, seconds, len(predictions))
+        if kind == "mlflow":
+            return 200, dumps({"predictions": predictions}), headers, scored
+        content: dict[str, Any] = {
+            "request_id": job.request_id,
+            "model": served.ref.name,
+            "version": served.ref.version,
+            "predictions": predictions,
+        }
+        if probabilities is not None:
+            content["probabilities"] = probabilities
+        return 200, dumps(content), headers, scored
+
+    # ------------------------------------------------------------------ parsing
+    def parse(self, job: Job) -> tuple[Any, Any]:
+        """(array in the fast model's column order, or None; DataFrame, or None)."""
+        served = job.served
+        reader = served.reader
+        if job.kind == "v1":
+            payload = loads(job.body)
+            if reader is not None and type(payload) is dict:
+                array = None
+                if len(payload) == 1 and "records" in payload:
+                    array = reader.records(payload["records"])
+                elif len(payload) == 2 and "columns" in payload and "data" in payload:
+                    array = reader.split(payload["columns"], payload["data"])
+                if array is not None:
+                    return array, None
+            frame = _frame(served.schema.frame_from_predict_body, payload)
+        else:
+            mime = job.mime
+            if mime in ("application/json", ""):
+                payload = loads(job.body)
+                if reader is not None and type(payload) is dict:
+                    array = _mlflow_fast(reader, payload)
+                    if array is not None:
+                        return array, None
+                frame = _frame(served.schema.frame_from_mlflow, payload)
+            elif mime in ("text/csv", "application/vnd.apache.parquet"):
+                frame = _frame(_read_table, served, job.body, mime)
+            else:
+                raise Unsupported(
+                    f"unsupported content type '{mime}'; send application/json, text/csv or "
+                    "application/vnd.apache.parquet"
+                )
+        if served.fast is not None:
+            import numpy as np
+
+            return frame[list(served.fast.columns)].to_numpy(dtype=np.float64), None
+        return None, frame
+
+    # ------------------------------------------------------------------ scoring
+    def score(
+        self, job: Job, array: Any, frame: Any, *, with_proba: bool
+    ) -> tuple[list[Any], list[Any] | None, float]:
+        """Hooks, model, log; raise PredictRefused or PredictFailed, nothing else.
+
+        Returns the predictions, the probabilities and the seconds spent in the model (the
+        caller records the metrics, on the event loop, so model threads share no lock).
+        """
+        served = job.served
+        ref = served.ref
+        fast = served.fast
+        columns = fast.columns if fast is not None else None
+        ctx: LazyContext | None = None
+        if self.has_before:
+            ctx = LazyContext(
+                job.request_id, ref, job.raw_headers, array=array, columns=columns, frame=frame
+            )
+            try:
+                self.hook.before_predict(context=ctx)
+            except OpsloopError as exc:
+                self._count_error(served, "refused")
+                raise PredictRefused(str(exc), refusal_status(exc)) from None
+            if ctx.touched:
+                array, frame = _after_hook_inputs(ctx._frame, columns)
+                if array is not None:
+                    ctx._array, ctx._columns = array, columns
+        started = time.time()
+        t0 = time.perf_counter()
+        try:
+            if array is not None and fast is not None:
+                if with_proba:
+                    outputs, proba = fast.both(array)
+                else:
+                    outputs, proba = fast.predict(array), None
+            else:
+                if frame is None:
+                    frame = ctx.inputs if ctx is not None else _to_frame(array, columns)
+                outputs = served.model.predict(frame)
+                proba = served.model.predict_proba(frame) if with_proba else None
             predictions = to_jsonable(outputs)
             probabilities = to_jsonable(proba) if proba is not None else None
         except Exception as exc:  # noqa: BLE001 - every model error becomes a clean response
-            self._on_error(ctx, exc)
-            self.metrics.prediction_errors.labels(**labels, kind="model").inc()
+            if ctx is None and self.has_error:
+                ctx = LazyContext(
+                    job.request_id, ref, job.raw_headers, array=array, columns=columns, frame=frame
+                )
+            self._model_error(job, ctx, exc)
             if isinstance(exc, ValueError | TypeError | OpsloopError):
                 raise PredictFailed(
                     f"the model could not score these rows: {_first_line(exc)}", 400
                 ) from None
             raise PredictFailed(
                 f"the model failed ({type(exc).__name__}); see the server log, request_id "
-                f"{request_id}",
+                f"{job.request_id}",
                 500,
             ) from None
-        seconds = time.perf_counter() - start
+        seconds = time.perf_counter() - t0
         latency_ms = round(seconds * 1000, 3)
-        self.metrics.predict_seconds.labels(**labels).observe(seconds)
-        self.metrics.prediction_rows.labels(**labels).inc(len(ctx.inputs))
-        ctx.outputs = predictions
-        ctx.latency_ms = latency_ms
-        try:
-            self.hook.after_predict(context=ctx)
-        except Exception:
-            logger.exception("after_predict hook raised (request_id %s)", request_id)
-            self.metrics.hook_errors.labels(hook="after_predict").inc()
-        if self.log is not None:
-            self.log.submit(
-                LogEntry(
-                    request_id=request_id,
-                    model=ref.name,
-                    model_version=ref.version,
-                    logged_at=logged_at,
-                    latency_ms=latency_ms,
-                    inputs=ctx.inputs,
-                    predictions=predictions,
-                )
+        if job.timed_out[0]:
+            return predictions, probabilities, seconds  # the client got a 504: not logged
+        after, log = self.after, self.log
+        if after is not None or log is not None:
+            if array is not None:
+                rows, logged = array.shape[0], None
+            else:
+                rows, logged = len(frame), frame
+            entry = LogEntry(
+                started,
+                job.request_id,
+                ref.name,
+                ref.version,
+                job.role,
+                latency_ms,
+                rows,
+                columns if array is not None else None,
+                array,
+                logged,
+                predictions,
+                proba if array is not None and proba is not None else probabilities,
+                ref,
+                job.raw_headers,
+                ctx,
             )
-        return Prediction(request_id, predictions, probabilities, latency_ms)
+            if after is not None:  # the hooks' thread hands it on to the log
+                after.submit(entry)
+            else:
+                log.submit(entry, rows)  # type: ignore[union-attr]
+        if job.challenger is not None and self.shadow is not None:
+            self.shadow.submit(job, array, columns, frame)
+        return predictions, probabilities, seconds
 
-    def _on_error(self, ctx: PredictContext, error: BaseException) -> None:
+    def _model_error(self, job: Job, ctx: LazyContext | None, error: BaseException) -> None:
+        ref = job.served.ref
         logger.error(
             "model %s v%s raised on request %s: %s",
-            ctx.model.name,
-            ctx.model.version,
-            ctx.request_id,
+            ref.name,
+            ref.version,
+            job.request_id,
             _first_line(error),
             exc_info=error,
         )
+        self._count_error(job.served, "model")
+        if self.has_error and ctx is not None:
+            try:
+                self.hook.on_predict_error(context=ctx, error=error)
+            except Exception:
+                logger.exception("on_predict_error hook raised (request_id %s)", job.request_id)
+                self.metrics.child(self.metrics.hook_errors, "on_predict_error").inc()
+
+    def _count_error(self, served: ServedModel, kind: str) -> None:
+        m = self.metrics
+        m.child(m.prediction_errors, served.ref.name, served.ref.version, kind).inc()
+
+
+def _has_impls(hook: Any, name: str) -> bool:
+    caller = getattr(hook, name, None)
+    try:
+        return bool(caller.get_hookimpls()) if caller is not None else False
+    except Exception:  # noqa: BLE001 - unknown hook objects: call them to be safe
+        return True
+
+
+def _headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in raw}
+
+
+def _to_frame(array: Any, columns: tuple[str, ...] | None) -> pd.DataFrame:
+    import pandas as pd
+
+    return pd.DataFrame(array, columns=list(columns or ()))
+
+
+def _after_hook_inputs(frame: Any, columns: tuple[str, ...] | None) -> tuple[Any, Any]:
+    """After a hook read or replaced the inputs: the array when still exact, else the frame."""
+    import numpy as np
+
+    if (
+        columns is not None
+        and frame is not None
+        and hasattr(frame, "columns")
+        and tuple(frame.columns) == columns
+        and all(dtype == np.float64 for dtype in frame.dtypes)
+    ):
+        return frame.to_numpy(), None
+    return None, frame
+
+
+def _mlflow_fast(reader: Any, payload: dict[str, Any]) -> Any:
+    keys = set(payload)
+    keys.discard("params")
+    if len(keys) != 1:
+        return None
+    key = keys.pop()
+    value = payload[key]
+    if key == "dataframe_records":
+        return reader.records(value)
+    if key == "dataframe_split":
+        if type(value) is dict and set(value) <= {"columns", "data", "index"}:
+            return reader.split(value.get("columns"), value.get("data"))
+        return None
+    if key in ("instances", "inputs") and type(value) is list and value:
+        if type(value[0]) is dict:
+            return reader.records(value)
+        if type(value[0]) is list:
+            return reader.signature_rows(value)
+    return None
+
+
+def _frame(parse: Any, *args: Any) -> pd.DataFrame:
+    """Run a schema parser; an unexpected failure on odd input is still the input's fault."""
+    try:
+        return parse(*args)  # type: ignore[no-any-return]
+    except (InputError, Unsupported):
+        raise
+    except Exception as exc:  # noqa: BLE001 - bad input must never become a 500
+        logger.warning("input parser raised on odd input: %r", exc)
+        raise InputError.body(f"could not read the input: {exc}", "input_invalid") from None
+
+
+def _read_table(served: ServedModel, body: bytes, mime: str) -> pd.DataFrame:
+    import io
+
+    import pandas as pd
+
+    try:
+        if mime == "text/csv":
+            frame = pd.read_csv(io.StringIO(body.decode("utf-8")))
+        else:
+            frame = pd.read_parquet(io.BytesIO(body))
+    except Exception as exc:  # noqa: BLE001 - any parse failure is the client's input
+        kind = "CSV" if mime == "text/csv" else "Parquet"
+        raise InputError.body(f"body is not a valid {kind} table: {exc}", "table_invalid") from None
+    return served.schema.frame_from_frame(frame)
+
+
+# ---------------------------------------------------------------------- after_predict
+class AfterPredict:
+    """Calls the after_predict hooks off the response path, in request order, in batches.
+
+    A request appends its :class:`LogEntry` to a bounded deque: no lock, no wake-up. A
+    daemon thread drains it every ``interval`` seconds, calls every plugin's after_predict
+    for each request, and hands the entries on to the prediction log. A full deque drops
+    the call (counted); a hook that raises is logged and counted. Neither ever affects a
+    response.
+    """
+
+    def __init__(
+        self,
+        hook: Any,
+        metrics: ServerMetrics,
+        log: PredictionLog | None = None,
+        *,
+        size: int = 100_000,
+        interval: float = 0.02,
+    ) -> None:
+        import collections
+
+        self.hook = hook
+        self.metrics = metrics
+        self.log = log
+        self.size = size
+        self.interval = interval
+        self.called = 0
+        self.dropped = 0
+        self._deque: collections.deque[Any] = collections.deque()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, entry: LogEntry) -> None:
+        if len(self._deque) >= self.size:
+            self.dropped += 1
+            self.metrics.child(self.metrics.hook_dropped, "after_predict").inc()
+            if self.log is not None:
+                self.log.submit(entry, entry.rows)  # logged even when the hooks fall behind
+            return
+        self._deque.append(entry)
+
+    def depth(self) -> int:
+        return len(self._deque)
+
+    def start(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._stop.clear()
+            self._thread = threading.Thread(
+                target=self._run, name="opsloop-after-predict", daemon=True
+            )
+            self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join(timeout)
+        self.drain()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.drain()
+
+    def drain(self, timeout: float = 10.0) -> bool:
+        """Call the hooks for everything queued so far; False when that took too long."""
+        deadline = time.monotonic() + timeout
+        if not self._lock.acquire(timeout=timeout):
+            return False
         try:
-            self.hook.on_predict_error(context=ctx, error=error)
+            calls = _direct_calls(self.hook, "after_predict")
+            pluggy_call = self.hook.after_predict
+            pop = self._deque.popleft
+            done = True
+            while self._deque and done:
+                batch = [pop() for _ in range(min(len(self._deque), 10_000))]
+                for entry in batch:
+                    ctx = entry.context
+                    if ctx is None:
+                        ctx = LazyContext(
+                            entry.request_id,
+                            entry.ref,
+                            entry.headers,
+                            array=entry.array,
+                            columns=entry.columns,
+                            frame=entry.frame,
+                        )
+                    ctx.outputs = entry.predictions
+                    ctx.latency_ms = entry.latency_ms
+                    if calls is None:
+                        self._guarded(pluggy_call, ctx, True)
+                    else:
+                        for function, wants_context in calls:
+                            self._guarded(function, ctx, wants_context, direct=True)
+                    self.called += 1
+                if self.log is not None:
+                    self.log.submit_many(batch)
+                done = time.monotonic() <= deadline
+            return done
+        finally:
+            self._lock.release()
+
+    def _guarded(
+        self, function: Any, ctx: Any, wants_context: bool, *, direct: bool = False
+    ) -> None:
+        try:
+            if direct:
+                function(ctx) if wants_context else function()
+            else:
+                function(context=ctx)
         except Exception:
-            logger.exception("on_predict_error hook raised (request_id %s)", ctx.request_id)
-            self.metrics.hook_errors.labels(hook="on_predict_error").inc()
+            logger.exception("after_predict hook raised (request_id %s)", ctx.request_id)
+            self.metrics.child(self.metrics.hook_errors, "after_predict").inc()
 
 
+def _direct_calls(hook: Any, name: str) -> list[tuple[Any, bool]] | None:
+    """The implementations of a plain hook, in pluggy's call order, to call one by one.
+
+    None (call through pluggy) when any is a wrapper, when a hook-call monitor (tracing)
+    is installed, or when pluggy's internals are not what this was written against. Each
+    implementation is called even when another raised (pluggy would stop at the first).
+    """
+    try:
+        from pluggy._execution import _multicall
+    except ImportError:
+        return None
+    caller = getattr(hook, name, None)
+    manager = getattr(getattr(caller, "_hookexec", None), "__self__", None)
+    if caller is None or getattr(manager, "_inner_hookexec", None) is not _multicall:
+        return None
+    calls: list[tuple[Any, bool]] = []
+    for impl in reversed(caller.get_hookimpls()):
+        if impl.hookwrapper or impl.wrapper or impl.kwargnames:
+            return None
+        if impl.argnames not in ((), ("context",)):
+            return None
+        calls.append((impl.function, bool(impl.argnames)))
+    return calls
+
+
+# ---------------------------------------------------------------------- shadow
+class ShadowRunner:
+    """Scores copies of champion requests with the challenger, off the response path."""
+
+    def __init__(self, metrics: ServerMetrics, log: PredictionLog | None, size: int = 1000) -> None:
+        self.metrics = metrics
+        self.log = log
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=size)
+        self._thread: threading.Thread | None = None
+        self.scored = 0
+        self.failed = 0
+
+    def start(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._run, name="opsloop-shadow", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        thread = self._thread
+        if thread is None:
+            return
+        try:
+            self._queue.put(None, timeout=timeout)
+        except queue.Full:
+            return
+        thread.join(timeout)
+        self._thread = None
+
+    def drain(self, timeout: float = 10.0) -> bool:
+        """Wait until every queued copy was scored (tests, shutdown)."""
+        deadline = time.monotonic() + timeout
+        while self._queue.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return not self._queue.unfinished_tasks
+
+    def submit(self, job: Job, array: Any, columns: Any, frame: Any) -> None:
+        challenger = job.challenger
+        if challenger is None:
+            return
+        try:
+            self._queue.put_nowait((job.request_id, challenger, array, columns, frame))
+        except queue.Full:
+            self.metrics.child(self.metrics.shadow, challenger.ref.name, "dropped").inc()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            try:
+                if item is None:
+                    return
+                self._score(*item)
+            finally:
+                self._queue.task_done()
+
+    def _score(
+        self, request_id: str, served: ServedModel, array: Any, columns: Any, frame: Any
+    ) -> None:
+        ref = served.ref
+        m = self.metrics
+        started = time.time()
+        t0 = time.perf_counter()
+        try:
+            fast = served.fast
+            if array is not None and fast is not None and tuple(fast.columns) == tuple(columns):
+                outputs = fast.predict(array)
+                log_array, log_frame = array, None
+            else:
+                if frame is None:
+                    frame = _to_frame(array, columns)
+                outputs = served.model.predict(frame)
+                log_array, log_frame = None, frame
+            predictions = to_jsonable(outputs)
+        except Exception as exc:  # noqa: BLE001 - the shadow never affects anything served
+            self.failed += 1
+            logger.warning("shadow model %s v%s raised: %s", ref.name, ref.version, exc)
+            m.child(m.shadow, ref.name, "failed").inc()
+            return
+        seconds = time.perf_counter() - t0
+        self.scored += 1
+        m.child(m.shadow, ref.name, "scored").inc()
+        m.child(m.predict_seconds, ref.name, ref.version, "shadow").observe(seconds)
+        m.child(m.prediction_rows, ref.name, ref.version, "shadow").inc(len(predictions))
+        if self.log is not None:
+            self.log.submit(
+                LogEntry(
+                    started,
+                    request_id,
+                    ref.name,
+                    ref.version,
+                    "shadow",
+                    round(seconds * 1000, 3),
+                    len(predictions),
+                    columns if log_array is not None else None,
+                    log_array,
+                    log_frame,
+                    predictions,
+                    None,
+                ),
+                len(predictions),
+            )
+
+
+# ---------------------------------------------------------------------- outputs
 def _first_line(error: BaseException) -> str:
     text = str(error).strip()
     return text.splitlines()[0][:300] if text else type(error).__name__
@@ -155,22 +722,22 @@ def _first_line(error: BaseException) -> str:
 def to_jsonable(outputs: Any) -> list[Any]:
     """Model outputs as a JSON-ready list (MLflow's shapes; NaN and inf become null)."""
     import numpy as np
+
+    if isinstance(outputs, np.ndarray):
+        array = outputs if outputs.ndim else np.atleast_1d(outputs)
+        kind = array.dtype.kind
+        if kind in "biu" or (kind == "f" and bool(np.isfinite(array).all())):
+            return array.tolist()  # type: ignore[no-any-return]
+        return _clean(array.tolist())  # type: ignore[no-any-return]
     import pandas as pd
 
-    result: list[Any]
     if isinstance(outputs, pd.DataFrame):
-        result = _clean(outputs.to_dict(orient="records"))
-    elif isinstance(outputs, pd.Series | np.ndarray):
-        array = np.atleast_1d(np.asarray(outputs))
-        finite = array.dtype.kind in "biu" or (
-            array.dtype.kind == "f" and bool(np.isfinite(array).all())
-        )
-        result = array.tolist() if finite else _clean(array.tolist())
-    elif isinstance(outputs, list | tuple):
-        result = _clean(list(outputs))
-    else:
-        result = [_clean(outputs)]
-    return result
+        return _clean(outputs.to_dict(orient="records"))  # type: ignore[no-any-return]
+    if isinstance(outputs, pd.Series):
+        return to_jsonable(outputs.to_numpy())
+    if isinstance(outputs, list | tuple):
+        return _clean(list(outputs))  # type: ignore[no-any-return]
+    return [_clean(outputs)]
 
 
 def _clean(value: Any) -> Any:

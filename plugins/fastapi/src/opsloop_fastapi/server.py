@@ -53,17 +53,28 @@ def url_for(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def uvicorn_config(app: FastAPI, settings: Settings, *, embedded: bool) -> Any:
-    """The uvicorn config; embedded servers leave the host's logging configuration alone."""
+def uvicorn_config(
+    app: FastAPI | str, settings: Settings, *, embedded: bool, workers: int = 1
+) -> Any:
+    """The uvicorn config; embedded servers leave the host's logging configuration alone.
+
+    ``app`` may be an import string of an app factory (``--workers``: each worker process
+    imports it and builds its own app).
+    """
     import uvicorn
 
     options: dict[str, Any] = {
         "timeout_graceful_shutdown": int(max(1, settings.shutdown_timeout)),
         "lifespan": "on",
         "server_header": False,
+        "access_log": settings.access_log,
+        "loop": "auto",  # uvloop when installed
+        "http": "auto",  # httptools when installed
     }
     if embedded:
-        options.update(log_config=None, access_log=settings.access_log)
+        options.update(log_config=None)
+    if isinstance(app, str):
+        options.update(factory=True, workers=workers)
     return uvicorn.Config(app, **options)
 
 
@@ -162,22 +173,61 @@ def _healthy(host: str, port: int) -> bool:
 
 def model_store(project: Project) -> Any:
     """The registry backend (the ``model_store`` hook); a clear error when none answers."""
-    store = project.hook.model_store(project=project)
-    if store is None:
-        raise OpsloopError(
-            "no model registry plugin answers the model_store hook; install one "
-            "(pip install opsloop-mlflow) or check `opsloop plugins`"
-        )
-    return store
+    from opsloop_fastapi.follow import store_of
+
+    return store_of(project)
+
+
+def open_app(
+    project: Project,
+    ref: ModelVersionRef,
+    *,
+    alias: str | None = None,
+    settings: Settings | None = None,
+    store: Any = None,
+) -> FastAPI:
+    """Load ``ref`` (and the challenger, when canary or shadow is on) and build the app."""
+    from opsloop_fastapi.app import create_app
+    from opsloop_fastapi.follow import artifact_digest, load_served
+
+    settings = settings or load_settings(project)
+    store = store or model_store(project)
+    model = store.load(ref)
+    if alias is None and "champion" in ref.aliases:
+        alias = "champion"
+    challenger = None
+    if settings.canary_share > 0 or settings.shadow:
+        try:
+            challenger = load_served(
+                project,
+                ref.name,
+                settings.challenger_alias,
+                compile_models=settings.compile_models,
+                store=store,
+            )
+        except OpsloopError as exc:
+            import logging
+
+            logging.getLogger("opsloop_fastapi.server").warning(
+                "no challenger for %s (%s); serving the champion only until it appears",
+                ref.name,
+                exc,
+            )
+    return create_app(
+        project,
+        ref,
+        model,
+        settings=settings,
+        alias=alias,
+        challenger=challenger,
+        digest=artifact_digest(store, ref, model),
+    )
 
 
 def start_server(project: Project, ref: ModelVersionRef, host: str, port: int) -> UvicornHandle:
     """Load ``ref``, build its app and serve it on ``host:port`` in the background."""
-    from opsloop_fastapi.app import create_app
-
     settings = load_settings(project)
-    model = model_store(project).load(ref)
-    app = create_app(project, ref, model, settings=settings)
+    app = open_app(project, ref, settings=settings)
     handle = serve_in_thread(app, host, port, settings)
     # opsloop.serve.start_server audits the start; the stop is this plugin's to record.
     handle._on_stop.append(

@@ -2,24 +2,80 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+#: The environment variable that holds the admin token (it wins over the config file).
+ADMIN_TOKEN_ENV = "OPSLOOP_ADMIN_TOKEN"
 
 
 class Settings(BaseModel):
-    """How the scoring server runs and how it logs predictions."""
+    """How the scoring server runs, what it refuses, and how it logs predictions."""
 
     model_config = ConfigDict(extra="forbid")
 
+    # ---------------------------------------------------------------- prediction log
     log_predictions: bool = True  # write every scored row to the prediction log
-    log_format: Literal["jsonl", "parquet"] = "jsonl"
-    log_queue_size: int = Field(default=10_000, ge=1)  # pending requests before entries drop
-    log_batch_rows: int = Field(default=5_000, ge=1)  # rows per flush, at most
-    log_flush_seconds: float = Field(default=1.0, gt=0)  # flush at least this often
-    startup_timeout: float = Field(default=30.0, gt=0)  # seconds to wait for /health
+    log_format: Literal["parquet", "jsonl"] = "parquet"
+    log_queue_size: int = Field(default=50_000, ge=1)  # rows waiting before entries drop
+    log_batch_rows: int = Field(default=10_000, ge=1)  # requests per write (a row group)
+    log_flush_seconds: float = Field(default=0.5, gt=0)  # write at least this often
+    log_rotate_seconds: float = Field(default=60.0, gt=0)  # a Parquet file becomes readable
+
+    # ---------------------------------------------------------------- limits
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1)  # larger bodies get 413
+    timeout_seconds: float = Field(default=30.0, gt=0)  # slower predictions get 504
+    rate_limit: float = Field(default=0.0, ge=0)  # requests/s per client key; 0: no limit
+    rate_limit_burst: int = Field(default=0, ge=0)  # bucket size; 0: max(1, rate_limit)
+    rate_limit_key: str = ""  # header naming the client (e.g. x-api-key); "": client address
+    rate_limit_redis: str = ""  # redis://127.0.0.1:6379/0 shares the limit across replicas
+    model_threads: int = Field(default=2, ge=1, le=256)  # threads that run the model
+
+    # ---------------------------------------------------------------- model following
+    poll_seconds: float = Field(default=30.0, ge=0)  # follow the alias; 0: only /admin/reload
+    challenger_alias: str = "challenger"
+    canary_share: float = Field(default=0.0, ge=0, le=1)  # share of traffic to the challenger
+    shadow: bool = False  # score every champion request with the challenger too (logged only)
+    compile_models: bool = True  # numpy fast path for verified linear scikit-learn pipelines
+
+    # ---------------------------------------------------------------- admin
+    admin_token: SecretStr | None = None  # bearer token for /admin/*; also $OPSLOOP_ADMIN_TOKEN
+
+    # ---------------------------------------------------------------- server
+    startup_timeout: float = Field(default=30.0, gt=0)  # seconds start_server waits for /health
     shutdown_timeout: float = Field(default=10.0, gt=0)  # graceful shutdown, then cancel
-    access_log: bool = False  # uvicorn access log for servers started by start_server
+    access_log: bool = False  # uvicorn access log
+
+    # ---------------------------------------------------------------- batch
+    batch_chunk_rows: int = Field(default=50_000, ge=1)  # rows per output part of batch scoring
+
+    @field_validator("admin_token", mode="before")
+    @classmethod
+    def _token_text(cls, value: Any) -> Any:
+        if value is None or isinstance(value, SecretStr):
+            return value
+        text = str(value) if isinstance(value, int | float) else value
+        return text or None
+
+    @field_validator("rate_limit_key")
+    @classmethod
+    def _header_name(cls, value: str) -> str:
+        return value.strip().lower()
+
+    def token(self, environ: dict[str, str] | None = None) -> str | None:
+        """The admin token: $OPSLOOP_ADMIN_TOKEN, else ``admin_token``; None: admin is off."""
+        env = os.environ if environ is None else environ
+        from_env = env.get(ADMIN_TOKEN_ENV, "").strip()
+        if from_env:
+            return from_env
+        return self.admin_token.get_secret_value() if self.admin_token is not None else None
+
+    @property
+    def burst(self) -> int:
+        """Requests a client may send at once before the rate applies."""
+        return self.rate_limit_burst or max(1, int(self.rate_limit))
 
 
 def load_settings(project: Any) -> Settings:

@@ -1,0 +1,222 @@
+"""Hot-swap: follow the registry aliases and swap in a new version without failing a request.
+
+When an alias moves (seen by the poller every ``poll_seconds``, or on ``/admin/reload``),
+the new version is loaded through the registry beside the one serving (``store.load``
+checks its artifact digest), wrapped and probed, and only then swapped in, atomically.
+Requests in flight finish on the version they started with. A version that fails to load
+or to verify is never served; the old one keeps serving and the failure is counted.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from opsloop.errors import OpsloopError
+from opsloop_fastapi.served import ServedModel
+
+if TYPE_CHECKING:
+    from opsloop_fastapi.app import ServingState
+
+logger = logging.getLogger("opsloop_fastapi.follow")
+
+
+def store_of(project: Any) -> Any:
+    """The registry backend (the ``model_store`` hook); a clear error when none answers."""
+    store = project.hook.model_store(project=project)
+    if store is None:
+        raise OpsloopError(
+            "no model registry plugin answers the model_store hook; install one "
+            "(pip install opsloop-mlflow) or check `opsloop plugins`"
+        )
+    return store
+
+
+def artifact_digest(store: Any, ref: Any, model: Any) -> str | None:
+    """The digest the registry checked the artifacts against, when it tells."""
+    for attribute in ("artifact_digest", "digest"):
+        value = getattr(model, attribute, None)
+        if isinstance(value, str) and value:
+            return value
+    describe = getattr(store, "describe", None)
+    if callable(describe):
+        try:
+            value = (describe(ref) or {}).get("artifact_digest")
+        except Exception:  # noqa: BLE001 - the digest is informative; its absence is not fatal
+            return None
+        return str(value) if value else None
+    return None
+
+
+def load_served(
+    project: Any, name: str, alias: str, *, compile_models: bool, store: Any = None
+) -> ServedModel:
+    """Resolve ``name@alias``, load it (integrity-checked by the store) and wrap it."""
+    store = store or store_of(project)
+    ref = store.resolve(name, alias)
+    model = store.load(ref)
+    return ServedModel.build(
+        ref,
+        model,
+        alias=alias,
+        digest=artifact_digest(store, ref, model),
+        compile_models=compile_models,
+    )
+
+
+class Follower:
+    """Keeps the served champion (and challenger) on the versions their aliases name."""
+
+    def __init__(
+        self,
+        state: ServingState,
+        *,
+        name: str,
+        alias: str | None,
+        challenger_alias: str | None,
+        poll_seconds: float,
+    ) -> None:
+        self.state = state
+        self.name = name
+        self.alias = alias
+        self.challenger_alias = challenger_alias
+        self.poll_seconds = poll_seconds
+        self.swaps = 0
+        self.failures = 0
+        self.last_error: str | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def follows(self) -> bool:
+        """Whether anything can move: a pinned version number never does."""
+        return bool(self.alias and not self.alias.isdigit()) or bool(self.challenger_alias)
+
+    # ------------------------------------------------------------------ polling
+    def start(self) -> None:
+        if self.poll_seconds <= 0 or not self.follows or self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._run, name=f"opsloop-follow-{self.name}", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.poll_seconds):
+            try:
+                self.check()
+            except Exception as exc:  # noqa: BLE001 - the poller reports and keeps serving
+                logger.warning("model %s: alias check failed: %s", self.name, exc)
+
+    # ------------------------------------------------------------------ checking
+    def check(self, *, actor: str | None = None) -> dict[str, Any]:
+        """Swap in whatever the aliases name now; report each slot (raises on failure)."""
+        with self._lock:
+            store = store_of(self.state.project)
+            report: dict[str, Any] = {}
+            if self.alias:
+                report["champion"] = self._follow(store, "champion", self.alias, actor)
+            if self.challenger_alias:
+                report["challenger"] = self._follow(
+                    store, "challenger", self.challenger_alias, actor
+                )
+            return report
+
+    def _follow(self, store: Any, slot: str, alias: str, actor: str | None) -> dict[str, Any]:
+        holder = self.state.holder
+        current = holder.current if slot == "champion" else holder.challenger
+        try:
+            ref = store.resolve(self.name, alias)
+        except OpsloopError:
+            if slot == "challenger":  # no challenger any more: stop the canary and shadow
+                if current is not None:
+                    holder.set_challenger(None)
+                    self._after_swap(slot, current, None, actor)
+                return {"alias": alias, "version": None, "changed": current is not None}
+            raise
+        if current is not None and current.ref.version == ref.version:
+            return {"alias": alias, "version": ref.version, "changed": False}
+        started = time.perf_counter()
+        try:
+            model = store.load(ref)
+            served = ServedModel.build(
+                ref,
+                model,
+                alias=alias,
+                digest=artifact_digest(store, ref, model),
+                compile_models=self.state.settings.compile_models,
+            )
+        except Exception as exc:
+            self.failures += 1
+            self.last_error = f"{self.name} v{ref.version}: {exc}"
+            m = self.state.metrics
+            m.child(m.model_loads, slot, "failed").inc()
+            self._audit(
+                "serve.swap.refused",
+                slot,
+                current,
+                ref.version,
+                actor,
+                {"error": str(exc)[:300]},
+            )
+            raise
+        old = holder.swap(served) if slot == "champion" else holder.set_challenger(served)
+        self._after_swap(slot, old, served, actor)
+        seconds = round(time.perf_counter() - started, 3)
+        return {
+            "alias": alias,
+            "version": ref.version,
+            "previous": old.ref.version if old is not None else None,
+            "changed": True,
+            "load_seconds": seconds,
+        }
+
+    def _after_swap(
+        self, slot: str, old: ServedModel | None, new: ServedModel | None, actor: str | None
+    ) -> None:
+        self.swaps += 1
+        state = self.state
+        m = state.metrics
+        m.child(m.model_loads, slot, "swapped").inc()
+        m.set_models(state.holder.slots)
+        version = new.ref.version if new is not None else None
+        detail = {"digest": new.digest} if new is not None and new.digest else None
+        self._audit("serve.swap", slot, old, version, actor, detail)
+        logger.info(
+            "model %s: %s now serves version %s (was %s)",
+            self.name,
+            slot,
+            version,
+            old.ref.version if old is not None else None,
+        )
+
+    def _audit(
+        self,
+        action: str,
+        slot: str,
+        old: ServedModel | None,
+        version: str | None,
+        actor: str | None,
+        detail: dict[str, Any] | None,
+    ) -> None:
+        try:
+            self.state.project.audit.append(
+                action,
+                f"{self.name}@{slot}",
+                before={"version": old.ref.version if old is not None else None},
+                after={"version": version},
+                actor=actor,
+                detail={"plugin": "fastapi", **(detail or {})},
+            )
+        except Exception:
+            logger.exception("could not write the audit entry for %s", action)

@@ -1,0 +1,175 @@
+"""Request limits: a token bucket per client key (in process or in Redis) and body size.
+
+The in-process limiter keeps one bucket per key and runs on the event loop (no lock: one
+thread touches it). The Redis limiter runs the same bucket as a Lua script, atomically,
+so replicas share one limit per key; when Redis cannot be reached the request is let
+through and counted, since a monitoring dependency must not take scoring down.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from typing import Any
+
+logger = logging.getLogger("opsloop_fastapi.limits")
+
+MAX_KEYS = 100_000  # buckets kept in memory; idle full buckets are dropped beyond this
+
+
+class TokenBucket:
+    """``rate`` tokens per second up to ``burst``; one token per request."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = float(rate)
+        self.burst = float(burst)
+        self._buckets: dict[str, list[float]] = {}
+
+    async def take(self, key: str) -> float:
+        """0 when the request may go; else the seconds until a token is available."""
+        return self.take_now(key, time.monotonic())
+
+    def take_now(self, key: str, now: float) -> float:
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            if len(self._buckets) >= MAX_KEYS:
+                self._prune(now)
+            bucket = self._buckets[key] = [self.burst, now]
+        tokens = min(self.burst, bucket[0] + (now - bucket[1]) * self.rate)
+        bucket[1] = now
+        if tokens >= 1.0:
+            bucket[0] = tokens - 1.0
+            return 0.0
+        bucket[0] = tokens
+        return (1.0 - tokens) / self.rate
+
+    def _prune(self, now: float) -> None:
+        full = [
+            k for k, (tokens, at) in self._buckets.items()
+            if tokens + (now - at) * self.rate >= self.burst
+        ]  # fmt: skip
+        for key in full:
+            del self._buckets[key]
+        if len(self._buckets) >= MAX_KEYS:  # still full of busy clients: start afresh
+            self._buckets.clear()
+
+    async def close(self) -> None:
+        return None
+
+
+_LUA = """
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local now = redis.call('TIME')
+local t = tonumber(now[1]) + tonumber(now[2]) / 1000000
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = tonumber(state[1]) or burst
+local at = tonumber(state[2]) or t
+tokens = math.min(burst, tokens + math.max(0, t - at) * rate)
+local wait = 0
+if tokens >= 1 then
+  tokens = tokens - 1
+else
+  wait = (1 - tokens) / rate
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(t))
+redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
+return tostring(wait)
+"""
+
+
+class RedisTokenBucket:
+    """The same bucket in Redis (``redis.asyncio``), shared by every replica."""
+
+    def __init__(self, url: str, rate: float, burst: int, *, prefix: str) -> None:
+        try:
+            import redis.asyncio as aioredis
+        except ImportError:
+            from opsloop.errors import ConfigError
+
+            raise ConfigError(
+                "plugin.fastapi.rate_limit_redis needs the redis client: pip install redis"
+            ) from None
+        self.url = url
+        self.rate = float(rate)
+        self.burst = float(burst)
+        self.prefix = prefix
+        self.errors = 0
+        self._client = aioredis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
+        self._script = self._client.register_script(_LUA)
+        self._warned_at = 0.0
+
+    async def take(self, key: str) -> float:
+        try:
+            wait = await self._script(keys=[f"{self.prefix}{key}"], args=[self.rate, self.burst])
+        except Exception as exc:  # noqa: BLE001 - fail open: the limiter must not stop scoring
+            self.errors += 1
+            now = time.monotonic()
+            if now - self._warned_at > 60:
+                self._warned_at = now
+                logger.warning(
+                    "rate limiter: Redis unavailable (%s); letting requests through", exc
+                )
+            return 0.0
+        return float(wait)
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):  # closing a broken connection is not an error
+            await self._client.aclose()
+
+
+def make_limiter(settings: Any, model: str) -> Any:
+    """The configured limiter, or None when ``rate_limit`` is 0."""
+    if settings.rate_limit <= 0:
+        return None
+    if settings.rate_limit_redis:
+        return RedisTokenBucket(
+            settings.rate_limit_redis,
+            settings.rate_limit,
+            settings.burst,
+            prefix=f"opsloop:ratelimit:{model}:",
+        )
+    return TokenBucket(settings.rate_limit, settings.burst)
+
+
+def retry_after(seconds: float) -> str:
+    """A Retry-After value: whole seconds, at least 1."""
+    return str(max(1, math.ceil(seconds)))
+
+
+class BodyTooLarge(Exception):
+    """The request body is larger than ``max_body_bytes``."""
+
+
+class ClientGone(Exception):
+    """The client disconnected before it sent the whole body."""
+
+
+async def read_body(receive: Any, limit: int) -> bytes:
+    """The request body, refused as soon as it grows past ``limit`` bytes."""
+    message = await receive()
+    if message["type"] != "http.request":
+        raise ClientGone()
+    body = message.get("body", b"")
+    if not message.get("more_body", False):
+        if len(body) > limit:
+            raise BodyTooLarge()
+        return body  # type: ignore[no-any-return]
+    chunks = [body]
+    size = len(body)
+    while True:
+        if size > limit:
+            raise BodyTooLarge()
+        message = await receive()
+        if message["type"] != "http.request":
+            raise ClientGone()
+        chunk = message.get("body", b"")
+        chunks.append(chunk)
+        size += len(chunk)
+        if not message.get("more_body", False):
+            break
+    if size > limit:
+        raise BodyTooLarge()
+    return b"".join(chunks)

@@ -1,0 +1,400 @@
+"""Online scoring: opsloop-fastapi beside `mlflow models serve`, same model, one worker each.
+
+Registers a scaled logistic regression on the shipped breast-cancer data (two versions) in
+a fresh project, then measures with wrk (2 threads, 10 connections, one row per request):
+
+* ``mlflow``: ``mlflow models serve -m models:/bc@champion --env-manager local``, /invocations;
+* ``opsloop``: ``opsloop serve bc`` with validation, metrics, the prediction log and a
+  monitor hook on (/invocations, the same body as MLflow's, and /v1/models/bc/predict);
+* ``opsloop-bare``: the same with the prediction log and the monitor hook off (the cost of
+  logging plus hooks is the throughput difference, over interleaved rounds);
+* ``opsloop-sklearn``: all features on, ``compile_models = false`` (scikit-learn's own
+  predict on arrays instead of the compiled numpy path);
+* ``hot-swap``: all features on while the champion alias moves 20 times between the two
+  versions and ``/admin/reload`` is called after each move; failed requests are counted.
+
+Every server listens on 127.0.0.1 only; every wait is bounded. Run:
+``.venv/bin/python tests/benchmarks/bench_serving.py`` (``BENCH_SECONDS``, ``BENCH_ROUNDS``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+MODEL = "bc"
+SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
+SWAPS = 20
+ADMIN_TOKEN = "bench-admin-token-0123456789"
+TARGET_RATIO = 10.0
+LOG_HOOK_BUDGET = 0.05
+
+MONITOR_PLUGIN = '''
+"""A monitor hook as a monitoring plugin would add: prediction counts and latency sums."""
+import threading
+from opsloop import hookimpl
+
+_lock = threading.Lock()
+counts = {}
+latency = [0.0, 0]
+
+@hookimpl
+def after_predict(context):
+    with _lock:
+        for p in context.outputs:
+            counts[p] = counts.get(p, 0) + 1
+        latency[0] += context.latency_ms or 0.0
+        latency[1] += 1
+'''
+
+LUA = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = os.getenv("WRK_BODY")
+done = function(summary, latency, requests)
+  io.write(string.format('WRKJSON {"requests": %d, "duration_us": %d, "non2xx": %d, '
+    .. '"connect": %d, "read": %d, "write": %d, "timeout": %d, "p50_us": %d, '
+    .. '"p99_us": %d, "max_us": %d}\\n',
+    summary.requests, summary.duration, summary.errors.status, summary.errors.connect,
+    summary.errors.read, summary.errors.write, summary.errors.timeout,
+    latency:percentile(50), latency:percentile(99), latency.max))
+end
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
+    request = urllib.request.Request(url)
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def post(url: str, body: bytes = b"", token: str = "", timeout: float = 30.0) -> tuple[int, bytes]:
+    headers = {"content-type": "application/json"}
+    if token:
+        headers["authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+# ---------------------------------------------------------------------- set-up
+def make_project(root: Path) -> dict[str, Any]:
+    """A project with two registered versions of the model; champion -> 1."""
+    import pandas as pd
+
+    import opsloop
+    from opsloop import registry
+    from opsloop.interfaces import Dataset
+    from opsloop.project import Project
+
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "localplugins").mkdir(exist_ok=True)
+    (root / "localplugins" / "benchmonitor.py").write_text(MONITOR_PLUGIN, encoding="utf-8")
+    (root / "opsloop.toml").write_text(
+        '[project]\nname = "bench-serving"\n[plugins]\npaths = ["localplugins"]\n'
+        f'[plugin.fastapi]\nadmin_token = "{ADMIN_TOKEN}"\npoll_seconds = 0\n',
+        encoding="utf-8",
+    )
+    project = Project.open(root, environ={})
+    data = pd.read_csv(Path(opsloop.__file__).parent / "data" / "breast_cancer.csv")
+    dataset = Dataset(name="breast_cancer", frame=data, load_ids=["bench"], content_hash="bench")
+    refs = []
+    for c in (1.0, 0.3):
+        trained = project.hook.train_model(
+            project=project, data=dataset, target="target", params={"C": c}
+        )
+        refs.append(registry.register_model(project, MODEL, trained, {"load_ids": ["bench"]}))
+    registry.set_alias(project, MODEL, "champion", refs[0].version)
+    store = registry.get_store(project)
+    tracking_uri = store.config.tracking_uri
+    project.close()
+    row = data.drop(columns=["target"]).iloc[0].to_dict()
+    return {
+        "root": root,
+        "versions": [r.version for r in refs],
+        "tracking_uri": tracking_uri,
+        "invocations_body": json.dumps({"dataframe_records": [row]}),
+        "predict_body": json.dumps({"records": [row]}),
+    }
+
+
+# ---------------------------------------------------------------------- servers
+class Server:
+    """A server process on 127.0.0.1; stopped with SIGINT, then SIGKILL after 20 s."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], port: int) -> None:
+        self.name = name
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed in stop()
+            prefix=f"bench-{name}-", suffix=".log", delete=False
+        )
+        self.proc = subprocess.Popen(
+            argv, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def warm_up(self, path: str, body: str) -> None:
+        """Two seconds of load, not measured: first-call imports and allocations happen here."""
+        wrk(self.url + path, body, 2)
+
+    def wait_ready(self, path: str, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited: {Path(self.log.name).read_text()[-2000:]}")
+            try:
+                if get(self.url + path)[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"{self.name} did not answer {path} within {timeout:.0f} s")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGINT)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+        self.log.close()
+        Path(self.log.name).unlink(missing_ok=True)
+
+
+def base_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPSLOOP_")}
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    env.pop("http_proxy", None)
+    env.pop("HTTP_PROXY", None)
+    env["NO_PROXY"] = "127.0.0.1,localhost"
+    return env
+
+
+def start_mlflow(setup: dict[str, Any]) -> Server:
+    port = free_port()
+    env = base_env()
+    env["MLFLOW_TRACKING_URI"] = setup["tracking_uri"]
+    env["MLFLOW_REGISTRY_URI"] = setup["tracking_uri"]
+    argv = [
+        str(VENV_BIN / "mlflow"), "models", "serve", "-m", f"models:/{MODEL}@champion",
+        "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "-w", "1",
+    ]  # fmt: skip
+    server = Server("mlflow", argv, env, port)
+    server.wait_ready("/ping")
+    server.warm_up("/invocations", setup["invocations_body"])
+    return server
+
+
+def start_opsloop(setup: dict[str, Any], name: str, overrides: dict[str, str]) -> Server:
+    port = free_port()
+    env = base_env()
+    env.update(overrides)
+    argv = [
+        str(VENV_BIN / "opsloop"), "--project", str(setup["root"]),
+        "serve", MODEL, "--port", str(port),
+    ]  # fmt: skip
+    server = Server(name, argv, env, port)
+    server.wait_ready("/ready")
+    server.warm_up("/invocations", setup["invocations_body"])
+    return server
+
+
+# ---------------------------------------------------------------------- load
+def wrk(url: str, body: str, seconds: int = SECONDS) -> dict[str, Any]:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(LUA)
+    env = {**os.environ, "WRK_BODY": body}
+    try:
+        out = subprocess.run(
+            ["wrk", "-t2", "-c10", f"-d{seconds}s", "-s", script.name, url],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=seconds + 60,
+            check=True,
+        ).stdout
+    finally:
+        os.unlink(script.name)
+    line = next(x for x in out.splitlines() if x.startswith("WRKJSON "))
+    raw = json.loads(line[len("WRKJSON ") :])
+    seconds_run = raw["duration_us"] / 1e6
+    socket_errors = raw["connect"] + raw["read"] + raw["write"] + raw["timeout"]
+    return {
+        "requests": raw["requests"],
+        "rps": round(raw["requests"] / seconds_run, 1),
+        "p50_ms": round(raw["p50_us"] / 1000, 2),
+        "p99_ms": round(raw["p99_us"] / 1000, 2),
+        "max_ms": round(raw["max_us"] / 1000, 2),
+        "non2xx": raw["non2xx"],
+        "socket_errors": socket_errors,
+    }
+
+
+def swap_during_load(setup: dict[str, Any], server: Server) -> dict[str, Any]:
+    """wrk for the whole run while the champion alias moves 20 times, with /admin/reload."""
+    from opsloop import registry
+    from opsloop.project import Project
+
+    project = Project.open(setup["root"], environ={})
+    versions = setup["versions"]
+    seconds = max(SECONDS, 2 * SWAPS // 2 + 6)
+    result: dict[str, Any] = {}
+    load = threading.Thread(
+        target=lambda: result.update(
+            wrk(server.url + "/invocations", setup["invocations_body"], seconds)
+        )
+    )
+    swaps: list[dict[str, Any]] = []
+    load.start()
+    try:
+        time.sleep(2)
+        deadline = time.monotonic() + seconds - 4
+        for i in range(SWAPS):
+            if time.monotonic() > deadline:
+                break
+            version = versions[(i + 1) % 2]
+            registry.set_alias(project, MODEL, "champion", version)
+            status, body = post(server.url + "/admin/reload", token=ADMIN_TOKEN)
+            served = json.loads(body).get("served", {}).get("champion", {}) if status == 200 else {}
+            swaps.append({"status": status, "version": served.get("version")})
+            time.sleep(max(0.0, (seconds - 6) / SWAPS - 0.2))
+    finally:
+        load.join(seconds + 90)
+        registry.set_alias(project, MODEL, "champion", versions[0])
+        project.close()
+    ok = sum(1 for s in swaps if s["status"] == 200)
+    return {
+        **result,
+        "swaps": len(swaps),
+        "swaps_ok": ok,
+        "failed_requests": result.get("non2xx", 0) + result.get("socket_errors", 0),
+        "versions_served": sorted({s["version"] for s in swaps if s["version"]}),
+    }
+
+
+# ---------------------------------------------------------------------- main
+OFF = {
+    "OPSLOOP_PLUGIN__FASTAPI__LOG_PREDICTIONS": "false",
+    "OPSLOOP_DISABLE_PLUGINS": "benchmonitor",
+}
+SKLEARN = {"OPSLOOP_PLUGIN__FASTAPI__COMPILE_MODELS": "false"}
+
+
+def main() -> dict[str, Any]:
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed: apt-get install -y wrk")
+    workdir = Path(tempfile.mkdtemp(prefix="bench-serving-"))
+    try:
+        setup = make_project(workdir / "project")
+        rows: dict[str, list[dict[str, Any]]] = {}
+
+        def measure(label: str, server: Server, path: str, body: str) -> None:
+            rows.setdefault(label, []).append(wrk(server.url + path, body))
+
+        mlflow = start_mlflow(setup)
+        try:
+            measure("mlflow /invocations", mlflow, "/invocations", setup["invocations_body"])
+        finally:
+            mlflow.stop()
+        for _ in range(ROUNDS):  # interleaved, so drift on a shared machine hits both alike
+            full = start_opsloop(setup, "opsloop", {})
+            try:
+                measure("opsloop /invocations", full, "/invocations", setup["invocations_body"])
+                measure("opsloop /v1 predict", full, f"/v1/models/{MODEL}/predict",
+                        setup["predict_body"])  # fmt: skip
+            finally:
+                full.stop()
+            bare = start_opsloop(setup, "opsloop-bare", OFF)
+            try:
+                measure("opsloop /invocations, log + hooks off", bare, "/invocations",
+                        setup["invocations_body"])  # fmt: skip
+            finally:
+                bare.stop()
+        native = start_opsloop(setup, "opsloop-sklearn", SKLEARN)
+        try:
+            measure("opsloop /invocations, compile_models off", native, "/invocations",
+                    setup["invocations_body"])  # fmt: skip
+        finally:
+            native.stop()
+        swapping = start_opsloop(setup, "opsloop-swap", {})
+        try:
+            swap = swap_during_load(setup, swapping)
+        finally:
+            swapping.stop()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    table = []
+    for label, runs in rows.items():
+        table.append(
+            {
+                "run": label,
+                "rounds": len(runs),
+                "rps": round(statistics.median(r["rps"] for r in runs), 1),
+                "p50_ms": round(statistics.median(r["p50_ms"] for r in runs), 2),
+                "p99_ms": round(statistics.median(r["p99_ms"] for r in runs), 2),
+                "non2xx": sum(r["non2xx"] for r in runs),
+                "socket_errors": sum(r["socket_errors"] for r in runs),
+                "all": runs,
+            }
+        )
+    by = {r["run"]: r for r in table}
+    anchor = by["mlflow /invocations"]
+    full = by["opsloop /invocations"]
+    bare = by["opsloop /invocations, log + hooks off"]
+    for r in table:
+        r["x_mlflow_rps"] = round(r["rps"] / anchor["rps"], 1)
+        r["p99_vs_mlflow"] = round(r["p99_ms"] / anchor["p99_ms"], 3)
+    cost = round(1 - full["rps"] / bare["rps"], 3)
+    paired = [
+        round(1 - f["rps"] / b["rps"], 3)
+        for f, b in zip(full["all"], bare["all"], strict=True)
+    ]
+    return {
+        "benchmark": "serving",
+        "seconds": SECONDS,
+        "rounds": ROUNDS,
+        "rows": table,
+        "throughput_target_met": full["rps"] >= TARGET_RATIO * anchor["rps"],
+        "p99_target_met": full["p99_ms"] <= anchor["p99_ms"] / TARGET_RATIO,
+        "log_hook_cost": cost,
+        "log_hook_cost_per_round": paired,
+        "log_hook_target_met": cost <= LOG_HOOK_BUDGET,
+        "hot_swap": swap,
+        "hot_swap_target_met": swap["failed_requests"] == 0 and swap["swaps_ok"] == SWAPS,
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(), indent=1))
