@@ -327,20 +327,26 @@ def main() -> dict[str, Any]:
             measure("mlflow /invocations", mlflow, "/invocations", setup["invocations_body"])
         finally:
             mlflow.stop()
-        for _ in range(ROUNDS):  # interleaved, so drift on a shared machine hits both alike
-            full = start_opsloop(setup, "opsloop", {})
-            try:
-                measure("opsloop /invocations", full, "/invocations", setup["invocations_body"])
-                measure("opsloop /v1 predict", full, f"/v1/models/{MODEL}/predict",
-                        setup["predict_body"])  # fmt: skip
-            finally:
-                full.stop()
-            bare = start_opsloop(setup, "opsloop-bare", OFF)
-            try:
-                measure("opsloop /invocations, log + hooks off", bare, "/invocations",
-                        setup["invocations_body"])  # fmt: skip
-            finally:
-                bare.stop()
+        # Both opsloop servers stay up and are measured in turn, round after round, so
+        # that a noisy neighbour on a shared machine hits both alike.
+        servers = {
+            "full": start_opsloop(setup, "opsloop", {}),
+            "bare": start_opsloop(setup, "opsloop-bare", OFF),
+        }
+        try:
+            plan = [
+                ("opsloop /invocations", "full", "/invocations", setup["invocations_body"]),
+                ("opsloop /invocations, log + hooks off", "bare", "/invocations",
+                 setup["invocations_body"]),
+                ("opsloop /v1 predict", "full", f"/v1/models/{MODEL}/predict",
+                 setup["predict_body"]),
+            ]  # fmt: skip
+            for i in range(ROUNDS):
+                for label, key, path, body in plan[i % 2 :] + plan[: i % 2]:
+                    measure(label, servers[key], path, body)
+        finally:
+            for server in servers.values():
+                server.stop()
         native = start_opsloop(setup, "opsloop-sklearn", SKLEARN)
         try:
             measure("opsloop /invocations, compile_models off", native, "/invocations",
@@ -378,8 +384,7 @@ def main() -> dict[str, Any]:
         r["p99_vs_mlflow"] = round(r["p99_ms"] / anchor["p99_ms"], 3)
     cost = round(1 - full["rps"] / bare["rps"], 3)
     paired = [
-        round(1 - f["rps"] / b["rps"], 3)
-        for f, b in zip(full["all"], bare["all"], strict=True)
+        round(1 - f["rps"] / b["rps"], 3) for f, b in zip(full["all"], bare["all"], strict=True)
     ]
     return {
         "benchmark": "serving",
