@@ -170,7 +170,7 @@ def test_port_in_use_is_a_clear_error(project_factory: Any) -> None:
 def test_no_registry_plugin_is_a_clear_error(project_factory: Any) -> None:
     project = project_factory(registry=False)
     ref = breast_cancer_store().resolve(MODEL, "1")
-    with pytest.raises(OpsloopError, match="no model registry plugin answers"):
+    with pytest.raises(OpsloopError, match="no model registry plugin is installed"):
         project.hook.start_server(project=project, ref=ref, host="127.0.0.1", port=0)
 
 

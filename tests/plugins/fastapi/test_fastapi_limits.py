@@ -13,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from fastapi_testkit import MODEL, SlowModel, app_for, one_row, signature, store_of, trained_model
 
+from opsloop import hookimpl
 from opsloop.errors import ConfigError
 
 PREDICT = f"/v1/models/{MODEL}/predict"
@@ -191,3 +192,26 @@ def test_bad_limit_settings_are_config_errors(project_factory: Any) -> None:
     project = project_factory(config="[plugin.fastapi]\ncanary_share = 1.5\n")
     with pytest.raises(ConfigError, match=r"plugin\.fastapi\.canary_share"):
         app_for(project)
+
+
+class BrokenGuard:
+    """A before_predict hook with a bug (not an OpsloopError)."""
+
+    @staticmethod
+    @hookimpl
+    def before_predict(context: Any) -> None:
+        raise KeyError("a bug in a guard")
+
+
+def test_a_hook_bug_is_a_clean_500_with_the_request_id(project_factory: Any) -> None:
+    project = project_factory(("broken", BrokenGuard()))
+    with client_for(project) as client:
+        response = client.post(
+            PREDICT, json={"records": [one_row()]}, headers={"x-request-id": "r-bug"}
+        )
+        assert response.status_code == 500
+        assert response.headers["content-type"] == "application/json"
+        assert response.json()["detail"] == (
+            "the server failed (KeyError); see the server log, request_id r-bug"
+        )
+        assert client.get("/health").status_code == 200

@@ -118,6 +118,7 @@ class RollbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     alias: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,127}$")] = "champion"
+    reason: Annotated[str, Field(max_length=1000)] = ""
 
 
 @dataclass
@@ -626,8 +627,11 @@ class _Admin:
             raise OpsloopError(
                 "this opsloop core has no registry.rollback; upgrade opsloop"
             ) from None
-        self._audit("serve.admin.rollback", actor, {"alias": body.alias})
-        ref = rollback(project, name, alias=body.alias)
+        self._audit("serve.admin.rollback", actor, {"alias": body.alias, "reason": body.reason})
+        if body.reason:
+            ref = rollback(project, name, alias=body.alias, reason=body.reason)
+        else:
+            ref = rollback(project, name, alias=body.alias)
         return {"alias": body.alias, "version": ref.version, "served": self._check(actor)}
 
     def _audit(self, action: str, actor: str, detail: dict[str, Any]) -> None:

@@ -24,14 +24,10 @@ logger = logging.getLogger("opsloop_fastapi.follow")
 
 
 def store_of(project: Any) -> Any:
-    """The registry backend (the ``model_store`` hook); a clear error when none answers."""
-    store = project.hook.model_store(project=project)
-    if store is None:
-        raise OpsloopError(
-            "no model registry plugin answers the model_store hook; install one "
-            "(pip install opsloop-mlflow) or check `opsloop plugins`"
-        )
-    return store
+    """The registry backend, through the core (``opsloop.registry.get_store``)."""
+    from opsloop.registry import get_store
+
+    return get_store(project)
 
 
 def artifact_digest(store: Any, ref: Any, model: Any) -> str | None:

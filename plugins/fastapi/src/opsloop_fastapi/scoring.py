@@ -205,6 +205,17 @@ class Scorer:
     # ------------------------------------------------------------------ entry point
     def run(self, job: Job) -> Reply:
         """Score one request; every outcome is a reply, never an exception."""
+        try:
+            return self._run(job)
+        except Exception as exc:  # a bug (in a hook, or ours): a clean 500
+            logger.exception("request %s failed", job.request_id)
+            message = (
+                f"the server failed ({type(exc).__name__}); see the server log, request_id "
+                f"{job.request_id}"
+            )
+            return 500, error_body(job.kind, 500, message), [], None
+
+    def _run(self, job: Job) -> Reply:
         served = job.served
         kind = job.kind
         try:
