@@ -36,6 +36,7 @@ if TYPE_CHECKING:
         Notifier,
         PluginInfo,
         PredictContext,
+        PredictionBatch,
         RunbookSpec,
         Scanner,
         ScanResult,
@@ -164,6 +165,11 @@ def before_predict(context: PredictContext) -> None:
 @hookspec
 def after_predict(context: PredictContext) -> None:
     """Called after a prediction with outputs and latency; keep it fast, off the hot path."""
+
+
+@hookspec
+def after_predict_batch(batch: PredictionBatch) -> None:
+    """Called after the response with many scored rows at once; monitors belong here."""
 
 
 @hookspec

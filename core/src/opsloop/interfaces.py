@@ -226,6 +226,44 @@ class PredictContext:
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
+@dataclass(eq=False)
+class PredictionBatch:
+    """Scored rows of one served model version, in request order: what a monitor consumes.
+
+    Columnar, one entry per scored row, so a monitor updates its counters with array
+    operations instead of paying a Python call per request. ``latency_ms`` and
+    ``logged_at`` are numpy float64 arrays; ``inputs`` is built on first access.
+    """
+
+    model: ModelVersionRef
+    role: str  # "champion" or "challenger": the model that answered these requests
+    request_ids: list[str]
+    row_numbers: Any  # numpy int64: each row's position in its request
+    outputs: list[Any]  # JSON-ready predictions, one per row
+    latency_ms: Any  # numpy float64: the request's time in the model
+    logged_at: Any  # numpy float64: epoch seconds when the request was scored
+    probabilities: list[Any] | None = None  # per-row class probabilities, when computed
+    features: Any = None  # 2-D float64 array in ``columns`` order, or None (see ``frame``)
+    columns: tuple[str, ...] = ()
+    frame: pd.DataFrame | None = None  # the inputs when they are not one float array
+    _inputs: pd.DataFrame | None = field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.request_ids)
+
+    @property
+    def inputs(self) -> pd.DataFrame:
+        """The scored rows as a DataFrame of feature columns (built once, on first access)."""
+        if self._inputs is None:
+            if self.frame is not None:
+                self._inputs = self.frame
+            else:
+                import pandas as pd
+
+                self._inputs = pd.DataFrame(self.features, columns=list(self.columns))
+        return self._inputs
+
+
 # ---------------------------------------------------------------------------- monitor
 @dataclass
 class FeatureDrift:

@@ -30,7 +30,8 @@ from fastapi_testkit import (
     trained_model,
 )
 from opsloop_fastapi.app import create_app
-from opsloop_fastapi.predlog import LogEntry, PredictionLog, read_log
+from opsloop_fastapi.entries import make_entry
+from opsloop_fastapi.predlog import PredictionLog, read_log
 from opsloop_fastapi.served import ServedModel
 from opsloop_fastapi.settings import Settings
 from sklearn.linear_model import LogisticRegression
@@ -116,9 +117,9 @@ def test_prediction_log_writer_survives_and_reads_torn_lines(tmp_path: Path) -> 
     )
     frame = breast_cancer()[features()].iloc[:3]
 
-    def entry(i: int) -> LogEntry:
+    def entry(i: int) -> tuple[Any, ...]:
         ts = datetime(2026, 11, 20 + i, 10, tzinfo=UTC).timestamp()
-        return LogEntry(ts, f"r{i}", "m", "7", "champion", 1.5, 3, None, None, frame, [0, 1, 0])
+        return make_entry(ts, f"r{i}", "m", "7", "champion", 1.5, None, None, frame, [0, 1, 0])
 
     assert [log.submit(entry(i)) for i in range(3)] == [True, True, False]
     assert dropped == [3]

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from opsloop_fastapi.outputs import to_jsonable
 from opsloop_fastapi.schema import InputError, InputSchema, parse_signature
-from opsloop_fastapi.scoring import to_jsonable
 
 MIXED = {
     "inputs": [

@@ -37,12 +37,13 @@ from pydantic import (
 from opsloop.errors import OpsloopError
 from opsloop.records import ModelVersionRef
 from opsloop_fastapi import __version__
+from opsloop_fastapi.afterpredict import AfterPredict
 from opsloop_fastapi.follow import Follower
 from opsloop_fastapi.front import Front, Router
 from opsloop_fastapi.metrics import ServerMetrics
 from opsloop_fastapi.predlog import FeedbackEntry, FeedbackLog, PredictionLog, model_dir
 from opsloop_fastapi.schema import InputError
-from opsloop_fastapi.scoring import AfterPredict, Scorer, ShadowRunner, loads
+from opsloop_fastapi.scoring import Scorer, ShadowRunner, loads
 from opsloop_fastapi.served import ModelHolder, ServedModel
 from opsloop_fastapi.settings import Settings, load_settings
 

@@ -1,7 +1,8 @@
 """The prediction log: scored rows written off the hot path, and read back through DuckDB.
 
-A request appends one tuple to a bounded deque (O(1): no serialization, no lock, no wake-up).
-A writer thread wakes every ``flush_seconds``, turns the entries into Arrow columns and
+A request appends one entry (:mod:`~opsloop_fastapi.entries`) to a bounded deque (O(1): no
+serialization, no lock, no wake-up); the after-predict thread may hand on whole batches
+instead. A writer thread wakes every ``flush_seconds``, turns them into Arrow columns and
 appends them as a row group to a Parquet file under
 ``<home>/predictions/<model>/date=YYYY-MM-DD/``. A file is written under a hidden temporary
 name and renamed when it is rotated (every ``rotate_seconds``), flushed or closed, so a
@@ -32,6 +33,16 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
+from opsloop_fastapi.entries import (
+    INPUT_PREFIX,
+    RefTable,
+    batch_table,
+    build_batches,
+    is_entry,
+    rows_of,
+    table_key,
+)
+
 logger = logging.getLogger("opsloop_fastapi.predlog")
 
 LogFormat = Literal["parquet", "jsonl"]
@@ -45,30 +56,8 @@ META_COLUMNS = (
     "prediction",
     "label",
 )
-_WRITTEN_META = ("request_id", "row", "model_version", "role", "logged_at", "latency_ms")
-_INPUT_PREFIX = "input."
-_SCALARS = (int, float, str, bool)
+_INPUT_PREFIX = INPUT_PREFIX
 SERVED_ROLES = ("champion", "challenger")
-
-
-class LogEntry(NamedTuple):
-    """One scored request: its inputs (an array with column names, or a frame) and outputs."""
-
-    ts: float  # time.time() when the request was scored
-    request_id: str
-    model: str
-    model_version: str
-    role: str  # champion, challenger or shadow
-    latency_ms: float
-    rows: int  # input rows in this request
-    columns: tuple[str, ...] | None  # names of ``array``'s columns
-    array: Any  # 2-D float64 array, or None
-    frame: Any  # DataFrame, or None
-    predictions: list[Any]
-    probabilities: Any = None  # JSON-ready lists, or the model's 2-D array
-    ref: Any = None  # the ModelVersionRef (for the after_predict hooks)
-    headers: Any = None  # the request's raw ASGI headers (for the hooks)
-    context: Any = None  # the PredictContext a before_predict hook already saw
 
 
 class FeedbackEntry(NamedTuple):
@@ -219,30 +208,20 @@ class _Writer:
         self._rotate(force=close)
 
     def _convert(self, *, deadline: float | None) -> None:
-        """Queued rows to Arrow tables (written by :meth:`_write_pending`)."""
+        """Queued items to Arrow tables, split by day (written by :meth:`_write_pending`)."""
         pop = self._deque.popleft
         while self._deque:
             batch = [pop() for _ in range(min(len(self._deque), self.batch_rows))]
             try:
-                first, last = _day(batch[0].ts), _day(max(e.ts for e in batch))
-                if first == last:
-                    by_day = {first: batch}
-                else:
-                    by_day = {}
-                    for entry in batch:
-                        by_day.setdefault(_day(entry.ts), []).append(entry)
-                tables = [
-                    (day, key, table)
-                    for day, entries in by_day.items()
-                    for key, table in self._tables(entries)
-                ]
+                tables = list(self._tables(batch))
             except Exception:
                 lost = sum(self._rows(e) for e in batch)
                 logger.exception("%s: could not convert %d rows", self._name, lost)
                 self._dropped(lost)
                 continue
-            for day, key, table in tables:
-                self._keep(day, key, table)
+            for key, table in tables:
+                for day, part in _by_day(table):
+                    self._keep(day, key, part)
             if deadline is not None and time.monotonic() > deadline:
                 break
 
@@ -275,7 +254,7 @@ class _Writer:
 
     @staticmethod
     def _rows(entry: Any) -> int:
-        return entry.rows if isinstance(entry, LogEntry) else 1
+        return rows_of(entry)
 
     def _tables(self, entries: list[Any]) -> Iterable[tuple[Any, pa.Table]]:
         raise NotImplementedError
@@ -297,6 +276,7 @@ class _Writer:
             writer = pq.ParquetWriter(
                 tmp,
                 table.schema,
+                compression="zstd",
                 use_dictionary=[n for n in strings if n != "request_id"],
                 write_statistics=[
                     n for n in ("logged_at", "received_at") if n in table.schema.names
@@ -360,27 +340,27 @@ class PredictionLog(_Writer):
             on_written=on_written,
             name=f"opsloop-predlog-{directory.name}",
         )
+        self.refs = RefTable()
 
-    def submit_many(self, entries: list[LogEntry]) -> None:
-        """Queue scored requests (from the after_predict thread); full: dropped, counted."""
+    def submit_many(self, items: list[Any]) -> None:
+        """Queue entries or batches (from the after-predict thread); full: dropped, counted."""
         room = self.queue_size - len(self._deque)
-        if room < len(entries):
-            lost = entries[max(0, room) :]
-            self._dropped(sum(e.rows for e in lost))
-            entries = entries[: max(0, room)]
-        self._deque.extend(entries)
+        if room < len(items):
+            lost = items[max(0, room) :]
+            self._dropped(sum(rows_of(i) for i in lost))
+            items = items[: max(0, room)]
+        self._deque.extend(items)
 
-    def _tables(self, entries: list[LogEntry]) -> Iterable[tuple[Any, pa.Table]]:
-        keys = {e.columns if e.array is not None else None for e in entries}
-        if len(keys) == 1 and None not in keys:  # one model, the array path: one table
-            yield keys.pop(), entries_table(entries)
-            return
-        groups: dict[Any, list[LogEntry]] = {}
-        for e in entries:
-            key = e.columns if e.array is not None else ("frame", tuple(e.frame.columns))
-            groups.setdefault(key, []).append(e)
-        for key, group in groups.items():
-            yield key, entries_table(group)
+    def _tables(self, items: list[Any]) -> Iterable[tuple[Any, pa.Table]]:
+        entries = [i for i in items if is_entry(i)]
+        batches = [i for i in items if not is_entry(i)]
+        if entries:
+            built, failed = build_batches(entries, self.refs)
+            batches += built
+            if failed:
+                self._dropped(sum(rows_of(e) for e in failed))
+        for batch in batches:
+            yield table_key(batch), batch_table(batch)
 
 
 class FeedbackLog(_Writer):
@@ -406,88 +386,6 @@ class FeedbackLog(_Writer):
         yield "feedback", table
 
 
-def entries_table(entries: list[LogEntry]) -> pa.Table:
-    """Entries with the same input columns as one Arrow table: metadata, then ``input.*``."""
-    import numpy as np
-    import pyarrow as pa
-
-    counts = [e.rows for e in entries]
-    single = all(n == 1 for n in counts)
-    if single:  # the common case (one row per request): column-wise comprehensions
-        request_ids = [e.request_id for e in entries]
-        rows: Any = np.zeros(len(entries), dtype=np.int64)
-        versions = [e.model_version for e in entries]
-        roles = [e.role for e in entries]
-        stamps = np.fromiter((e.ts for e in entries), np.float64, len(entries))
-        latencies = np.fromiter((e.latency_ms for e in entries), np.float64, len(entries))
-        models = [e.model for e in entries]
-        predictions = [e.predictions[0] if e.predictions else None for e in entries]
-        probabilities = [
-            None if e.probabilities is None or not len(e.probabilities) else e.probabilities[0]
-            for e in entries
-        ]
-        any_proba = any(e.probabilities is not None for e in entries)
-    else:
-        request_ids, versions, roles, models = [], [], [], []
-        rows, predictions, probabilities = [], [], []
-        stamps_list: list[float] = []
-        latency_list: list[float] = []
-        any_proba = False
-        for e, n in zip(entries, counts, strict=True):
-            request_ids += [e.request_id] * n
-            rows += range(n)
-            versions += [e.model_version] * n
-            roles += [e.role] * n
-            stamps_list += [e.ts] * n
-            latency_list += [e.latency_ms] * n
-            models += [e.model] * n
-            preds = list(e.predictions[:n])
-            predictions += preds + [None] * (n - len(preds))
-            if e.probabilities is not None:
-                any_proba = True
-                given = list(e.probabilities[:n])
-                probabilities += given + [None] * (n - len(given))
-            else:
-                probabilities += [None] * n
-        stamps = np.asarray(stamps_list, dtype=np.float64)
-        latencies = np.asarray(latency_list, dtype=np.float64)
-    columns: dict[str, Any] = {
-        "request_id": pa.array(request_ids, pa.string()),
-        "row": pa.array(rows, pa.int64()),
-        "model_version": pa.array(versions, pa.string()),
-        "role": pa.array(roles, pa.string()),
-        "logged_at": pa.array((stamps * 1_000_000).astype(np.int64)).view(
-            pa.timestamp("us", tz="UTC")
-        ),
-        "latency_ms": pa.array(latencies, pa.float64()),
-        "model": pa.array(models, pa.string()),
-    }
-    columns.update(_prediction_columns(predictions))
-    if any_proba:
-        columns.update(_probability_columns(probabilities))
-    first = entries[0]
-    if first.array is not None:
-        names = first.columns or ()
-        arrays = [e.array for e in entries]
-        array = np.concatenate(arrays) if len(arrays) > 1 else arrays[0]
-        for name, values in zip(names, np.ascontiguousarray(array.T), strict=True):
-            columns[_INPUT_PREFIX + name] = pa.array(values, pa.float64())
-        return pa.table(columns)
-    import pandas as pd
-
-    frames = [e.frame for e in entries]
-    inputs = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    inputs = inputs.reset_index(drop=True).add_prefix(_INPUT_PREFIX)
-    meta = pa.table(columns)
-    try:
-        data = pa.Table.from_pandas(inputs, preserve_index=False)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        data = pa.Table.from_pandas(inputs.astype(str), preserve_index=False)
-    for name in data.column_names:
-        meta = meta.append_column(name, data.column(name))
-    return meta
-
-
 def _same_schema_runs(tables: list[pa.Table]) -> Iterable[pa.Table]:
     """Consecutive tables with one schema, concatenated (a schema change starts a run)."""
     import pyarrow as pa
@@ -502,31 +400,26 @@ def _same_schema_runs(tables: list[pa.Table]) -> Iterable[pa.Table]:
         yield pa.concat_tables(run) if len(run) > 1 else run[0]
 
 
-def _probability_columns(probabilities: list[Any]) -> dict[str, Any]:
-    """Per-row class probabilities as list<double>, or JSON text when they do not fit."""
+def _by_day(table: pa.Table) -> list[tuple[str, pa.Table]]:
+    """A table split by the UTC day of its ``logged_at`` (or ``received_at``) column."""
+    import numpy as np
+
+    column = "logged_at" if "logged_at" in table.column_names else "received_at"
+    micros = table.column(column).cast("int64").to_numpy()
+    if not len(micros):
+        return []
+    days = micros // 86_400_000_000
+    if days[0] == days[-1] and days.min() == days.max():
+        return [(_day(float(micros[0]) / 1e6), table)]
+    return [
+        (_day(float(day) * 86_400), table.filter(pa_mask(days == day))) for day in np.unique(days)
+    ]
+
+
+def pa_mask(values: Any) -> Any:
     import pyarrow as pa
 
-    try:
-        values = [None if p is None else [float(x) for x in p] for p in probabilities]
-        return {"probabilities": pa.array(values, pa.list_(pa.float64()))}
-    except (TypeError, ValueError, pa.ArrowInvalid, pa.ArrowTypeError):
-        return {"probabilities_json": pa.array([json.dumps(p, default=str) for p in probabilities])}
-
-
-def _prediction_columns(predictions: list[Any]) -> dict[str, Any]:
-    import pyarrow as pa
-
-    kinds = {type(p) for p in predictions if p is not None}
-    if len(kinds) == 1 and next(iter(kinds)) in _SCALARS:
-        try:
-            return {"prediction": pa.array(predictions)}
-        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
-            pass
-    if kinds <= {int, float}:
-        return {"prediction": pa.array([None if p is None else float(p) for p in predictions])}
-    return {
-        "prediction_json": pa.array([json.dumps(p, default=str) for p in predictions], pa.string())
-    }
+    return pa.array(values, pa.bool_())
 
 
 # ---------------------------------------------------------------------- reading

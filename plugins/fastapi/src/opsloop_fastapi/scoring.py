@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import queue
 import threading
 import time
@@ -22,7 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 from opsloop.errors import OpsloopError
 from opsloop.interfaces import PredictContext
-from opsloop_fastapi.predlog import LogEntry, PredictionLog
+from opsloop_fastapi.afterpredict import AfterPredict, has_impls
+from opsloop_fastapi.entries import entry_inputs, make_entry
+from opsloop_fastapi.outputs import ATOMS, to_jsonable
+from opsloop_fastapi.predlog import PredictionLog
 from opsloop_fastapi.schema import InputError
 
 if TYPE_CHECKING:
@@ -104,6 +106,7 @@ class LazyContext(PredictContext):
         array: Any = None,
         columns: tuple[str, ...] | None = None,
         frame: Any = None,
+        entry: tuple[Any, ...] | None = None,
     ) -> None:
         self.request_id = request_id
         self.model = model
@@ -114,6 +117,7 @@ class LazyContext(PredictContext):
         self._array = array
         self._columns = columns
         self._frame = frame
+        self._entry = entry  # a logged request: inputs decoded from it on first access
         self.touched = False
 
     @property  # type: ignore[override]
@@ -122,7 +126,10 @@ class LazyContext(PredictContext):
         if self._frame is None:
             import pandas as pd
 
-            self._frame = pd.DataFrame(self._array, columns=list(self._columns or ()))
+            if self._array is None and self._entry is not None:
+                self._array, self._columns, self._frame = entry_inputs(self._entry)
+            if self._frame is None:
+                self._frame = pd.DataFrame(self._array, columns=list(self._columns or ()))
         return self._frame
 
     @inputs.setter
@@ -198,9 +205,9 @@ class Scorer:
         self.metrics = metrics
         self.log = log
         self.shadow = shadow
-        self.has_before = _has_impls(hook, "before_predict")
-        self.has_error = _has_impls(hook, "on_predict_error")
-        self.after = after if after is not None and _has_impls(hook, "after_predict") else None
+        self.has_before = has_impls(hook, "before_predict")
+        self.has_error = has_impls(hook, "on_predict_error")
+        self.after = after if after is not None and after.active else None
 
     # ------------------------------------------------------------------ entry point
     def run(self, job: Job) -> Reply:
@@ -348,11 +355,16 @@ class Scorer:
             return predictions, probabilities, seconds  # the client got a 504: not logged
         after, log = self.after, self.log
         if after is not None or log is not None:
+            # A plain tuple of atoms (see opsloop_fastapi.entries): the GC stops tracking it,
+            # and the inputs go as bytes so the array is freed here, in this thread.
             if array is not None:
-                rows, logged = array.shape[0], None
+                rows, data, names = array.shape[0], array.tobytes(), columns
             else:
-                rows, logged = len(frame), frame
-            entry = LogEntry(
+                rows, data, names = len(frame), frame, None
+            out: Any = predictions
+            if rows == 1 and len(predictions) == 1 and type(predictions[0]) in ATOMS:
+                out = predictions[0]
+            entry = (
                 started,
                 job.request_id,
                 ref.name,
@@ -360,17 +372,15 @@ class Scorer:
                 job.role,
                 latency_ms,
                 rows,
-                columns if array is not None else None,
-                array,
-                logged,
-                predictions,
+                names,
+                data,
+                out,
                 proba if array is not None and proba is not None else probabilities,
-                ref,
-                job.raw_headers,
+                tuple(job.raw_headers) if after is not None and after.per_request else None,
                 ctx,
             )
             if after is not None:  # the hooks' thread hands it on to the log
-                after.submit(entry)
+                after.submit(entry, ref)
             else:
                 log.submit(entry, rows)  # type: ignore[union-attr]
         if job.challenger is not None and self.shadow is not None:
@@ -398,14 +408,6 @@ class Scorer:
     def _count_error(self, served: ServedModel, kind: str) -> None:
         m = self.metrics
         m.child(m.prediction_errors, served.ref.name, served.ref.version, kind).inc()
-
-
-def _has_impls(hook: Any, name: str) -> bool:
-    caller = getattr(hook, name, None)
-    try:
-        return bool(caller.get_hookimpls()) if caller is not None else False
-    except Exception:  # noqa: BLE001 - unknown hook objects: call them to be safe
-        return True
 
 
 def _headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
@@ -479,147 +481,6 @@ def _read_table(served: ServedModel, body: bytes, mime: str) -> pd.DataFrame:
         kind = "CSV" if mime == "text/csv" else "Parquet"
         raise InputError.body(f"body is not a valid {kind} table: {exc}", "table_invalid") from None
     return served.schema.frame_from_frame(frame)
-
-
-# ---------------------------------------------------------------------- after_predict
-class AfterPredict:
-    """Calls the after_predict hooks off the response path, in request order, in batches.
-
-    A request appends its :class:`LogEntry` to a bounded deque: no lock, no wake-up. A
-    daemon thread drains it every ``interval`` seconds, calls every plugin's after_predict
-    for each request, and hands the entries on to the prediction log. A full deque drops
-    the call (counted); a hook that raises is logged and counted. Neither ever affects a
-    response.
-    """
-
-    def __init__(
-        self,
-        hook: Any,
-        metrics: ServerMetrics,
-        log: PredictionLog | None = None,
-        *,
-        size: int = 100_000,
-        interval: float = 0.02,
-    ) -> None:
-        import collections
-
-        self.hook = hook
-        self.metrics = metrics
-        self.log = log
-        self.size = size
-        self.interval = interval
-        self.called = 0
-        self.dropped = 0
-        self._deque: collections.deque[Any] = collections.deque()
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-
-    def submit(self, entry: LogEntry) -> None:
-        if len(self._deque) >= self.size:
-            self.dropped += 1
-            self.metrics.child(self.metrics.hook_dropped, "after_predict").inc()
-            if self.log is not None:
-                self.log.submit(entry, entry.rows)  # logged even when the hooks fall behind
-            return
-        self._deque.append(entry)
-
-    def depth(self) -> int:
-        return len(self._deque)
-
-    def start(self) -> None:
-        if self._thread is None or not self._thread.is_alive():
-            self._stop.clear()
-            self._thread = threading.Thread(
-                target=self._run, name="opsloop-after-predict", daemon=True
-            )
-            self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            thread.join(timeout)
-        self.drain()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.drain()
-
-    def drain(self, timeout: float = 10.0) -> bool:
-        """Call the hooks for everything queued so far; False when that took too long."""
-        deadline = time.monotonic() + timeout
-        if not self._lock.acquire(timeout=timeout):
-            return False
-        try:
-            calls = _direct_calls(self.hook, "after_predict")
-            pluggy_call = self.hook.after_predict
-            pop = self._deque.popleft
-            done = True
-            while self._deque and done:
-                batch = [pop() for _ in range(min(len(self._deque), 10_000))]
-                for entry in batch:
-                    ctx = entry.context
-                    if ctx is None:
-                        ctx = LazyContext(
-                            entry.request_id,
-                            entry.ref,
-                            entry.headers,
-                            array=entry.array,
-                            columns=entry.columns,
-                            frame=entry.frame,
-                        )
-                    ctx.outputs = entry.predictions
-                    ctx.latency_ms = entry.latency_ms
-                    if calls is None:
-                        self._guarded(pluggy_call, ctx, True)
-                    else:
-                        for function, wants_context in calls:
-                            self._guarded(function, ctx, wants_context, direct=True)
-                    self.called += 1
-                if self.log is not None:
-                    self.log.submit_many(batch)
-                done = time.monotonic() <= deadline
-            return done
-        finally:
-            self._lock.release()
-
-    def _guarded(
-        self, function: Any, ctx: Any, wants_context: bool, *, direct: bool = False
-    ) -> None:
-        try:
-            if direct:
-                function(ctx) if wants_context else function()
-            else:
-                function(context=ctx)
-        except Exception:
-            logger.exception("after_predict hook raised (request_id %s)", ctx.request_id)
-            self.metrics.child(self.metrics.hook_errors, "after_predict").inc()
-
-
-def _direct_calls(hook: Any, name: str) -> list[tuple[Any, bool]] | None:
-    """The implementations of a plain hook, in pluggy's call order, to call one by one.
-
-    None (call through pluggy) when any is a wrapper, when a hook-call monitor (tracing)
-    is installed, or when pluggy's internals are not what this was written against. Each
-    implementation is called even when another raised (pluggy would stop at the first).
-    """
-    try:
-        from pluggy._execution import _multicall
-    except ImportError:
-        return None
-    caller = getattr(hook, name, None)
-    manager = getattr(getattr(caller, "_hookexec", None), "__self__", None)
-    if caller is None or getattr(manager, "_inner_hookexec", None) is not _multicall:
-        return None
-    calls: list[tuple[Any, bool]] = []
-    for impl in reversed(caller.get_hookimpls()):
-        if impl.hookwrapper or impl.wrapper or impl.kwargnames:
-            return None
-        if impl.argnames not in ((), ("context",)):
-            return None
-        calls.append((impl.function, bool(impl.argnames)))
-    return calls
 
 
 # ---------------------------------------------------------------------- shadow
@@ -705,20 +566,19 @@ class ShadowRunner:
         m.child(m.predict_seconds, ref.name, ref.version, "shadow").observe(seconds)
         m.child(m.prediction_rows, ref.name, ref.version, "shadow").inc(len(predictions))
         if self.log is not None:
+            self.log.refs.add(ref)
             self.log.submit(
-                LogEntry(
+                make_entry(
                     started,
                     request_id,
                     ref.name,
                     ref.version,
                     "shadow",
                     round(seconds * 1000, 3),
-                    len(predictions),
-                    columns if log_array is not None else None,
                     log_array,
+                    columns if log_array is not None else None,
                     log_frame,
                     predictions,
-                    None,
                 ),
                 len(predictions),
             )
@@ -728,45 +588,3 @@ class ShadowRunner:
 def _first_line(error: BaseException) -> str:
     text = str(error).strip()
     return text.splitlines()[0][:300] if text else type(error).__name__
-
-
-def to_jsonable(outputs: Any) -> list[Any]:
-    """Model outputs as a JSON-ready list (MLflow's shapes; NaN and inf become null)."""
-    import numpy as np
-
-    if isinstance(outputs, np.ndarray):
-        array = outputs if outputs.ndim else np.atleast_1d(outputs)
-        kind = array.dtype.kind
-        if kind in "biu" or (kind == "f" and bool(np.isfinite(array).all())):
-            return array.tolist()  # type: ignore[no-any-return]
-        return _clean(array.tolist())  # type: ignore[no-any-return]
-    import pandas as pd
-
-    if isinstance(outputs, pd.DataFrame):
-        return _clean(outputs.to_dict(orient="records"))  # type: ignore[no-any-return]
-    if isinstance(outputs, pd.Series):
-        return to_jsonable(outputs.to_numpy())
-    if isinstance(outputs, list | tuple):
-        return _clean(list(outputs))  # type: ignore[no-any-return]
-    return [_clean(outputs)]
-
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, bool | int | str) or value is None:
-        return value
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    item = getattr(value, "item", None)  # numpy scalars
-    if callable(item):
-        try:
-            return _clean(item())
-        except (TypeError, ValueError):
-            pass
-    tolist = getattr(value, "tolist", None)
-    if callable(tolist):
-        return _clean(tolist())
-    return str(value)

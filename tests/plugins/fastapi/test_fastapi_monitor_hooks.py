@@ -1,0 +1,230 @@
+"""The after-predict path: batch hooks for monitors, GC-free log entries, lost-row counting."""
+
+from __future__ import annotations
+
+import gc
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+from fastapi_testkit import (
+    MODEL,
+    RecorderPlugin,
+    app_for,
+    breast_cancer,
+    features,
+    trained_model,
+)
+from opsloop_fastapi.entries import (
+    DATA,
+    REQUEST_ID,
+    RefTable,
+    batch_table,
+    build_batches,
+    make_entry,
+)
+
+from opsloop import hookimpl
+from opsloop.interfaces import PredictionBatch
+
+PREDICT = f"/v1/models/{MODEL}/predict"
+
+
+class BatchRecorder:
+    """A monitor that keeps every batch it is handed (and can be told to raise)."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.batches: list[PredictionBatch] = []
+        self.fail = fail
+
+    @hookimpl
+    def after_predict_batch(self, batch: PredictionBatch) -> None:
+        self.batches.append(batch)
+        if self.fail:
+            raise RuntimeError("monitor bug")
+
+
+def rows(start: int, stop: int) -> pd.DataFrame:
+    return breast_cancer()[features()].iloc[start:stop].reset_index(drop=True)
+
+
+def expected(frame: pd.DataFrame) -> list[int]:
+    return [int(v) for v in trained_model().predict(frame)]
+
+
+def post_rows(client: TestClient, frame: pd.DataFrame, request_id: str, route: str) -> Any:
+    if route == "mlflow":
+        body = {"dataframe_split": {"columns": list(frame.columns), "data": frame.values.tolist()}}
+        response = client.post("/invocations", json=body, headers={"x-request-id": request_id})
+    else:
+        response = client.post(
+            PREDICT,
+            json={"records": frame.to_dict("records")},
+            headers={"x-request-id": request_id},
+        )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_batch_hook_gets_columnar_rows_in_request_order(project_factory: Any) -> None:
+    monitor = BatchRecorder()
+    project = project_factory(("monitor", monitor))
+    app = app_for(project)
+    client = TestClient(app)  # no lifespan: the test drains the hook queue itself
+    sent = [rows(i, i + 1) for i in range(5)] + [rows(10, 13)]
+    answers = [
+        post_rows(client, frame, f"req-{i}", "mlflow" if i % 2 else "v1")
+        for i, frame in enumerate(sent)
+    ]
+    state = app.state.opsloop
+    assert state.scorer.after.drain(timeout=10)
+    (batch,) = monitor.batches  # one model version, one role, float inputs: one batch
+    assert batch.model.name == MODEL and batch.model.version == "1"
+    assert batch.role == "champion"
+    assert len(batch) == 8
+    assert batch.request_ids == [f"req-{i}" for i in range(5)] + ["req-5"] * 3
+    assert batch.row_numbers.tolist() == [0, 0, 0, 0, 0, 0, 1, 2]
+    assert batch.outputs == [p for a in answers for p in a["predictions"]]
+    assert batch.outputs == expected(pd.concat(sent, ignore_index=True))
+    assert batch.columns == tuple(features())
+    assert np.array_equal(batch.features, pd.concat(sent).to_numpy(dtype=np.float64))
+    pd.testing.assert_frame_equal(batch.inputs, pd.concat(sent, ignore_index=True))
+    assert batch.latency_ms.dtype == np.float64 and (batch.latency_ms > 0).all()
+    assert batch.logged_at.min() > 1.7e9  # epoch seconds
+    assert batch.probabilities is not None  # /v1 answered with probabilities
+    assert batch.probabilities[1] is None and len(batch.probabilities[0]) == 2
+
+
+def test_without_the_log_the_after_predict_thread_calls_batch_hooks(
+    project_factory: Any,
+) -> None:
+    monitor = BatchRecorder()
+    project = project_factory(("monitor", monitor))
+    app = app_for(project, log_predictions=False)
+    client = TestClient(app)
+    for i in range(4):
+        post_rows(client, rows(i, i + 1), f"nolog-{i}", "mlflow")
+    state = app.state.opsloop
+    assert state.prediction_log is None
+    assert state.scorer.after.drain(timeout=10)
+    assert [b.request_ids for b in monitor.batches] == [[f"nolog-{i}" for i in range(4)]]
+    assert monitor.batches[0].features.tolist() == rows(0, 4).to_numpy().tolist()
+
+
+def test_batch_hooks_and_the_log_share_one_conversion(project_factory: Any) -> None:
+    monitor = BatchRecorder()
+    project = project_factory(("monitor", monitor))
+    app = app_for(project)
+    client = TestClient(app)
+    for i in range(4):
+        post_rows(client, rows(i, i + 1), f"shared-{i}", "mlflow")
+    state = app.state.opsloop
+    assert state.scorer.after.drain(timeout=10)
+    # the log received the very batch objects the monitor saw, not the raw entries again
+    assert list(state.prediction_log._deque) == monitor.batches
+    assert state.prediction_log.flush(timeout=10)
+    logged = project.hook.read_predictions(project=project, model=MODEL, since=None)
+    assert logged["request_id"].tolist() == [f"shared-{i}" for i in range(4)]
+    assert logged[features()].to_numpy().tolist() == rows(0, 4).to_numpy().tolist()
+
+
+def test_a_raising_batch_hook_is_counted_and_the_rows_are_still_logged(
+    project_factory: Any,
+) -> None:
+    monitor = BatchRecorder(fail=True)
+    project = project_factory(("monitor", monitor))
+    app = app_for(project)
+    client = TestClient(app)
+    answer = post_rows(client, rows(0, 2), "boom-1", "v1")
+    assert answer["predictions"] == expected(rows(0, 2))
+    state = app.state.opsloop
+    assert state.scorer.after.drain(timeout=10)
+    assert len(monitor.batches) == 1
+    text = client.get("/metrics").text
+    assert 'opsloop_serve_hook_errors_total{hook="after_predict_batch"} 1.0' in text
+    assert state.prediction_log.flush(timeout=10)
+    logged = project.hook.read_predictions(project=project, model=MODEL, since=None)
+    assert logged["request_id"].tolist() == ["boom-1", "boom-1"]
+
+
+def test_per_request_and_batch_hooks_both_run(project_factory: Any) -> None:
+    monitor, recorder = BatchRecorder(), RecorderPlugin()
+    project = project_factory(("monitor", monitor), ("recorder", recorder))
+    app = app_for(project)
+    client = TestClient(app)
+    post_rows(client, rows(0, 3), "both-1", "v1")
+    assert app.state.opsloop.scorer.after.drain(timeout=10)
+    (after,) = recorder.of("after", "both-1")
+    assert after["outputs"] == expected(rows(0, 3)) and after["rows"] == 3
+    assert [b.request_ids for b in monitor.batches] == [["both-1"] * 3]
+
+
+def test_queued_log_entries_are_not_tracked_by_the_gc(project_factory: Any) -> None:
+    # The hot path leaves plain tuples of atoms: after one collection the GC stops tracking
+    # them, so thousands of waiting entries add nothing to later collections.
+    project = project_factory()
+    app = app_for(project)
+    client = TestClient(app)  # no lifespan: entries stay queued
+    for i in range(3):
+        post_rows(client, rows(i, i + 1), f"gc-{i}", "mlflow")
+    queued = list(app.state.opsloop.prediction_log._deque)
+    assert [e[REQUEST_ID] for e in queued] == ["gc-0", "gc-1", "gc-2"]
+    assert all(type(e) is tuple and isinstance(e[DATA], bytes) for e in queued)
+    gc.collect()
+    assert not any(gc.is_tracked(e) for e in queued)
+
+
+def test_build_batches_groups_and_reports_what_it_cannot_batch() -> None:
+    names = tuple(features())
+    good = [
+        make_entry(1.7e9 + i, f"g{i}", MODEL, "1", "champion", 0.1, rows(i, i + 1).to_numpy(),
+                   names, None, [0])
+        for i in range(3)
+    ]  # fmt: skip
+    challenger = make_entry(
+        1.7e9, "c0", MODEL, "2", "challenger", 0.2, rows(5, 6).to_numpy(), names, None, [1]
+    )
+    frame_entry = make_entry(
+        1.7e9, "f0", MODEL, "1", "champion", 0.3, None, None, rows(6, 8), [1, 0]
+    )
+    broken = (*good[0][:DATA], b"\x00" * 7, *good[0][DATA + 1 :])  # 7 bytes: not 30 floats
+    refs = RefTable()
+    batches, failed = build_batches([good[0], challenger, good[1], frame_entry, good[2]], refs)
+    assert [(b.model.version, b.role, b.request_ids) for b in batches] == [
+        ("1", "champion", ["g0", "g1", "g2"]),
+        ("2", "challenger", ["c0"]),
+        ("1", "champion", ["f0", "f0"]),
+    ]
+    assert failed == []
+    assert batches[2].frame is not None and batches[2].row_numbers.tolist() == [0, 1]
+    table = batch_table(batches[2])
+    assert table.column("input." + names[0]).to_pylist() == rows(6, 8)[names[0]].tolist()
+    batches, failed = build_batches([broken, challenger], refs)
+    assert failed == [broken]
+    assert [b.request_ids for b in batches] == [["c0"]]
+
+
+def test_broken_entries_are_counted_as_dropped_not_lost_silently(project_factory: Any) -> None:
+    from opsloop_fastapi.predlog import PredictionLog
+
+    dropped: list[int] = []
+    log = PredictionLog(project_factory().home / "predictions", on_dropped=dropped.append)
+    names = tuple(features())
+    good = make_entry(1.7e9, "ok", MODEL, "1", "champion", 0.1, rows(0, 1).to_numpy(), names,
+                      None, [0])  # fmt: skip
+    broken = (*good[:DATA], b"\x00" * 7, *good[DATA + 1 :])
+    log.submit(good)
+    log.submit(broken)
+    assert log.flush(timeout=10)
+    assert log.written_rows == 1 and dropped == [1]
+
+
+@pytest.mark.parametrize("outputs", [[["a", 1]], [1.5], ["yes"]])
+def test_one_row_outputs_keep_their_shape(outputs: list[Any]) -> None:
+    names = tuple(features())
+    entry = make_entry(1.7e9, "r", MODEL, "1", "champion", 0.1, rows(0, 1).to_numpy(), names,
+                       None, outputs)  # fmt: skip
+    (batch,), failed = build_batches([entry])
+    assert failed == [] and batch.outputs == outputs
