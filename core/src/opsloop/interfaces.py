@@ -161,7 +161,8 @@ class ModelStore(Protocol):
         ``training_data`` ({dataset, load_ids, content_hash, target}), ``code``
         ({git_commit, git_dirty}), ``parameters``, ``metrics``, ``environment``
         ({python, platform, packages}), ``signature``, ``input_example`` (records),
-        ``flavor``, ``artifacts`` ({location, files: {path: sha256}, manifest_sha256}).
+        ``flavor``, ``artifacts`` ({location, files: {path: sha256}, manifest_sha256,
+        digest}: ``digest`` is what a server shows as the artifact hash on /version).
         """
         ...
 

@@ -186,3 +186,32 @@ def _token_id() -> str:
     from opsloop_fastapi.app import token_id
 
     return token_id(ADMIN)
+
+
+def test_artifact_digest_comes_from_the_store_protocol() -> None:
+    from opsloop_fastapi.follow import artifact_digest
+
+    from opsloop.records import ModelVersionRef
+
+    ref = ModelVersionRef(name="m", version="3", uri="models:/m/3", store="x")
+
+    class Store:  # only the ModelStore protocol's provenance(), no vendor extras
+        def __init__(self, artifacts: dict[str, str] | None, fail: bool = False) -> None:
+            self.artifacts, self.fail = artifacts, fail
+
+        def provenance(self, ref: ModelVersionRef) -> dict[str, object]:
+            if self.fail:
+                raise RuntimeError("registry down")
+            return {"artifacts": self.artifacts}
+
+    model = object()
+    assert artifact_digest(Store({"digest": "sha256:ab"}), ref, model) == "sha256:ab"
+    assert artifact_digest(Store({"manifest_sha256": "cd"}), ref, model) == "cd"
+    assert artifact_digest(Store(None), ref, model) is None
+    assert artifact_digest(Store({}, fail=True), ref, model) is None
+    assert artifact_digest(object(), ref, model) is None
+
+    class Carrying:
+        artifact_digest = "sha256:own"
+
+    assert artifact_digest(Store({"digest": "sha256:ab"}), ref, Carrying()) == "sha256:own"

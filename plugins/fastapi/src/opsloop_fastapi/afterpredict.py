@@ -31,6 +31,7 @@ from opsloop_fastapi.entries import (
     build_batches,
     entry_outputs,
 )
+from opsloop_fastapi.ticker import Ticker
 
 if TYPE_CHECKING:
     from opsloop.records import ModelVersionRef
@@ -66,9 +67,8 @@ class AfterPredict:
         self.per_request = has_impls(hook, "after_predict")
         self.batched = has_impls(hook, "after_predict_batch")
         self._deque: collections.deque[Any] = collections.deque()
-        self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
+        self._ticker = Ticker("opsloop-after-predict", interval, self.drain)
 
     @property
     def active(self) -> bool:
@@ -90,23 +90,11 @@ class AfterPredict:
         return len(self._deque)
 
     def start(self) -> None:
-        if self._thread is None or not self._thread.is_alive():
-            self._stop.clear()
-            self._thread = threading.Thread(
-                target=self._run, name="opsloop-after-predict", daemon=True
-            )
-            self._thread.start()
+        self._ticker.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            thread.join(timeout)
+        self._ticker.stop(timeout)
         self.drain()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.drain()
 
     def drain(self, timeout: float = 10.0) -> bool:
         """Call the hooks for everything queued so far; False when that took too long."""

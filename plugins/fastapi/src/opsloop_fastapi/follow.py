@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from opsloop.errors import OpsloopError
 from opsloop_fastapi.served import ServedModel
+from opsloop_fastapi.ticker import Ticker
 
 if TYPE_CHECKING:
     from opsloop_fastapi.app import ServingState
@@ -31,19 +32,25 @@ def store_of(project: Any) -> Any:
 
 
 def artifact_digest(store: Any, ref: Any, model: Any) -> str | None:
-    """The digest the registry checked the artifacts against, when it tells."""
+    """The digest the registry checked the artifacts against, from ``provenance(ref)``.
+
+    ``provenance`` is part of the ModelStore protocol, so any registry plugin can tell;
+    a model object that carries its own ``artifact_digest`` wins. None when nobody knows.
+    """
     for attribute in ("artifact_digest", "digest"):
         value = getattr(model, attribute, None)
         if isinstance(value, str) and value:
             return value
-    describe = getattr(store, "describe", None)
-    if callable(describe):
-        try:
-            value = (describe(ref) or {}).get("artifact_digest")
-        except Exception:  # noqa: BLE001 - the digest is informative; its absence is not fatal
-            return None
-        return str(value) if value else None
-    return None
+    provenance = getattr(store, "provenance", None)
+    if not callable(provenance):
+        return None
+    try:
+        artifacts = (provenance(ref) or {}).get("artifacts") or {}
+    except Exception:  # noqa: BLE001 - the digest is informative; its absence is not fatal
+        logger.warning("model %s v%s: no provenance for /version", ref.name, ref.version)
+        return None
+    value = artifacts.get("digest") or artifacts.get("manifest_sha256")
+    return str(value) if value else None
 
 
 def load_served(
@@ -83,8 +90,7 @@ class Follower:
         self.failures = 0
         self.last_error: str | None = None
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._ticker = Ticker(f"opsloop-follow-{name}", poll_seconds, self._poll)
 
     @property
     def follows(self) -> bool:
@@ -93,26 +99,17 @@ class Follower:
 
     # ------------------------------------------------------------------ polling
     def start(self) -> None:
-        if self.poll_seconds <= 0 or not self.follows or self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(
-            target=self._run, name=f"opsloop-follow-{self.name}", daemon=True
-        )
-        self._thread.start()
+        if self.poll_seconds > 0 and self.follows:
+            self._ticker.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            thread.join(timeout)
+        self._ticker.stop(timeout)
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.poll_seconds):
-            try:
-                self.check()
-            except Exception as exc:  # noqa: BLE001 - the poller reports and keeps serving
-                logger.warning("model %s: alias check failed: %s", self.name, exc)
+    def _poll(self) -> None:
+        try:
+            self.check()
+        except Exception as exc:  # noqa: BLE001 - the poller reports and keeps serving
+            logger.warning("model %s: alias check failed: %s", self.name, exc)
 
     # ------------------------------------------------------------------ checking
     def check(self, *, actor: str | None = None) -> dict[str, Any]:
