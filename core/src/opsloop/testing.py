@@ -5,6 +5,8 @@ Fixtures:
 * ``opsloop_project``: a fresh project in a temporary folder, built-ins only.
 * ``opsloop_project_factory``: ``factory(*plugins, config="toml text")`` -> Project whose
   plugin manager holds the built-ins plus exactly the plugins under test.
+* ``opsloop_no_network``: any socket connection to a non-loopback address fails the test
+  (opsloop is offline by default: no telemetry, no downloads). Yields the attempts.
 
 And a conformance check any plugin can run against itself::
 
@@ -17,6 +19,8 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import ipaddress
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -101,6 +105,43 @@ def opsloop_project_factory(tmp_path: Path) -> Iterator[Callable[..., Project]]:
     yield factory
     for project in made:
         project.close()
+
+
+def _loopback(address: object) -> bool:
+    if not isinstance(address, tuple):
+        return True  # unix sockets
+    host = str(address[0])
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+@pytest.fixture
+def opsloop_no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[object]]:
+    """Refuse, record and fail any connection to a non-loopback address (telemetry, hubs)."""
+    attempts: list[object] = []
+    real_connect = socket.socket.connect
+    real_connect_ex = socket.socket.connect_ex
+
+    def connect(self: socket.socket, address: Any) -> None:
+        if not _loopback(address):
+            attempts.append(address)
+            raise OSError(f"test forbids outbound network: {address!r}")
+        real_connect(self, address)
+
+    def connect_ex(self: socket.socket, address: Any) -> int:
+        if not _loopback(address):
+            attempts.append(address)
+            raise OSError(f"test forbids outbound network: {address!r}")
+        return real_connect_ex(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
+    yield attempts
+    assert not attempts, f"outbound connections attempted: {attempts}"
 
 
 def _hookimpls(plugin: ModuleType | object) -> dict[str, Callable[..., Any]]:

@@ -8,9 +8,7 @@ and the model is trained once per session.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import shutil
-import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -27,41 +25,10 @@ DATA = Path(opsloop.__file__).parent / "data" / "breast_cancer.csv"
 LOAD_IDS = ["1732690000.123456", "1732690100.654321"]
 
 
-def _loopback(address: object) -> bool:
-    if not isinstance(address, tuple):
-        return True  # unix sockets
-    host = str(address[0])
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.split("%")[0]).is_loopback
-    except ValueError:
-        return False
-
-
 @pytest.fixture(autouse=True)
-def no_outbound_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[object]]:
-    """Fail any connection to a non-loopback address (telemetry, downloads...)."""
-    attempts: list[object] = []
-    real_connect = socket.socket.connect
-    real_connect_ex = socket.socket.connect_ex
-
-    def connect(self: socket.socket, address: object) -> None:
-        if not _loopback(address):
-            attempts.append(address)
-            raise OSError(f"test forbids outbound network: {address!r}")
-        real_connect(self, address)  # type: ignore[arg-type]
-
-    def connect_ex(self: socket.socket, address: object) -> int:
-        if not _loopback(address):
-            attempts.append(address)
-            raise OSError(f"test forbids outbound network: {address!r}")
-        return real_connect_ex(self, address)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(socket.socket, "connect", connect)
-    monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
-    yield attempts
-    assert not attempts, f"outbound connections attempted: {attempts}"
+def no_outbound_network(opsloop_no_network: list[object]) -> list[object]:
+    """Every MLflow test runs offline: a non-loopback connection fails it."""
+    return opsloop_no_network
 
 
 @pytest.fixture(scope="session")
