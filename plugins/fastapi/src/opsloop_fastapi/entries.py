@@ -108,11 +108,14 @@ class RefTable:
 
     def __init__(self) -> None:
         self._refs: dict[tuple[str, str], ModelVersionRef] = {}
+        self._last: ModelVersionRef | None = None
 
     def add(self, ref: ModelVersionRef) -> None:
-        key = (ref.name, ref.version)
-        if self._refs.get(key) is not ref:
-            self._refs[key] = ref
+        """Remember ``ref`` (called per request: the same ref again costs one comparison)."""
+        if ref is self._last:
+            return
+        self._last = ref
+        self._refs[(ref.name, ref.version)] = ref
 
     def get(self, name: str, version: str) -> ModelVersionRef:
         ref = self._refs.get((name, version))

@@ -56,7 +56,6 @@ META_COLUMNS = (
     "prediction",
     "label",
 )
-_INPUT_PREFIX = INPUT_PREFIX
 SERVED_ROLES = ("champion", "challenger")
 
 
@@ -403,23 +402,19 @@ def _same_schema_runs(tables: list[pa.Table]) -> Iterable[pa.Table]:
 def _by_day(table: pa.Table) -> list[tuple[str, pa.Table]]:
     """A table split by the UTC day of its ``logged_at`` (or ``received_at``) column."""
     import numpy as np
+    import pyarrow as pa
 
     column = "logged_at" if "logged_at" in table.column_names else "received_at"
     micros = table.column(column).cast("int64").to_numpy()
     if not len(micros):
         return []
     days = micros // 86_400_000_000
-    if days[0] == days[-1] and days.min() == days.max():
+    if days.min() == days.max():
         return [(_day(float(micros[0]) / 1e6), table)]
     return [
-        (_day(float(day) * 86_400), table.filter(pa_mask(days == day))) for day in np.unique(days)
+        (_day(float(day) * 86_400), table.filter(pa.array(days == day, pa.bool_())))
+        for day in np.unique(days)
     ]
-
-
-def pa_mask(values: Any) -> Any:
-    import pyarrow as pa
-
-    return pa.array(values, pa.bool_())
 
 
 # ---------------------------------------------------------------------- reading
@@ -553,13 +548,13 @@ def _unflatten(frame: pd.DataFrame) -> pd.DataFrame:
         frame["probabilities"] = [
             json.loads(v) if isinstance(v, str) else None for v in frame.pop("probabilities_json")
         ]
-    size = len(_INPUT_PREFIX)
+    size = len(INPUT_PREFIX)
     inputs = {
         c: c[size:]
         for c in frame.columns
-        if c.startswith(_INPUT_PREFIX) and c[size:] not in (*META_COLUMNS, "model")
+        if c.startswith(INPUT_PREFIX) and c[size:] not in (*META_COLUMNS, "model")
     }
-    meta = frame[[c for c in frame.columns if not c.startswith(_INPUT_PREFIX)]]
+    meta = frame[[c for c in frame.columns if not c.startswith(INPUT_PREFIX)]]
     return pd.concat([frame[list(inputs)].rename(columns=inputs), meta], axis=1)
 
 
