@@ -24,6 +24,7 @@ from opsloop_fastapi.entries import (
     batch_table,
     build_batches,
     make_entry,
+    merge_batches,
 )
 
 from opsloop import hookimpl
@@ -228,3 +229,53 @@ def test_one_row_outputs_keep_their_shape(outputs: list[Any]) -> None:
                        None, outputs)  # fmt: skip
     (batch,), failed = build_batches([entry])
     assert failed == [] and batch.outputs == outputs
+
+
+def test_merge_batches_joins_runs_of_one_group_column_major() -> None:
+    names = tuple(features())
+
+    def entry(i: int, version: str = "1", role: str = "champion", proba: Any = None) -> Any:
+        return make_entry(1.7e9 + i, f"r{i}", MODEL, version, role, 0.1 * i,
+                          rows(i, i + 1).to_numpy(), names, None, [i % 2], proba)  # fmt: skip
+
+    refs = RefTable()
+    first = build_batches([entry(0), entry(1)], refs)[0]
+    second = build_batches([entry(2, proba=np.array([[0.25, 0.75]]))], refs)[0]
+    other = build_batches([entry(3, version="2", role="challenger")], refs)[0]
+    third = build_batches([entry(4)], refs)[0]
+    merged = merge_batches([*first, *second, *other, *third])
+    assert [(b.model.version, b.role, b.request_ids) for b in merged] == [
+        ("1", "champion", ["r0", "r1", "r2"]),
+        ("2", "challenger", ["r3"]),
+        ("1", "champion", ["r4"]),
+    ]  # only consecutive batches of one group merge: request order is kept
+    run = merged[0]
+    assert run.probabilities == [None, None, [0.25, 0.75]]
+    assert run.outputs == [0, 1, 0] and run.latency_ms.tolist() == pytest.approx([0, 0.1, 0.2])
+    np.testing.assert_array_equal(run.features, rows(0, 3).to_numpy())
+    assert run.features.T.flags.c_contiguous  # each column reaches Arrow without a copy
+    table = batch_table(run)
+    assert table.column("input." + names[4]).to_pylist() == rows(0, 3)[names[4]].tolist()
+    assert table.column("model_version").to_pylist() == ["1", "1", "1"]
+    assert merge_batches([]) == [] and merge_batches(first) == first
+
+
+@pytest.mark.parametrize("codec", ["lz4", "zstd", "none"])
+def test_the_log_codec_is_a_setting_and_duckdb_reads_it(project_factory: Any, codec: str) -> None:
+    import pyarrow.parquet as pq
+    from opsloop_fastapi.predlog import PredictionLog, model_dir, read_log
+    from opsloop_fastapi.settings import Settings
+
+    assert Settings().log_compression == "lz4"  # the cheapest codec for the serving core
+    folder = model_dir(project_factory().home / "predictions", MODEL)
+    log = PredictionLog(folder, compression=codec)
+    names = tuple(features())
+    for i in range(5):
+        log.submit(make_entry(1.7e9 + i, f"c{i}", MODEL, "1", "champion", 0.1,
+                              rows(i, i + 1).to_numpy(), names, None, [i % 2]))  # fmt: skip
+    assert log.close(timeout=10)
+    (path,) = folder.rglob("*.parquet")
+    written = pq.ParquetFile(path).metadata.row_group(0).column(0).compression
+    assert written.upper().startswith({"lz4": "LZ4", "zstd": "ZSTD", "none": "UNCOMPRESSED"}[codec])
+    frame = read_log(folder, MODEL)
+    assert frame is not None and sorted(frame["request_id"]) == [f"c{i}" for i in range(5)]

@@ -118,7 +118,8 @@ class AfterPredict:
                     self.log.submit_many(handed)
                 if time.monotonic() > deadline:
                     return False
-                time.sleep(0)  # let the event loop in between rounds
+                if self._deque:
+                    time.sleep(0)  # let the event loop in between rounds
             return True
         finally:
             self._lock.release()

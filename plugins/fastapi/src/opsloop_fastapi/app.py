@@ -224,6 +224,7 @@ def create_app(
         log = PredictionLog(
             model_dir(project.home / "predictions", ref.name),
             fmt=settings.log_format,
+            compression=settings.log_compression,
             queue_size=settings.log_queue_size,
             batch_rows=settings.log_batch_rows,
             flush_seconds=settings.log_flush_seconds,
@@ -235,6 +236,7 @@ def create_app(
     feedback = FeedbackLog(
         model_dir(project.home / "feedback", ref.name),
         fmt=settings.log_format,
+        compression=settings.log_compression,
         queue_size=settings.log_queue_size,
         batch_rows=settings.log_batch_rows,
         flush_seconds=settings.log_flush_seconds,

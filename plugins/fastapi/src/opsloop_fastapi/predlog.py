@@ -39,6 +39,7 @@ from opsloop_fastapi.entries import (
     batch_table,
     build_batches,
     is_entry,
+    merge_batches,
     rows_of,
     table_key,
 )
@@ -46,6 +47,7 @@ from opsloop_fastapi.entries import (
 logger = logging.getLogger("opsloop_fastapi.predlog")
 
 LogFormat = Literal["parquet", "jsonl"]
+Compression = Literal["lz4", "zstd", "snappy", "none"]
 META_COLUMNS = (
     "request_id",
     "row",
@@ -102,6 +104,7 @@ class _Writer:
         directory: Path,
         *,
         fmt: LogFormat,
+        compression: Compression = "lz4",
         queue_size: int,
         batch_rows: int,
         flush_seconds: float,
@@ -112,6 +115,7 @@ class _Writer:
     ) -> None:
         self.directory = directory
         self.fmt = fmt
+        self.compression = compression
         self.queue_size = queue_size
         self.batch_rows = batch_rows
         self.flush_seconds = flush_seconds
@@ -275,7 +279,7 @@ class _Writer:
             writer = pq.ParquetWriter(
                 tmp,
                 table.schema,
-                compression="zstd",
+                compression=self.compression,
                 use_dictionary=[n for n in strings if n != "request_id"],
                 write_statistics=[
                     n for n in ("logged_at", "received_at") if n in table.schema.names
@@ -321,6 +325,7 @@ class PredictionLog(_Writer):
         directory: Path,
         *,
         fmt: LogFormat = "parquet",
+        compression: Compression = "lz4",
         queue_size: int = 50_000,
         batch_rows: int = 10_000,
         flush_seconds: float = 0.5,
@@ -331,6 +336,7 @@ class PredictionLog(_Writer):
         super().__init__(
             directory,
             fmt=fmt,
+            compression=compression,
             queue_size=queue_size,
             batch_rows=batch_rows,
             flush_seconds=flush_seconds,
@@ -358,7 +364,7 @@ class PredictionLog(_Writer):
             batches += built
             if failed:
                 self._dropped(sum(rows_of(e) for e in failed))
-        for batch in batches:
+        for batch in merge_batches(batches):
             yield table_key(batch), batch_table(batch)
 
 
