@@ -46,6 +46,7 @@ from opsloop_fastapi.schema import InputError
 from opsloop_fastapi.scoring import Scorer, ShadowRunner, loads
 from opsloop_fastapi.served import ModelHolder, ServedModel
 from opsloop_fastapi.settings import Settings, load_settings
+from opsloop_fastapi.threadname import name_native_thread
 
 if TYPE_CHECKING:
     from opsloop.project import Project
@@ -150,7 +151,9 @@ class ServingState:
         if self.stopped:  # started again after a stop (an ASGI host may restart the lifespan)
             self.stopped = False
             self.pool = ThreadPoolExecutor(
-                self.settings.model_threads, thread_name_prefix="opsloop-model"
+                self.settings.model_threads,
+                thread_name_prefix="opsloop-model",
+                initializer=name_native_thread,
             )
         if self.prediction_log is not None:
             self.prediction_log.start()
@@ -261,7 +264,11 @@ def create_app(
         feedback_log=feedback,
         router=Router(settings.canary_share),
         limiter=make_limiter(settings, ref.name),
-        pool=ThreadPoolExecutor(settings.model_threads, thread_name_prefix="opsloop-model"),
+        pool=ThreadPoolExecutor(
+            settings.model_threads,
+            thread_name_prefix="opsloop-model",
+            initializer=name_native_thread,
+        ),
         shadow=shadow,
         admin_token=settings.token(),
     )

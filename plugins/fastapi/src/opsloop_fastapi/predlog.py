@@ -43,6 +43,7 @@ from opsloop_fastapi.entries import (
     rows_of,
     table_key,
 )
+from opsloop_fastapi.threadname import name_native_thread
 
 logger = logging.getLogger("opsloop_fastapi.predlog")
 
@@ -198,6 +199,7 @@ class _Writer:
             self._on_written(rows)
 
     def _run(self) -> None:
+        name_native_thread(self._name)
         while not self._stopping:
             self._wake.wait(self.flush_seconds)
             self._wake.clear()

@@ -26,6 +26,7 @@ from opsloop_fastapi.entries import entry_inputs, make_entry
 from opsloop_fastapi.outputs import ATOMS, to_jsonable
 from opsloop_fastapi.predlog import PredictionLog
 from opsloop_fastapi.schema import InputError
+from opsloop_fastapi.threadname import name_native_thread
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -528,6 +529,7 @@ class ShadowRunner:
             self.metrics.child(self.metrics.shadow, challenger.ref.name, "dropped").inc()
 
     def _run(self) -> None:
+        name_native_thread()
         while True:
             item = self._queue.get()
             try:

@@ -6,6 +6,8 @@ import logging
 import threading
 from collections.abc import Callable
 
+from opsloop_fastapi.threadname import name_native_thread
+
 logger = logging.getLogger("opsloop_fastapi.ticker")
 
 
@@ -43,6 +45,7 @@ class Ticker:
             thread.join(timeout)
 
     def _run(self) -> None:
+        name_native_thread(self.name)
         while not self._stop.wait(self.interval):
             try:
                 self.tick()
