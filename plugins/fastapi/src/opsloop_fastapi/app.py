@@ -41,6 +41,7 @@ from opsloop_fastapi.afterpredict import AfterPredict
 from opsloop_fastapi.follow import Follower
 from opsloop_fastapi.front import Front, Router
 from opsloop_fastapi.metrics import ServerMetrics
+from opsloop_fastapi.pglog import store_for
 from opsloop_fastapi.predlog import FeedbackEntry, FeedbackLog, PredictionLog, model_dir
 from opsloop_fastapi.schema import InputError
 from opsloop_fastapi.scoring import Scorer, ShadowRunner, loads
@@ -234,6 +235,7 @@ def create_app(
             rotate_seconds=settings.log_rotate_seconds,
             on_dropped=metrics.log_dropped_rows.labels(model=ref.name).inc,
             on_written=metrics.log_written_rows.labels(model=ref.name).inc,
+            store=store_for(settings, "predictions", project.config.source),
         )
         metrics.watch_queue(log.depth)
     feedback = FeedbackLog(
@@ -246,6 +248,7 @@ def create_app(
         rotate_seconds=settings.log_rotate_seconds,
         on_dropped=metrics.feedback_rows.labels(model=ref.name, outcome="dropped").inc,
         on_written=metrics.feedback_rows.labels(model=ref.name, outcome="written").inc,
+        store=store_for(settings, "feedback", project.config.source),
     )
     wants_challenger = settings.canary_share > 0 or settings.shadow
     holder = ModelHolder(served, challenger if wants_challenger else None)

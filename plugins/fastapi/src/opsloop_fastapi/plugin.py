@@ -43,7 +43,14 @@ def start_server(project: Project, ref: ModelVersionRef, host: str, port: int) -
 @hookimpl
 def read_predictions(project: Project, model: str, since: str | None) -> pd.DataFrame | None:
     from opsloop_fastapi.predlog import model_dir, parse_since, read_log
+    from opsloop_fastapi.settings import load_settings
 
+    settings = load_settings(project)
+    if settings.log_format == "postgres":  # one table for every replica
+        from opsloop_fastapi.pglog import read_log_postgres
+
+        url = settings.postgres_url() or ""  # load_settings made sure there is one
+        return read_log_postgres(url, settings.log_postgres_table, model, parse_since(since))
     return read_log(
         model_dir(project.home / "predictions", model),
         model,

@@ -12,11 +12,15 @@ request never waits for the disk.
 
 Feedback (ground-truth labels sent to ``/v1/feedback``) is logged the same way under
 ``<home>/feedback/<model>/``; :func:`read_log` joins it by request id and row.
+
+``log_format = "postgres"`` sends both to one PostgreSQL table instead (shared by every
+replica); :mod:`~opsloop_fastapi.pglog` holds that store and its reader.
 """
 
 from __future__ import annotations
 
 import collections
+import functools
 import json
 import logging
 import os
@@ -33,6 +37,8 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
+    from opsloop_fastapi.pglog import PostgresStore
+
 from opsloop_fastapi.entries import (
     INPUT_PREFIX,
     RefTable,
@@ -47,7 +53,7 @@ from opsloop_fastapi.threadname import name_native_thread
 
 logger = logging.getLogger("opsloop_fastapi.predlog")
 
-LogFormat = Literal["parquet", "jsonl"]
+LogFormat = Literal["parquet", "jsonl", "postgres"]
 Compression = Literal["lz4", "zstd", "snappy", "none"]
 META_COLUMNS = (
     "request_id",
@@ -113,9 +119,13 @@ class _Writer:
         on_dropped: Callable[[int], None] | None,
         on_written: Callable[[int], None] | None,
         name: str,
+        store: PostgresStore | None = None,
     ) -> None:
+        if fmt == "postgres" and store is None:
+            raise ValueError("log format 'postgres' needs a store (opsloop_fastapi.pglog)")
         self.directory = directory
         self.fmt = fmt
+        self.store = store  # fmt "postgres": the table the rows go to
         self.compression = compression
         self.queue_size = queue_size
         self.batch_rows = batch_rows
@@ -185,7 +195,10 @@ class _Writer:
             if thread.is_alive():
                 logger.error("%s: writer did not drain its queue in %.0f s", self._name, timeout)
                 return False
-        return self.flush(timeout)
+        done = self.flush(timeout)
+        if self.store is not None:
+            self.store.close()
+        return done
 
     # ------------------------------------------------------------------ writer side
     def _dropped(self, rows: int) -> None:
@@ -249,10 +262,13 @@ class _Writer:
         try:
             if self.fmt == "parquet":
                 self._append_parquet(day, key, table)
+            elif self.store is not None:
+                self.store.append(table)
             else:
                 self._append_jsonl(day, table)
         except Exception:
-            logger.exception("%s: could not write %d rows to %s", self._name, rows, self.directory)
+            where = self.directory if self.store is None else self.store  # never the password
+            logger.exception("%s: could not write %d rows to %s", self._name, rows, where)
             self._dropped(rows)
             return
         self._written(rows)
@@ -334,6 +350,7 @@ class PredictionLog(_Writer):
         rotate_seconds: float = 60.0,
         on_dropped: Callable[[int], None] | None = None,
         on_written: Callable[[int], None] | None = None,
+        store: PostgresStore | None = None,
     ) -> None:
         super().__init__(
             directory,
@@ -346,6 +363,7 @@ class PredictionLog(_Writer):
             on_dropped=on_dropped,
             on_written=on_written,
             name=f"opsloop-predlog-{directory.name}",
+            store=store,
         )
         self.refs = RefTable()
 
@@ -470,8 +488,6 @@ def read_log(
     ``roles`` keeps the rows answered to clients (champion, challenger) by default; pass
     None to include the shadow model's rows as well.
     """
-    import pandas as pd
-
     if not directory.is_dir():
         return None
     first_day = since.date().isoformat() if since else ""
@@ -481,6 +497,24 @@ def read_log(
         frames.append(_read_parquet(parquet, since))
     for file in _files(directory, first_day, ".jsonl"):
         frames.append(_read_jsonl(file))
+    feedback = None if feedback_dir is None else functools.partial(read_feedback, feedback_dir)
+    return log_frame(frames, model, since, roles, feedback)
+
+
+def log_frame(
+    frames: list[pd.DataFrame],
+    model: str,
+    since: datetime | None,
+    roles: tuple[str, ...] | None,
+    feedback: Callable[[], pd.DataFrame] | None,
+) -> pd.DataFrame:
+    """Frames as stored (``input.*``, JSON columns) as :func:`read_log` returns them.
+
+    Shared by the Parquet and the PostgreSQL readers, so both keep one column contract;
+    ``feedback`` returns :func:`read_feedback`'s frame, whose labels are joined.
+    """
+    import pandas as pd
+
     frames = [_unflatten(f) for f in frames if not f.empty]
     if not frames:
         return pd.DataFrame(columns=list(META_COLUMNS))
@@ -498,7 +532,7 @@ def read_log(
         frame = frame[frame["logged_at"] >= pd.Timestamp(since)]
     frame = frame.sort_values(["logged_at", "request_id", "row", "role"], kind="stable")
     frame = frame.reset_index(drop=True)
-    frame["label"] = _labels(feedback_dir, frame) if feedback_dir is not None else None
+    frame["label"] = _labels(feedback(), frame) if feedback is not None else None
     extra = [c for c in ("probabilities",) if c in frame.columns]
     features = [c for c in frame.columns if c not in META_COLUMNS and c not in extra]
     return frame[features + list(META_COLUMNS) + extra].reset_index(drop=True)
@@ -596,10 +630,9 @@ def read_feedback(directory: Path) -> pd.DataFrame:
     return frame[["request_id", "row", "label", "received_at"]].reset_index(drop=True)
 
 
-def _labels(feedback_dir: Path, frame: pd.DataFrame) -> Any:
+def _labels(feedback: pd.DataFrame, frame: pd.DataFrame) -> Any:
     import pandas as pd
 
-    feedback = read_feedback(feedback_dir)
     if feedback.empty or frame.empty:
         return pd.Series([None] * len(frame), index=frame.index, dtype=object)
     keyed = feedback.set_index(["request_id", "row"])["label"]

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import os
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 #: The environment variable that holds the admin token (it wins over the config file).
 ADMIN_TOKEN_ENV = "OPSLOOP_ADMIN_TOKEN"
+#: The environment variable that holds the prediction log's PostgreSQL URL (it wins too).
+LOG_POSTGRES_URL_ENV = "OPSLOOP_LOG_POSTGRES_URL"
+# a lowercase SQL identifier that needs no quoting; 40 characters leave room for the
+# "_feedback" table and the index names within PostgreSQL's 63
+_TABLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,39}")
 
 
 class Settings(BaseModel):
@@ -18,7 +24,7 @@ class Settings(BaseModel):
 
     # ---------------------------------------------------------------- prediction log
     log_predictions: bool = True  # write every scored row to the prediction log
-    log_format: Literal["parquet", "jsonl"] = "parquet"
+    log_format: Literal["parquet", "jsonl", "postgres"] = "parquet"
     # Parquet codec: lz4 costs half of zstd's CPU per row for about 13% more disk on real
     # (noisy) float features; zstd when disk matters more than the serving core.
     log_compression: Literal["lz4", "zstd", "snappy", "none"] = "lz4"
@@ -26,6 +32,9 @@ class Settings(BaseModel):
     log_batch_rows: int = Field(default=10_000, ge=1)  # requests per write (a row group)
     log_flush_seconds: float = Field(default=0.5, gt=0)  # write at least this often
     log_rotate_seconds: float = Field(default=60.0, gt=0)  # a Parquet file becomes readable
+    # log_format = "postgres": one table shared by every replica (feedback: <table>_feedback)
+    log_postgres_url: SecretStr | None = None  # postgresql://...; also $OPSLOOP_LOG_POSTGRES_URL
+    log_postgres_table: str = "opsloop_predictions"
 
     # ---------------------------------------------------------------- limits
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1)  # larger bodies get 413
@@ -54,13 +63,23 @@ class Settings(BaseModel):
     # ---------------------------------------------------------------- batch
     batch_chunk_rows: int = Field(default=50_000, ge=1)  # rows per output part of batch scoring
 
-    @field_validator("admin_token", mode="before")
+    @field_validator("admin_token", "log_postgres_url", mode="before")
     @classmethod
     def _token_text(cls, value: Any) -> Any:
         if value is None or isinstance(value, SecretStr):
             return value
         text = str(value) if isinstance(value, int | float) else value
         return text or None
+
+    @field_validator("log_postgres_table")
+    @classmethod
+    def _table_name(cls, value: str) -> str:
+        if not _TABLE_NAME.fullmatch(value):
+            raise ValueError(
+                "must be a plain table name: lowercase letters, digits and _, starting "
+                "with a letter or _, at most 40 characters"
+            )
+        return value
 
     @field_validator("rate_limit_key")
     @classmethod
@@ -75,6 +94,26 @@ class Settings(BaseModel):
             return from_env
         return self.admin_token.get_secret_value() if self.admin_token is not None else None
 
+    def postgres_url(self, environ: dict[str, str] | None = None) -> str | None:
+        """The prediction log's database: $OPSLOOP_LOG_POSTGRES_URL, else ``log_postgres_url``."""
+        env = os.environ if environ is None else environ
+        from_env = env.get(LOG_POSTGRES_URL_ENV, "").strip()
+        if from_env:
+            return from_env
+        url = self.log_postgres_url
+        return url.get_secret_value() if url is not None else None
+
+    def check_log_store(self, source: str = "opsloop.toml") -> None:
+        """Raise a one-line ConfigError when ``log_format = "postgres"`` has no URL to use."""
+        if self.log_format == "postgres" and not self.postgres_url():
+            from opsloop.errors import ConfigError
+
+            raise ConfigError(
+                f'{source}: plugin.fastapi.log_format = "postgres" needs a database URL: set '
+                f"plugin.fastapi.log_postgres_url or ${LOG_POSTGRES_URL_ENV} "
+                "(e.g. postgresql://user:password@host:5432/dbname)"
+            )
+
     @property
     def burst(self) -> int:
         """Requests a client may send at once before the rate applies."""
@@ -85,6 +124,7 @@ def load_settings(project: Any) -> Settings:
     """The project's fastapi settings, validated (also when the plugin has another name)."""
     raw = project.settings("fastapi")
     if isinstance(raw, Settings):
+        raw.check_log_store(project.config.source)
         return raw
     from pydantic import ValidationError
 
@@ -92,8 +132,10 @@ def load_settings(project: Any) -> Settings:
     from opsloop.errors import ConfigError
 
     try:
-        return Settings.model_validate(dict(raw or {}))
+        settings = Settings.model_validate(dict(raw or {}))
     except ValidationError as exc:
         raise ConfigError(
             format_validation_error(exc, project.config.source, prefix="plugin.fastapi")
         ) from None
+    settings.check_log_store(project.config.source)
+    return settings
