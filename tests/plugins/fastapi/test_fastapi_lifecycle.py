@@ -76,6 +76,7 @@ def test_prediction_log_written_off_the_hot_path_and_read_back(
     logged = project.hook.read_predictions(project=project, model=MODEL, since=None)
     assert len(logged) == 8
     assert list(logged.columns[:30]) == features()
+    assert "date" not in logged.columns  # the date=YYYY-MM-DD folders are not a feature
     inputs = pd.concat([first, second], ignore_index=True)
     pd.testing.assert_frame_equal(logged[features()], inputs, check_dtype=False)
     assert logged["request_id"].tolist() == ["req-a"] * 5 + ["req-b"] * 3

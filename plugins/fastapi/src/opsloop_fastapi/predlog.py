@@ -549,7 +549,12 @@ def _connect() -> Any:
 def _read_parquet(files: list[Path], since: datetime | None) -> pd.DataFrame:
     con = _connect()
     try:
-        query = f"SELECT * FROM read_parquet({_sql_list(files)}, union_by_name = true)"
+        # date=YYYY-MM-DD folders are not data: without hive_partitioning = false DuckDB
+        # would add a "date" column, which monitoring would take for a feature
+        query = (
+            f"SELECT * FROM read_parquet({_sql_list(files)}, union_by_name = true, "
+            "hive_partitioning = false)"
+        )
         if since is not None:
             return con.execute(query + " WHERE logged_at >= ?", [since]).df()
         return con.execute(query).df()
@@ -612,7 +617,7 @@ def read_feedback(directory: Path) -> pd.DataFrame:
             frames.append(
                 con.execute(
                     f"SELECT request_id, row, label_json, received_at FROM read_parquet("
-                    f"{_sql_list(parquet)}, union_by_name = true)"
+                    f"{_sql_list(parquet)}, union_by_name = true, hive_partitioning = false)"
                 ).df()
             )
         finally:
