@@ -49,7 +49,7 @@ from opsloop_fastapi.entries import (
     rows_of,
     table_key,
 )
-from opsloop_fastapi.threadname import name_native_thread
+from opsloop_fastapi.threadname import daemon_thread
 
 logger = logging.getLogger("opsloop_fastapi.predlog")
 
@@ -170,7 +170,7 @@ class _Writer:
             if self.running:
                 return
             self._stopping = False
-            self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+            self._thread = daemon_thread(self._run, self._name)
             self._thread.start()
 
     def flush(self, timeout: float = 10.0) -> bool:
@@ -212,7 +212,6 @@ class _Writer:
             self._on_written(rows)
 
     def _run(self) -> None:
-        name_native_thread(self._name)
         while not self._stopping:
             self._wake.wait(self.flush_seconds)
             self._wake.clear()

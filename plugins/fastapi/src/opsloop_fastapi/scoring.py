@@ -26,7 +26,7 @@ from opsloop_fastapi.entries import entry_inputs, make_entry
 from opsloop_fastapi.outputs import ATOMS, to_jsonable
 from opsloop_fastapi.predlog import PredictionLog
 from opsloop_fastapi.schema import InputError
-from opsloop_fastapi.threadname import name_native_thread
+from opsloop_fastapi.threadname import daemon_thread
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -498,7 +498,7 @@ class ShadowRunner:
 
     def start(self) -> None:
         if self._thread is None or not self._thread.is_alive():
-            self._thread = threading.Thread(target=self._run, name="opsloop-shadow", daemon=True)
+            self._thread = daemon_thread(self._run, "opsloop-shadow")
             self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -529,7 +529,6 @@ class ShadowRunner:
             self.metrics.child(self.metrics.shadow, challenger.ref.name, "dropped").inc()
 
     def _run(self) -> None:
-        name_native_thread()
         while True:
             item = self._queue.get()
             try:

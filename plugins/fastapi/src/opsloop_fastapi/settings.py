@@ -88,20 +88,11 @@ class Settings(BaseModel):
 
     def token(self, environ: dict[str, str] | None = None) -> str | None:
         """The admin token: $OPSLOOP_ADMIN_TOKEN, else ``admin_token``; None: admin is off."""
-        env = os.environ if environ is None else environ
-        from_env = env.get(ADMIN_TOKEN_ENV, "").strip()
-        if from_env:
-            return from_env
-        return self.admin_token.get_secret_value() if self.admin_token is not None else None
+        return _env_or_secret(ADMIN_TOKEN_ENV, self.admin_token, environ)
 
     def postgres_url(self, environ: dict[str, str] | None = None) -> str | None:
         """The prediction log's database: $OPSLOOP_LOG_POSTGRES_URL, else ``log_postgres_url``."""
-        env = os.environ if environ is None else environ
-        from_env = env.get(LOG_POSTGRES_URL_ENV, "").strip()
-        if from_env:
-            return from_env
-        url = self.log_postgres_url
-        return url.get_secret_value() if url is not None else None
+        return _env_or_secret(LOG_POSTGRES_URL_ENV, self.log_postgres_url, environ)
 
     def check_log_store(self, source: str = "opsloop.toml") -> None:
         """Raise a one-line ConfigError when ``log_format = "postgres"`` has no URL to use."""
@@ -120,22 +111,31 @@ class Settings(BaseModel):
         return self.rate_limit_burst or max(1, int(self.rate_limit))
 
 
+def _env_or_secret(
+    name: str, value: SecretStr | None, environ: dict[str, str] | None
+) -> str | None:
+    """Environment variable ``name`` when set (it wins), else the configured secret."""
+    from_env = (os.environ if environ is None else environ).get(name, "").strip()
+    if from_env:
+        return from_env
+    return value.get_secret_value() if value is not None else None
+
+
 def load_settings(project: Any) -> Settings:
     """The project's fastapi settings, validated (also when the plugin has another name)."""
     raw = project.settings("fastapi")
-    if isinstance(raw, Settings):
-        raw.check_log_store(project.config.source)
-        return raw
+    settings = raw if isinstance(raw, Settings) else _validated(raw, project.config.source)
+    settings.check_log_store(project.config.source)
+    return settings
+
+
+def _validated(raw: Any, source: str) -> Settings:
     from pydantic import ValidationError
 
     from opsloop.config import format_validation_error
     from opsloop.errors import ConfigError
 
     try:
-        settings = Settings.model_validate(dict(raw or {}))
+        return Settings.model_validate(dict(raw or {}))
     except ValidationError as exc:
-        raise ConfigError(
-            format_validation_error(exc, project.config.source, prefix="plugin.fastapi")
-        ) from None
-    settings.check_log_store(project.config.source)
-    return settings
+        raise ConfigError(format_validation_error(exc, source, prefix="plugin.fastapi")) from None

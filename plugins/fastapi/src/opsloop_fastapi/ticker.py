@@ -6,7 +6,7 @@ import logging
 import threading
 from collections.abc import Callable
 
-from opsloop_fastapi.threadname import name_native_thread
+from opsloop_fastapi.threadname import daemon_thread
 
 logger = logging.getLogger("opsloop_fastapi.ticker")
 
@@ -34,7 +34,7 @@ class Ticker:
         if self.running:
             return
         self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread = daemon_thread(self._run, self.name)
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -45,7 +45,6 @@ class Ticker:
             thread.join(timeout)
 
     def _run(self) -> None:
-        name_native_thread(self.name)
         while not self._stop.wait(self.interval):
             try:
                 self.tick()
