@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from opsloop.errors import ConfigError, OpsloopError
+from opsloop.errors import ConfigError, OpsloopError, one_line
 
 #: A promotion gate: ``(ref, alias) -> CheckResult`` (None: the alias is not guarded).
 Gate = Callable[["ModelVersionRef", str], Any]
@@ -153,10 +153,7 @@ def model_metrics(model: Any, frame: Any, target: str) -> dict[str, float]:
     except OpsloopError:
         raise
     except Exception as exc:  # noqa: BLE001 - any scoring failure becomes one line
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise OpsloopError(
-            f"the model could not score the holdout: {type(exc).__name__}: {first}"
-        ) from None
+        raise OpsloopError(f"the model could not score the holdout: {one_line(exc)}") from None
     classifier = hasattr(model, "predict_proba") or truth.dtype.kind in "biuOUSb"
     if not classifier and truth.dtype.kind == "f":
         classifier = bool(np.all(np.mod(truth, 1) == 0)) and len(np.unique(truth)) <= 50

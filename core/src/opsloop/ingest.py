@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from opsloop.errors import OpsloopError
+from opsloop.errors import OpsloopError, did_you_mean
 
 if TYPE_CHECKING:
     from opsloop.interfaces import DataContract, SourceSpec
@@ -22,14 +22,12 @@ def list_sources(project: Project) -> list[SourceSpec]:
 
 
 def get_source(project: Project, name: str) -> SourceSpec:
-    import difflib
 
     sources = {s.name: s for s in list_sources(project)}
     if name not in sources:
-        hint = difflib.get_close_matches(name, sources, n=1)
         raise OpsloopError(
             f"no source named '{name}'"
-            + (f"; did you mean '{hint[0]}'?" if hint else "")
+            + did_you_mean(name, sources)
             + f" (sources: {', '.join(sorted(sources)) or 'none; declare them in opsloop.toml'})"
         )
     return sources[name]

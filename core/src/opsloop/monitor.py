@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from opsloop.errors import OpsloopError
+from opsloop.errors import OpsloopError, did_you_mean
 from opsloop.records import Signal
 
 if TYPE_CHECKING:
@@ -35,10 +34,9 @@ def get_detector(project: Project, name: str | None = None) -> DriftDetector:
         return detectors[0]
     by_name = {d.name: d for d in detectors}
     if wanted not in by_name:
-        hint = difflib.get_close_matches(wanted, by_name, n=1)
         raise OpsloopError(
             f"no drift detector named '{wanted}'"
-            + (f"; did you mean '{hint[0]}'?" if hint else "")
+            + did_you_mean(wanted, by_name)
             + f" (detectors: {', '.join(sorted(by_name))})"
         )
     return by_name[wanted]

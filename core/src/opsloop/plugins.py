@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import importlib.util
 import os
@@ -23,7 +22,7 @@ from typing import Any
 import pluggy
 
 from opsloop import hookspecs
-from opsloop.errors import PluginError
+from opsloop.errors import PluginError, did_you_mean, one_line
 from opsloop.interfaces import PluginInfo
 
 ENTRY_POINT_GROUP = "opsloop"
@@ -57,11 +56,6 @@ class PluginEntry:
 
 def _split_env(value: str | None) -> list[str]:
     return [v.strip() for v in (value or "").split(",") if v.strip()]
-
-
-def _describe_error(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 class PluginManager:
@@ -118,17 +112,12 @@ class PluginManager:
         names = {c.name for c in candidates}
         for name in [*self.allow, *self.order]:
             if name not in names:
-                hint = difflib.get_close_matches(name, names, n=1)
                 where = (
                     "OPSLOOP_PLUGINS / plugins.enabled" if name in self.allow else "plugins.order"
                 )
                 raise PluginError(
                     f"{where} names plugin '{name}', which is not installed"
-                    + (
-                        f"; did you mean '{hint[0]}'?"
-                        if hint
-                        else f"; installed: {', '.join(sorted(names))}"
-                    )
+                    + (did_you_mean(name, names) or f"; installed: {', '.join(sorted(names))}")
                 )
         chosen = [
             c
@@ -167,10 +156,9 @@ class PluginManager:
                 continue
             name = opts.get("specname") or attr
             if not hasattr(hookspecs, name):
-                hint = difflib.get_close_matches(name, self.hook_names(), n=1)
                 raise PluginError(
                     f"plugin '{entry.name}' implements unknown hook '{name}'"
-                    + (f"; did you mean '{hint[0]}'?" if hint else "")
+                    + did_you_mean(name, self.hook_names())
                 )
 
     @staticmethod
@@ -195,7 +183,7 @@ class PluginManager:
             except BaseException as exc:
                 if isinstance(exc, KeyboardInterrupt):
                     raise
-                entry.error = f"failed to import {entry.module_name}: {_describe_error(exc)}"
+                entry.error = f"failed to import {entry.module_name}: {one_line(exc)}"
                 continue
             entry.plugin = plugin
             entry.hooks = sorted(h.name for h in self.pm.get_hookcallers(plugin) or ())
@@ -210,7 +198,7 @@ class PluginManager:
                 try:
                     info = impl.function()
                 except Exception as exc:  # noqa: BLE001
-                    entry.error = f"describe_plugin() raised {_describe_error(exc)}"
+                    entry.error = f"describe_plugin() raised {one_line(exc)}"
                     return None
                 return info if isinstance(info, PluginInfo) else None
         return None

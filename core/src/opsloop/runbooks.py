@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import ast
 import contextlib
-import difflib
 import io
 import json
 import os
@@ -26,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from opsloop.errors import OpsloopError, ParameterError
+from opsloop.errors import OpsloopError, ParameterError, did_you_mean
 from opsloop.interfaces import RunbookSpec
 from opsloop.records import Incident, IncidentUpdate, RunbookRun, new_id, utcnow
 from opsloop.redact import REDACTED, is_secret_key, redact, redact_text
@@ -157,10 +156,9 @@ def get_runbook(project: Project, name: str) -> RunbookSpec:
     specs = {s.name: s for s in list_runbooks(project)}
     if name in specs:
         return specs[name]
-    hint = difflib.get_close_matches(name, list(specs), n=1)
     raise ParameterError(
         f"no runbook named '{name}'"
-        + (f"; did you mean '{hint[0]}'?" if hint else "")
+        + did_you_mean(name, specs)
         + f" (runbooks: {', '.join(specs) or 'none'})"
     )
 
@@ -353,10 +351,9 @@ def coerce_parameters(spec: RunbookSpec, raw: Mapping[str, Any]) -> dict[str, An
     out: dict[str, Any] = {}
     for name, value in raw.items():
         if name not in declared:
-            hint = difflib.get_close_matches(name, list(declared), n=1)
             raise ParameterError(
                 f"runbook '{spec.name}' has no parameter '{name}'"
-                + (f"; did you mean '{hint[0]}'?" if hint else "")
+                + did_you_mean(name, declared)
                 + f" (parameters: {listing})"
             )
         out[name] = _coerce(spec.name, declared[name], value)

@@ -135,9 +135,10 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:
         if os.environ.get("OPSLOOP_DEBUG"):
             raise
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        from opsloop.errors import one_line
+
         print(
-            f"opsloop: internal error: {type(exc).__name__}: {first} "
+            f"opsloop: internal error: {one_line(exc)} "
             "(re-run with OPSLOOP_DEBUG=1 for the traceback, and please report it)",
             file=sys.stderr,
         )
