@@ -45,7 +45,7 @@ REQUIRED = {
     "start_server": "opsloop-fastapi",
     "read_predictions": "opsloop-fastapi",
     "register_drift_detectors": "opsloop-evidently",
-    "register_scanners": "opsloop-guardrails",
+    "register_scanners": "opsloop (built-in guard)",
     "execute_notebook": "opsloop (built-in papermill)",
 }
 

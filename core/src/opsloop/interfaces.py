@@ -318,6 +318,7 @@ class Finding:
     end: int = -1
     score: float = 1.0
     detail: str = ""
+    tier: str = ""  # which detector tier fired: "rules", "model", or "" when not tiered
 
 
 @dataclass

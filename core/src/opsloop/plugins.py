@@ -33,6 +33,7 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("respond", "opsloop.builtins.respond_plugin"),
     ("papermill", "opsloop.builtins.papermill_plugin"),
     ("promotion", "opsloop.builtins.promotion_plugin"),
+    ("guard", "opsloop.builtins.guard_plugin"),
 )
 
 

@@ -9,8 +9,6 @@ from opsloop import hookimpl
 from opsloop.interfaces import PluginInfo
 
 if TYPE_CHECKING:
-    import typer
-
     from opsloop.interfaces import CheckResult, Scanner
     from opsloop.project import Project
     from opsloop_guardrails.settings import Settings
@@ -68,10 +66,3 @@ def register_checks(project: Project) -> list[CheckResult]:
     from opsloop_guardrails.checks import run_checks
 
     return run_checks(project)
-
-
-@hookimpl
-def register_commands(cli: typer.Typer) -> None:
-    from opsloop_guardrails.cli import app
-
-    cli.add_typer(app, name="guard")

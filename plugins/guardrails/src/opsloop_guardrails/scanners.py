@@ -13,19 +13,13 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from opsloop.errors import OpsloopError
+from opsloop.guard.scanners import ALL_TARGETS, INJECTION_TARGETS, check_target
 from opsloop.interfaces import Finding, ScanResult, ScanTarget
 from opsloop_guardrails import rules
 
-ALL_TARGETS: tuple[ScanTarget, ...] = ("input", "retrieved", "tool_output", "output")
-INJECTION_TARGETS: tuple[ScanTarget, ...] = ("input", "retrieved", "tool_output")
+__all__ = ["ALL_TARGETS", "INJECTION_TARGETS", "GuardrailsScanner", "check_target"]
+
 _TYPED_REASON = re.compile(r"^(?P<type>[a-z0-9_]+(?:\.[a-z0-9_]+)*)(?:: (?P<detail>.*))?$", re.S)
-
-
-def check_target(target: str) -> None:
-    """Raise a one-line OpsloopError for an unknown scan target."""
-    if target not in ALL_TARGETS:
-        raise OpsloopError(f"unknown scan target '{target}'; use one of: {', '.join(ALL_TARGETS)}")
 
 
 def _snake(name: str) -> str:
@@ -137,7 +131,7 @@ def secrets_scanner() -> GuardrailsScanner:
 
 
 def injection_scanner(extra_patterns: Sequence[str] = ()) -> GuardrailsScanner:
-    """``prompt_injection``: blocks injection and jailbreak markers (rules, no model)."""
+    """``prompt_injection``: blocks injection and jailbreak attempts (rules and model)."""
     patterns = tuple(extra_patterns)
     rules.compile_patterns(patterns)  # fail at registration, not at the first scan
 

@@ -2,7 +2,8 @@
 
 * ``opsloop/pii``: e-mail, payment card (Luhn), phone, IBAN (mod-97); fix value is redacted.
 * ``opsloop/secrets``: API keys, tokens, private key blocks; fix value is redacted.
-* ``opsloop/prompt_injection``: rule-based injection and jailbreak markers; no fix value.
+* ``opsloop/prompt_injection``: injection and jailbreak detection, rules and the core's
+  shipped model (:func:`opsloop.guard.detect.detect_injection`); no fix value.
 * ``opsloop/scanner``: any opsloop Scanner as a guardrails validator (the way back).
 
 Each failure carries one ``ErrorSpan`` per finding; its ``reason`` is ``"<type>: <rule>"``
@@ -85,19 +86,30 @@ class DetectSecrets(Validator):
 
 @register_validator(name="opsloop/prompt_injection", data_type="string")
 class DetectPromptInjection(Validator):
-    """Rule-based prompt-injection and jailbreak detector; ``metadata["target"]`` picks rules."""
+    """Prompt-injection and jailbreak detector (rules, then the shipped model unless
+    ``use_model=False``); ``metadata["target"]`` picks rules. Quoted mentions pass."""
 
     def __init__(
-        self, extra_patterns: Sequence[str] = (), on_fail: Any = None, **kwargs: Any
+        self,
+        extra_patterns: Sequence[str] = (),
+        on_fail: Any = None,
+        use_model: bool = True,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(on_fail=on_fail, extra_patterns=list(extra_patterns), **kwargs)
+        super().__init__(
+            on_fail=on_fail, extra_patterns=list(extra_patterns), use_model=use_model, **kwargs
+        )
         self.extra = rules.compile_patterns(extra_patterns)
+        self.use_model = use_model
 
     def _validate(self, value: Any, metadata: dict[str, Any]) -> ValidationResult:
+        from opsloop.guard.detect import detect_injection, is_attack
+
         text = str(value)
         target = str(metadata.get("target", "input"))
-        found = rules.find_injection(text, target, self.extra)
-        return _result(text, found, "prompt injection", fix=False)
+        found = detect_injection(text, target, self.extra, use_model=self.use_model)
+        blocking = [m for m in found if is_attack([m])]
+        return _result(text, blocking, "prompt injection", fix=False)
 
 
 @register_validator(name="opsloop/scanner", data_type="string")

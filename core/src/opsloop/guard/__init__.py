@@ -1,4 +1,10 @@
-"""The guard stage, as the core runs it: every scanner in turn, redactions feeding forward."""
+"""The guard stage, as the core runs it: every scanner in turn, redactions feeding forward.
+
+The detectors themselves live beside it, SDK-free: :mod:`.normalize` (disguises undone),
+:mod:`.decode` (encoded payloads), :mod:`.rules` (the rules tier), :mod:`.model` (the
+learned tier), :mod:`.detect` (both tiers together), :mod:`.scanners` (the built-in
+scanners) and :mod:`.evaluate` (``opsloop guard eval``).
+"""
 
 from __future__ import annotations
 
@@ -31,10 +37,35 @@ class GuardResult:
 
 
 def list_scanners(project: Project) -> list[Scanner]:
+    """Every registered scanner; of two with one name, the later-registered plugin's wins
+    (the built-in guard registers first, so opsloop-guardrails' scanners replace its own)."""
     scanners: list[Scanner] = []
-    for group in project.hook.register_scanners(project=project):
-        scanners.extend(group or [])
+    seen: set[str] = set()
+    for group in project.hook.register_scanners(project=project):  # last registered first
+        for scanner in group or []:
+            if scanner.name not in seen:
+                seen.add(scanner.name)
+                scanners.append(scanner)
     return scanners
+
+
+def run_scanners(scanners: list[Scanner], text: str, target: ScanTarget = "input") -> GuardResult:
+    """Run ``scanners`` over ``text`` in turn (redactions feed forward); records nothing."""
+    current = text
+    verdict = "allow"
+    results: list[ScanResult] = []
+    for scanner in scanners:
+        if target not in scanner.targets:
+            continue
+        result = scanner.scan(current, target=target)
+        results.append(result)
+        if result.verdict == "redact":
+            current = result.text
+            verdict = "block" if verdict == "block" else "redact"
+        elif result.verdict == "block":
+            verdict = "block"
+    findings = [f for r in results for f in r.findings]
+    return GuardResult(verdict, current, findings, results)
 
 
 def scan_text(project: Project, text: str, target: ScanTarget = "input") -> GuardResult:
@@ -44,21 +75,11 @@ def scan_text(project: Project, text: str, target: ScanTarget = "input") -> Guar
     scanners = [s for s in list_scanners(project) if target in s.targets]
     if not scanners:
         raise OpsloopError(
-            "no scanner is installed; install one, e.g. `pip install opsloop-guardrails`"
+            "no scanner is enabled; the built-in guard plugin registers prompt_injection, "
+            "secrets and pii unless it is blocked or [plugin.guard] scanners is empty"
         )
-    current = text
-    verdict = "allow"
-    results: list[ScanResult] = []
-    for scanner in scanners:
-        result = scanner.scan(current, target=target)
-        results.append(result)
-        if result.verdict == "redact":
-            current = result.text
-            verdict = "block" if verdict == "block" else "redact"
-        elif result.verdict == "block":
-            verdict = "block"
-    findings = [f for r in results for f in r.findings]
-    outcome = GuardResult(verdict, current, findings, results)
+    outcome = run_scanners(scanners, text, target)
+    findings, results = outcome.findings, outcome.results
     if outcome.blocked:
         # Never the text itself: it may carry the very PII or secret that was found.
         signal = Signal(

@@ -1,0 +1,159 @@
+"""Train the learned tier and write it into the package.
+
+    .venv/bin/python scripts/guard/build_data.py    # once: the labelled rows
+    .venv/bin/python scripts/guard/train.py   # -> core/src/opsloop/guard/data/injection_model.npz
+
+Features are :mod:`opsloop.guard.features` over :func:`opsloop.guard.normalize.canonical`
+text, exactly as at inference. A logistic regression (scikit-learn, training only) is fitted
+on windows of the training rows; the decision threshold is the one that keeps the
+false-positive rate of out-of-fold scores on benign training rows at ``--fpr`` (grouped
+folds, so a template family is never scored by a model that saw it). Nothing of the
+held-out split is read here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from opsloop.guard import features
+from opsloop.guard.model import InjectionModel
+from opsloop.guard.normalize import canonical
+
+ROOT = Path(__file__).resolve().parents[2]
+CACHE = ROOT / ".cache" / "guard-data"
+OUT = ROOT / "core" / "src" / "opsloop" / "guard" / "data" / "injection_model.npz"
+
+
+def load_rows(path: Path) -> list[dict[str, object]]:
+    with path.open(encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def window_matrix(
+    texts: Sequence[str], labels: Sequence[int]
+) -> tuple[object, np.ndarray, np.ndarray]:
+    """Sparse (windows x buckets) mean-count matrix, window labels, and each window's row."""
+    from scipy import sparse
+
+    data: list[np.ndarray] = []
+    cols: list[np.ndarray] = []
+    indptr = [0]
+    y: list[int] = []
+    owner: list[int] = []
+    for i, (text, label) in enumerate(zip(texts, labels, strict=True)):
+        s = features.prepare(canonical(text).text)
+        for a, b in features.windows(len(s)):
+            _, _, buckets = features.featurize(s[a:b])
+            if len(buckets) == 0:
+                continue
+            uniq, counts = np.unique(buckets, return_counts=True)
+            cols.append(uniq)
+            data.append(counts / len(buckets))
+            indptr.append(indptr[-1] + len(uniq))
+            y.append(label)
+            owner.append(i)
+    matrix = sparse.csr_matrix(
+        (np.concatenate(data), np.concatenate(cols), np.asarray(indptr)),
+        shape=(len(y), 1 << features.BITS),
+    )
+    return matrix, np.asarray(y), np.asarray(owner)
+
+
+def category_weights(rows: Sequence[dict[str, object]]) -> list[float]:
+    """Row weights that give every category the same total weight within its class, and
+    attacks and benign rows the same total: 1,078 jailbreaks do not drown 76 extractions."""
+    from collections import Counter
+
+    per_cat = Counter(str(r["category"]) for r in rows)
+    cats_of = {lab: {str(r["category"]) for r in rows if int(r["label"]) == lab} for lab in (0, 1)}  # type: ignore[call-overload]
+    return [
+        1.0 / per_cat[str(r["category"])] / len(cats_of[int(r["label"])])  # type: ignore[call-overload]
+        for r in rows
+    ]
+
+
+def fit(
+    texts: Sequence[str],
+    labels: Sequence[int],
+    c: float,
+    weights: Sequence[float] | None = None,
+) -> InjectionModel:
+    """A model fitted on ``texts`` (threshold 0.5 until :func:`calibrate` sets it)."""
+    from sklearn.linear_model import LogisticRegression
+
+    x, y, owner = window_matrix(texts, labels)
+    w = np.ones(len(texts)) if weights is None else np.asarray(weights, dtype=np.float64)
+    window_weight = w[owner] * len(texts) / w.sum()
+    clf = LogisticRegression(
+        C=c, class_weight=None if weights is not None else "balanced", max_iter=3000,
+        solver="liblinear",
+    )  # fmt: skip
+    clf.fit(x, y, sample_weight=window_weight)
+    return InjectionModel(clf.coef_[0].astype(np.float64), float(clf.intercept_[0]), 0.5)
+
+
+def fold_of(group: str, folds: int) -> int:
+    return int(hashlib.sha256(group.encode()).hexdigest(), 16) % folds
+
+
+def out_of_fold_scores(rows: list[dict[str, object]], c: float, folds: int = 3) -> np.ndarray:
+    scores = np.zeros(len(rows))
+    for k in range(folds):
+        train = [r for r in rows if fold_of(str(r["group"]), folds) != k]
+        model = fit(
+            [str(r["text"]) for r in train],
+            [int(r["label"]) for r in train],  # type: ignore[call-overload]
+            c,
+            category_weights(train),
+        )
+        for i, r in enumerate(rows):
+            if fold_of(str(r["group"]), folds) == k:
+                scores[i] = model.score(canonical(str(r["text"])).text, explain=0).score
+    return scores
+
+
+def calibrate(rows: list[dict[str, object]], scores: np.ndarray, fpr: float) -> float:
+    """The lowest threshold whose false-positive rate is at most ``fpr`` on *each* benign
+    category (easy benign text must not hide the hard negatives' rate)."""
+    limits = []
+    for category in sorted({str(r["category"]) for r in rows if int(r["label"]) == 0}):  # type: ignore[call-overload]
+        mask = np.asarray([int(r["label"]) == 0 and r["category"] == category for r in rows])  # type: ignore[call-overload]
+        benign = np.sort(scores[mask])
+        k = int(np.floor(len(benign) * (1 - fpr)))
+        limits.append(benign[min(k, len(benign) - 1)] + 1e-6)
+    return float(min(max(max(limits), 0.05), 0.995))
+
+
+def train(rows: list[dict[str, object]], c: float, fpr: float) -> InjectionModel:
+    scores = out_of_fold_scores(rows, c)
+    threshold = calibrate(rows, scores, fpr)
+    labels = np.asarray([int(r["label"]) for r in rows])  # type: ignore[call-overload]
+    recall = float((scores[labels == 1] >= threshold).mean())
+    model = fit([str(r["text"]) for r in rows], labels.tolist(), c, category_weights(rows))
+    model.threshold = threshold
+    model.info = {"oof_recall": round(recall, 4), "oof_fpr_target": fpr, "C": c,
+                  "train_rows": len(rows)}  # fmt: skip
+    return model
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=CACHE / "train.jsonl")
+    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--c", type=float, default=3000.0, help="inverse regularisation")
+    parser.add_argument("--fpr", type=float, default=0.01, help="target false-positive rate")
+    args = parser.parse_args()
+    rows = load_rows(args.data)
+    model = train(rows, args.c, args.fpr)
+    model.save(args.out)
+    print(json.dumps({"out": str(args.out), "threshold": model.threshold, **model.info}))
+
+
+if __name__ == "__main__":
+    main()
