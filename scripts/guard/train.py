@@ -27,6 +27,7 @@ from opsloop.guard.normalize import canonical
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / ".cache" / "guard-data"
+SHRINK = [features.SHRINK]  # a list, so an experiment can change it
 OUT = ROOT / "core" / "src" / "opsloop" / "guard" / "data" / "injection_model.npz"
 
 
@@ -54,7 +55,7 @@ def window_matrix(
                 continue
             uniq, counts = np.unique(buckets, return_counts=True)
             cols.append(uniq)
-            data.append(counts / len(buckets))
+            data.append(counts / (len(buckets) + SHRINK[0]))
             indptr.append(indptr[-1] + len(uniq))
             y.append(label)
             owner.append(i)
@@ -95,7 +96,9 @@ def fit(
         solver="liblinear",
     )  # fmt: skip
     clf.fit(x, y, sample_weight=window_weight)
-    return InjectionModel(clf.coef_[0].astype(np.float64), float(clf.intercept_[0]), 0.5)
+    return InjectionModel(
+        clf.coef_[0].astype(np.float64), float(clf.intercept_[0]), 0.5, shrink=SHRINK[0]
+    )
 
 
 def fold_of(group: str, folds: int) -> int:

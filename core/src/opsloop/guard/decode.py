@@ -164,6 +164,33 @@ def _rot13_segments(text: str) -> list[tuple[int, int, str]]:
 
 
 _FINDERS = (("base64", _BASE64, _b64), ("hex", _HEX, _hex), ("url", _URL, _url))
+# Hex written as spaced pairs ("69 67 6e ...") is not one long token: looked for only when
+# this hint (printable-ASCII byte pairs, starting with a digit, so rare in prose) matches.
+_SPACED_HEX_HINT = re.compile("[2-7][0-9a-fA-F][ :]" * 7 + "[2-7][0-9a-fA-F]")  # unrolled: fast
+MIN_RUN = 16
+
+
+def _candidates(text: str) -> list[tuple[str, int, str]]:
+    """(encoding, start, run) of every encoded-looking run; the regular expressions only
+    read whitespace-separated tokens of at least MIN_RUN characters, which keeps the
+    search fast on prose."""
+    out: list[tuple[str, int, str]] = []
+    pos = 0
+    for token in text.split():
+        if len(token) < MIN_RUN:
+            continue
+        start = text.find(token, pos)
+        pos = start + len(token)
+        for encoding, pattern, _ in _FINDERS:
+            if encoding == "url" and token.count("%") < 3:
+                continue
+            for m in pattern.finditer(token):
+                out.append((encoding, start + m.start(), m.group()))
+    if _SPACED_HEX_HINT.search(text):
+        for m in _HEX.finditer(text):
+            if " " in m.group().strip() or ":" in m.group():
+                out.append(("hex", m.start(), m.group()))
+    return out
 
 
 def decoded_layers(text: str, *, max_depth: int = MAX_DEPTH) -> list[Layer]:
@@ -176,14 +203,14 @@ def decoded_layers(text: str, *, max_depth: int = MAX_DEPTH) -> list[Layer]:
         if depth >= max_depth:
             continue
         found: list[Layer] = []
-        for encoding, pattern, decode in _FINDERS:
-            for m in pattern.finditer(current):
-                decoded = decode(m.group())
-                if decoded is None:
-                    continue
-                # spans of inner layers are the outer layer's span: the original encoded run
-                s, e = (m.start(), m.end()) if depth == 0 else (start, end)
-                found.append(Layer(decoded, s, e, encoding, depth + 1))
+        decoders = {name: decode for name, _, decode in _FINDERS}
+        for encoding, at, run in _candidates(current):
+            decoded = decoders[encoding](run)
+            if decoded is None:
+                continue
+            # spans of inner layers are the outer layer's span: the original encoded run
+            s, e = (at, at + len(run)) if depth == 0 else (start, end)
+            found.append(Layer(decoded, s, e, encoding, depth + 1))
         for a, b, flipped in _rot13_segments(current):
             s, e = (a, b) if depth == 0 else (start, end)
             found.append(Layer(flipped, s, e, "rot13", depth + 1))

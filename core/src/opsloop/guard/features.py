@@ -1,8 +1,8 @@
 """The learned tier's features: hashed character n-grams, words and word pairs.
 
 Shared by the training script and by inference, so both hash exactly alike. A text's
-feature vector is the count of each hash bucket divided by the number of features (the
-mean), which lets a long text be scored window by window with cumulative sums.
+feature vector is the count of each hash bucket divided by the number of features plus
+:data:`SHRINK` (a shrunk mean), which lets a long text be scored window by window with cumulative sums.
 """
 
 from __future__ import annotations
@@ -13,6 +13,9 @@ BITS = 18
 CHAR_ORDERS = (2, 3, 4, 5)
 WINDOW = 512  # characters per scored window; longer texts are scored window by window
 STRIDE = 256
+# Pseudo-count added to a window's number of features: a short text's mean weight is
+# shrunk towards the bias, so three or four n-grams cannot make "List 10" an attack.
+SHRINK = 50.0
 _P = np.uint64(0x100000001B3)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2 = np.uint64(0x94D049BB133111EB)

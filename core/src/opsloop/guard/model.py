@@ -50,6 +50,7 @@ class InjectionModel:
         bits: int = features.BITS,
         window: int = features.WINDOW,
         stride: int = features.STRIDE,
+        shrink: float = features.SHRINK,
         info: dict[str, Any] | None = None,
     ) -> None:
         if weights.shape != (1 << bits,):
@@ -60,6 +61,7 @@ class InjectionModel:
         self.bits = bits
         self.window = window
         self.stride = stride
+        self.shrink = float(shrink)
         self.info = info or {}
 
     @classmethod
@@ -85,6 +87,7 @@ class InjectionModel:
             bits=meta["bits"],
             window=meta["window"],
             stride=meta["stride"],
+            shrink=meta.get("shrink", 0.0),
             info=meta,
         )
 
@@ -100,6 +103,7 @@ class InjectionModel:
             "bits": self.bits,
             "window": self.window,
             "stride": self.stride,
+            "shrink": self.shrink,
         }
         np.savez_compressed(
             path, weights=self.weights.astype(np.float16), meta=np.str_(json.dumps(meta))
@@ -107,9 +111,7 @@ class InjectionModel:
 
     def logit_of_features(self, buckets: np.ndarray) -> float:
         """The raw score of one window given its feature buckets (what training fits)."""
-        if len(buckets) == 0:
-            return self.bias
-        return self.bias + float(self.weights[buckets].sum()) / len(buckets)
+        return self.bias + float(self.weights[buckets].sum()) / (len(buckets) + self.shrink)
 
     def score(self, text: str, *, explain: int = 5) -> ModelScore:
         """Score ``text`` (already normalised): the worst window's probability and span."""
@@ -142,7 +144,7 @@ class InjectionModel:
         a = np.fromiter((w[0] for w in spans), dtype=np.int64)
         b = np.fromiter((w[1] for w in spans), dtype=np.int64)
         total = csum[b] - csum[a]
-        count = np.maximum(ccount[b] - ccount[a], 1.0)
+        count = np.maximum(ccount[b] - ccount[a] + self.shrink, 1.0)
         logits = self.bias + total / count
         i = int(np.argmax(logits))
         return float(logits[i]), int(a[i]), int(b[i])

@@ -134,17 +134,17 @@ _INLINE_TAG = re.compile(
     re.IGNORECASE,
 )
 # Emphasis markers, inline code ticks and strike-through between two letters ("_" is not
-# emphasis inside a word in CommonMark, and snake_case must survive: `im_start`).
-_EMPHASIS = re.compile(r"(?<=[^\W\d_])(?:\*{1,3}|~~|`)(?=[^\W\d_])")
+# emphasis inside a word in CommonMark, and snake_case must survive: `im_start`). The
+# pattern starts with the marker, so the regex engine skips ahead to markers only.
+_EMPHASIS = re.compile(r"\*{1,3}|~~|`")
 # Four or more single letters split by one space, dot, dash or underscore: "I g n o r e".
 _SPACED = re.compile(r"(?<![^\W\d_])(?:[^\W\d_][ .\-_]){3,}[^\W\d_](?![^\W\d_])")
-# A token that mixes letters with leetspeak digits or symbols: "1gn0r3", "pr3v!0us".
-# Only tokens where a letter touches a leet character are rewritten; "!" and "|" only
-# inside a token: "instructions!" keeps its exclamation mark.
-_LEET_TOKEN = re.compile(
-    r"(?<![A-Za-z0-9@$!|])(?=[A-Za-z0-9@$!|]*?(?:[A-Za-z][0134578@$!|]|[0134578@$][A-Za-z]))"
-    r"(?:[A-Za-z0-9@$]|(?<=[A-Za-z0-9])[!|](?=[A-Za-z0-9@$]))+"
-)
+_SPACED_HINT = re.compile(r"[ .\-_][^\W\d_][ .\-_][^\W\d_][ .\-_][^\W\d_]")
+# A leet character touching a letter ("1gn0r3", "pr3v!0us"); the pattern starts with the
+# leet character, so only those positions are tried. "!" and "|" count only between two
+# letters or digits ("instructions!" keeps its mark, "<|im_start|>" its bars).
+_LEET_HIT = re.compile(r"[0134578@$!|](?:(?<=[A-Za-z].)|(?=[A-Za-z]))")
+_TOKEN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789@$!|")
 _LEET_CHARS = frozenset("0134578@$!|")
 _LEET = str.maketrans(
     {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b", "@": "a",
@@ -203,11 +203,46 @@ def _strip_marks(norm: Normalized) -> Normalized:
     return Normalized("".join(out), new_origin, norm.hidden, norm.hidden_span)
 
 
-def _unleet(m: re.Match[str]) -> str:
-    token = m.group()
-    if _LEET_CHARS.isdisjoint(token) or not any(c.isalpha() for c in token):
-        return token
-    return token.translate(_LEET)
+def _emphasis(m: re.Match[str]) -> str:
+    text, a, b = m.string, m.start(), m.end()
+    inside = 0 < a and b < len(text) and text[a - 1].isalpha() and text[b].isalpha()
+    return "" if inside else m.group()
+
+
+def _token_span(text: str, i: int) -> tuple[int, int]:
+    a = i
+    while a > 0 and text[a - 1] in _TOKEN_CHARS:
+        a -= 1
+    b = i + 1
+    while b < len(text) and text[b] in _TOKEN_CHARS:
+        b += 1
+    while a < b and text[a] in "!|":  # "!" and "|" only inside a token
+        a += 1
+    while b > a and text[b - 1] in "!|":
+        b -= 1
+    return a, b
+
+
+def _unleet(norm: Normalized) -> Normalized:
+    """Fold leetspeak in tokens that mix letters and leet characters; same length, so the
+    origin map is unchanged."""
+    text = norm.text
+    pieces: list[str] = []
+    last = 0
+    for m in _LEET_HIT.finditer(text):
+        if m.start() < last:
+            continue  # inside a token already folded
+        a, b = _token_span(text, m.start())
+        token = text[a:b]
+        if not any(c.isalpha() for c in token) or _LEET_CHARS.isdisjoint(token):
+            continue
+        pieces.append(text[last:a])
+        pieces.append(token.translate(_LEET))
+        last = b
+    if not pieces:
+        return norm
+    pieces.append(text[last:])
+    return Normalized("".join(pieces), norm.origin, norm.hidden, norm.hidden_span)
 
 
 def canonical(text: str | Normalized) -> Normalized:
@@ -222,9 +257,11 @@ def canonical(text: str | Normalized) -> Normalized:
     norm = _strip_marks(norm)
     if "<" in norm.text:
         norm = _rewrite(norm, _INLINE_TAG, lambda m: "")
-    norm = _rewrite(norm, _EMPHASIS, lambda m: "")
-    norm = _rewrite(norm, _SPACED, lambda m: m.group()[::2])
-    return _rewrite(norm, _LEET_TOKEN, _unleet)
+    if "*" in norm.text or "~~" in norm.text or "`" in norm.text:
+        norm = _rewrite(norm, _EMPHASIS, _emphasis)
+    if _SPACED_HINT.search(norm.text):
+        norm = _rewrite(norm, _SPACED, lambda m: m.group()[::2])
+    return _unleet(norm)
 
 
 def _compose(outer: Normalized, inner: Normalized) -> Normalized:
