@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from opsloop.errors import OpsloopError
+from opsloop.names import safe_name
 
 if TYPE_CHECKING:
     from opsloop.project import Project
@@ -457,7 +458,7 @@ def write_card(
         raise OpsloopError(
             f"cannot create the model card folder {folder}: {exc.strerror}"
         ) from None
-    stem = f"{card['model']['name']}-v{card['model']['version']}"
+    stem = safe_name(f"{card['model']['name']}-v{card['model']['version']}", "model card name")
     md, js = folder / f"{stem}.md", folder / f"{stem}.json"
     md.write_text(to_markdown(card), encoding="utf-8")
     js.write_text(json.dumps(card, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from opsloop.errors import IntegrityError, OpsloopError
+from opsloop.names import safe_name
 
 if TYPE_CHECKING:
     from opsloop.interfaces import CheckResult, ModelStore, TrainedModel
@@ -88,6 +89,7 @@ def register_model(
     environment, signature, input example, a SHA-256 per artifact file). A refused or
     failed registration leaves no version behind and no audit entry but the refusal.
     """
+    safe_name(name, "model name")  # it names folders: model cards, logs, reports
     store = get_store(project)
     project.hook.before_register(project=project, name=name, trained=trained)
     lineage = {**dict(lineage), "registered_by": project.audit.actor}
@@ -202,15 +204,14 @@ def _gate_results(
 
     results: list[CheckResult] = []
     count = 0
-    for group in project.hook.register_promotion_gates(project=project):
-        for gate in group or []:
-            count += 1
-            try:
-                result = gate(ref, alias)
-            except OpsloopError as exc:
-                result = CheckResult(_gate_name(gate), False, f"error: {exc}")
-            if result is not None:
-                results.append(result)
+    for gate in project.collect("register_promotion_gates"):
+        count += 1
+        try:
+            result = gate(ref, alias)
+        except OpsloopError as exc:
+            result = CheckResult(_gate_name(gate), False, f"error: {exc}")
+        if result is not None:
+            results.append(result)
     return results, count
 
 

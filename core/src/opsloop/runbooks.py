@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from opsloop.errors import OpsloopError, ParameterError, did_you_mean
 from opsloop.interfaces import RunbookSpec
+from opsloop.names import is_safe_name
 from opsloop.records import Incident, IncidentUpdate, RunbookRun, new_id, utcnow
 from opsloop.redact import REDACTED, is_secret_key, redact, redact_text
 
@@ -42,7 +43,6 @@ SECRETS_CELL_TAG = "opsloop-secrets"
 #: Secrets shorter than this are not scrubbed from outputs (they would mangle any text).
 MIN_SCRUB_LENGTH = 4
 
-_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _TRUE = frozenset({"true", "yes", "y", "on", "1"})
 _FALSE = frozenset({"false", "no", "n", "off", "0"})
 _PY_TYPES: dict[type, str] = {bool: "bool", int: "int", float: "float", str: "str"}
@@ -142,13 +142,10 @@ def runbook_specs_in(folder: Path) -> list[RunbookSpec]:
 
 
 def list_runbooks(project: Project) -> list[RunbookSpec]:
-    """Every runbook the plugins register, by name; a later plugin overrides an earlier one."""
-    by_name: dict[str, RunbookSpec] = {}
-    # pluggy calls the last registered plugin first: walk the answers oldest plugin first.
-    for specs in reversed(project.hook.register_runbooks(project=project)):
-        for spec in specs or ():
-            by_name[spec.name] = spec
-    return [by_name[n] for n in sorted(by_name)]
+    """Every runbook the plugins register, sorted by name (one per name: see
+    opsloop.registrations)."""
+    specs: list[RunbookSpec] = project.collect("register_runbooks")
+    return sorted(specs, key=lambda s: s.name)
 
 
 def get_runbook(project: Project, name: str) -> RunbookSpec:
@@ -572,7 +569,7 @@ def run_runbook(
     failed); secret parameters reach the kernel through its environment only.
     """
     spec = get_runbook(project, name)
-    if not _SAFE_NAME.fullmatch(spec.name):
+    if not is_safe_name(spec.name):
         raise ParameterError(
             f"runbook name '{spec.name}' is not a safe file name (letters, digits, . _ -)"
         )

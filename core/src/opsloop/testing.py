@@ -68,13 +68,20 @@ def make_project(
     config: str = "",
     environ: dict[str, str] | None = None,
 ) -> Project:
-    """A project in ``root`` with the built-ins plus ``plugins`` (and nothing installed)."""
+    """A project in ``root`` with the built-ins plus ``plugins`` (and nothing installed).
+
+    ``config`` is written as its opsloop.toml; without it, an existing opsloop.toml is kept
+    and a folder with none gets a minimal one (only init and demo create projects, so a
+    test makes its own).
+    """
     from opsloop.plugins import PluginManager
     from opsloop.project import Project
 
     root.mkdir(parents=True, exist_ok=True)
     if config:
         (root / "opsloop.toml").write_text(config, encoding="utf-8")
+    elif not (root / "opsloop.toml").exists():
+        (root / "opsloop.toml").write_text(f'[project]\nname = "{root.name}"\n', "utf-8")
     manager = PluginManager(load_entrypoints=False, environ=environ or {}).load()
     for plugin in plugins:
         if manager.pm.is_registered(plugin):

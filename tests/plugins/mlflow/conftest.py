@@ -84,6 +84,7 @@ def project(project_factory: Callable[..., Project]) -> Project:
 def trained(breast_cancer: Dataset, tmp_path_factory: pytest.TempPathFactory) -> TrainedModel:
     """The default model trained once, through the train_model hook."""
     root = tmp_path_factory.mktemp("train")
+    (root / "opsloop.toml").write_text('[project]\nname = "train"\n', encoding="utf-8")
     proj = Project.open(root, plugins=make_manager(mlflow_plugin), environ={})
     try:
         model = proj.hook.train_model(project=proj, data=breast_cancer, target="target", params={})

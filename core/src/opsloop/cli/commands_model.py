@@ -465,6 +465,6 @@ def card(
     )
 
 
-def register_commands(app: typer.Typer) -> None:
+def register_cli(app: typer.Typer) -> None:
     """Add ``opsloop model`` to the CLI."""
     app.add_typer(model_app, name="model")

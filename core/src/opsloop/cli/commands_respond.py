@@ -143,7 +143,7 @@ def signals_command(limit: int = typer.Option(20, "--limit", "-n")) -> None:
     context.console.print(table)
 
 
-def register(app: typer.Typer) -> None:
+def register_cli(app: typer.Typer) -> None:
     app.add_typer(incident_app, name="incident")
     app.add_typer(runbook_app, name="runbook")
     app.command("signals")(signals_command)
