@@ -93,7 +93,7 @@ def build_card(project: Project, name: str, version: str | None = None) -> dict[
         version = current or "latest"
     ref = store.resolve(name, version)
     name, version = ref.name, ref.version
-    prov = registry.store_method(store, "provenance")(ref)
+    prov = registry.governance(store, "a model card").provenance(ref)
     meta = registry.metadata(project, name, version)
     gaps: list[dict[str, str]] = []
     meta_cmd = f"opsloop model meta {name}"
@@ -232,7 +232,7 @@ def build_card(project: Project, name: str, version: str | None = None) -> dict[
         )
 
     artifacts = dict(prov.get("artifacts") or {})
-    problems = registry.store_method(store, "verify")(ref)
+    problems = registry.governance(store, "a model card").verify(ref)
     card["integrity"] = {
         "algorithm": "sha256",
         "files": dict(artifacts.get("files") or {}),

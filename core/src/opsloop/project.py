@@ -12,10 +12,10 @@ in memory, nothing written anywhere.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from opsloop.audit import AuditLog, VerifyResult
 from opsloop.config import CONFIG_FILE, Config, find_config, load_config, validate_settings
@@ -25,6 +25,8 @@ from opsloop.plugins import PluginManager
 from opsloop.records import Record
 from opsloop.registrations import Collected, Shadowed, collect_hook
 from opsloop.store import RecordStore
+
+T = TypeVar("T")
 
 
 class NoProjectError(ConfigError):
@@ -88,6 +90,7 @@ class Project:
         self.home = (root / config.project.home).resolve()
         self._settings: dict[str, Any] = {}
         self._collected: dict[str, tuple[int, Collected]] = {}
+        self._memo: dict[str, Any] = {}
 
     @classmethod
     def open(
@@ -191,6 +194,14 @@ class Project:
         found = collect_hook(self, hook)
         self._collected[hook] = (self.plugins.generation, found)
         return found
+
+    def memo(self, key: str, factory: Callable[[], T]) -> T:
+        """An object a plugin keeps for as long as this project is open (a registry client,
+        a connection pool), made by ``factory`` on first use: plugins need no module caches.
+        """
+        if key not in self._memo:
+            self._memo[key] = factory()
+        return self._memo[key]  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------------ paths
     def path(self, *parts: str) -> Path:

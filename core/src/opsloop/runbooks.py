@@ -42,6 +42,8 @@ SECRET_ENV_PREFIX = "OPSLOOP_SECRET__"
 SECRETS_CELL_TAG = "opsloop-secrets"
 #: Secrets shorter than this are not scrubbed from outputs (they would mangle any text).
 MIN_SCRUB_LENGTH = 4
+#: The output type a runbook's declared result is displayed as (see :func:`runbook_result`).
+RESULT_MIME = "application/vnd.opsloop.result+json"
 
 _TRUE = frozenset({"true", "yes", "y", "on", "1"})
 _FALSE = frozenset({"false", "no", "n", "off", "0"})
@@ -613,6 +615,7 @@ def run_runbook(
             interrupted, error = exc, "interrupted by the user"
             failed = project.path("runbooks", spec.name, f"{run_id}.failed.ipynb")
             output = str(failed) if failed.is_file() else ""
+    declared = _declared_result(output)
     run = RunbookRun(
         id=run_id,
         runbook=spec.name,
@@ -624,6 +627,7 @@ def run_runbook(
         error=error,
         started_at=started,
         finished_at=utcnow(),
+        result=declared,
     )
     project.emit(run)
     project.audit.append(
@@ -634,6 +638,7 @@ def run_runbook(
             "status": run.status,
             "parameters": shown,
             "output_path": output,
+            "result": {k: declared[k] for k in ("summary", "recommendation") if k in declared},
             "incident_id": incident_id,
             "error": error,
         },
@@ -652,6 +657,47 @@ def run_runbook(
     if interrupted is not None:
         raise interrupted
     return run
+
+
+# ----------------------------------------------------------------------------- results
+def runbook_result(summary: str = "", recommendation: str = "", **data: Any) -> dict[str, Any]:
+    """Declare what this runbook concluded; call it in the notebook's last cell.
+
+    ``summary`` is one line for a person, ``recommendation`` a short verdict (e.g.
+    ``"retrain-or-rollback"``), ``data`` any JSON-ready details. It is shown in the
+    notebook, stored on the :class:`RunbookRun`, and printed by ``opsloop runbook run``.
+    """
+    result: dict[str, Any] = json.loads(
+        json.dumps({"summary": summary, "recommendation": recommendation, **data}, default=str)
+    )
+    try:
+        from IPython.display import display
+    except ImportError:  # not in a notebook: the value is still returned
+        return result
+    text = "\n".join(f"{k}: {v}" for k, v in result.items() if v not in ("", None, [], {}))
+    display({RESULT_MIME: result, "text/plain": text or "(no result)"}, raw=True)  # type: ignore[no-untyped-call]
+    return result
+
+
+def read_result(notebook: Mapping[str, Any]) -> dict[str, Any]:
+    """The last result a runbook declared in an executed notebook ({} when none)."""
+    found: dict[str, Any] = {}
+    for cell in notebook.get("cells", []):
+        for output in cell.get("outputs", []) or []:
+            value = (output.get("data") or {}).get(RESULT_MIME)
+            if isinstance(value, dict):
+                found = value
+    return found
+
+
+def _declared_result(output: str) -> dict[str, Any]:
+    """The result declared in the executed (already scrubbed) notebook, or {}."""
+    if not output:
+        return {}
+    try:
+        return read_result(read_notebook(Path(output)))
+    except OpsloopError:
+        return {}
 
 
 # ----------------------------------------------------------------------------- helpers

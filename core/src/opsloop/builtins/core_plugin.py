@@ -6,6 +6,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from opsloop import hookimpl
+from opsloop.errors import OpsloopError
 from opsloop.interfaces import CheckResult, PluginInfo
 from opsloop.registrations import NAMED_HOOKS
 
@@ -54,7 +55,11 @@ def register_checks(project: Project) -> list[CheckResult]:
     for plugin, error in project.settings_errors().items():
         results.append(CheckResult(f"settings of plugin {plugin}", False, error, "core"))
     for hook in NAMED_HOOKS:
-        for shadow in project.shadowed(hook):
+        try:
+            shadowed = project.shadowed(hook)
+        except OpsloopError:
+            continue  # a plugin's own check or its settings line reports it
+        for shadow in shadowed:
             results.append(CheckResult("registration shadowed", True, str(shadow), "core"))
     try:
         project.home.mkdir(parents=True, exist_ok=True)

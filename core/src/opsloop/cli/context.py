@@ -68,6 +68,13 @@ def open_project(*, detached_ok: bool = False) -> Project:
     return _state["project"]  # type: ignore[return-value]
 
 
+def print_json(value: object) -> None:
+    """``--json`` output: one JSON document on stdout, never rich markup."""
+    import json
+
+    print(json.dumps(value, indent=2, sort_keys=True, default=str))
+
+
 _warned: set[str] = set()
 
 

@@ -65,9 +65,9 @@ def read_dataset(project: Project, table: str, dataset: str) -> Dataset | None:
 
 @hookimpl
 def register_commands(cli: typer.Typer) -> None:
-    from opsloop_dlt.cli import app
+    from opsloop_dlt.cli import register
 
-    cli.add_typer(app, name="ingest")
+    register(cli)
 
 
 @hookimpl

@@ -130,7 +130,7 @@ def _print(
         console.print(f"signal: {signal_id}", highlight=False)
 
 
-def build_app(cli: typer.Typer) -> None:
+def register(cli: typer.Typer) -> None:
     """Add ``drift`` to the ``monitor`` group, creating the group if no one has yet."""
     for group in cli.registered_groups:
         if group.name == "monitor" and group.typer_instance is not None:

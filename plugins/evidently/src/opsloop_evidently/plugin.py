@@ -51,13 +51,13 @@ def register_drift_detectors(project: Project) -> list[DriftDetector]:
 
 @hookimpl
 def register_commands(cli: typer.Typer) -> None:
-    from opsloop_evidently.cli import build_app
+    from opsloop_evidently.cli import register
 
-    build_app(cli)
+    register(cli)
 
 
 @hookimpl
 def register_checks(project: Project) -> list[CheckResult]:
-    from opsloop_evidently.checks import evidently_imports, telemetry_off
+    from opsloop_evidently.checks import checks
 
-    return [evidently_imports(), telemetry_off()]
+    return checks(project)

@@ -7,7 +7,7 @@ FastAPI, uvicorn, pandas and prometheus_client are imported inside the hooks, so
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from opsloop import hookimpl
 from opsloop.interfaces import CheckResult, PluginInfo
@@ -78,19 +78,6 @@ def register_commands(cli: typer.Typer) -> None:
 
 @hookimpl
 def register_checks(project: Project) -> list[CheckResult]:
-    from importlib.util import find_spec
+    from opsloop_fastapi.checks import checks
 
-    results: list[CheckResult] = []
-    for module in ("fastapi", "uvicorn", "prometheus_client", "pyarrow", "duckdb", "orjson"):
-        ok = find_spec(module) is not None
-        results.append(
-            CheckResult(
-                f"{module} installed", ok, "" if ok else "pip install opsloop-fastapi", "fastapi"
-            )
-        )
-    try:
-        settings: Any = project.settings("fastapi")
-        results.append(CheckResult("fastapi settings", True, settings.log_format, "fastapi"))
-    except Exception as exc:  # noqa: BLE001 - doctor reports, never raises
-        results.append(CheckResult("fastapi settings", False, str(exc), "fastapi"))
-    return results
+    return checks(project)

@@ -22,7 +22,7 @@ def _error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
-def run_checks(project: Project) -> list[CheckResult]:
+def checks(project: Project) -> list[CheckResult]:
     """Every check as a CheckResult; never raises."""
     try:
         from opsloop_guardrails.offline import status

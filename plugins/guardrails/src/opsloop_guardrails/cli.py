@@ -100,3 +100,8 @@ def scan_command(
             console.print(table)
     if result.blocked:
         raise typer.Exit(1)
+
+
+def register(cli: typer.Typer) -> None:
+    """Add ``opsloop guard ...`` to the CLI."""
+    cli.add_typer(app, name="guard")

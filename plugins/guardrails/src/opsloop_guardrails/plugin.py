@@ -37,13 +37,13 @@ def register_scanners(project: Project) -> list[Scanner]:
 
 @hookimpl
 def register_checks(project: Project) -> list[CheckResult]:
-    from opsloop_guardrails.checks import run_checks
+    from opsloop_guardrails.checks import checks
 
-    return run_checks(project)
+    return checks(project)
 
 
 @hookimpl
 def register_commands(cli: typer.Typer) -> None:
-    from opsloop_guardrails.cli import app
+    from opsloop_guardrails.cli import register
 
-    cli.add_typer(app, name="guard")
+    register(cli)
