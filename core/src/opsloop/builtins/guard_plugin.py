@@ -7,8 +7,7 @@ registers a scanner of the same name (opsloop-guardrails does) replaces the buil
 
 from __future__ import annotations
 
-import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from opsloop import hookimpl
 from opsloop.interfaces import PluginInfo
@@ -16,13 +15,10 @@ from opsloop.interfaces import PluginInfo
 if TYPE_CHECKING:
     import typer
 
-    from opsloop.guard.settings import Settings
     from opsloop.interfaces import CheckResult, Scanner
     from opsloop.project import Project
 
 NAME = "guard"
-_cache: dict[str, list[Any]] = {}
-_cache_lock = threading.Lock()
 
 
 @hookimpl
@@ -35,50 +31,23 @@ def describe_plugin() -> PluginInfo:
     )
 
 
-def load_settings(project: Project) -> Settings:
-    """``[plugin.guard]``, validated even when the plugin was registered by hand."""
-    from pydantic import ValidationError
-
-    from opsloop.config import format_validation_error
-    from opsloop.errors import ConfigError
-    from opsloop.guard.settings import Settings
-
-    raw = project.settings(NAME)
-    if isinstance(raw, Settings):
-        return raw
-    try:
-        return Settings.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(
-            format_validation_error(exc, project.config.source, prefix=f"plugin.{NAME}")
-        ) from None
-
-
-def scanners_for(settings: Settings) -> list[Scanner]:
-    """The scanners for these settings, built once per settings value."""
-    key = settings.model_dump_json()
-    with _cache_lock:
-        if key not in _cache:
-            from opsloop.guard.scanners import build_scanners
-
-            _cache[key] = build_scanners(settings)
-        return list(_cache[key])
-
-
 @hookimpl
 def register_scanners(project: Project) -> list[Scanner]:
-    return scanners_for(load_settings(project))
+    """The configured scanners (the core collects them once per opened project)."""
+    from opsloop.guard.scanners import build_scanners
+
+    return build_scanners(project.settings(NAME))
 
 
 @hookimpl
 def register_checks(project: Project) -> list[CheckResult]:
-    from opsloop.guard.checks import run_checks
+    from opsloop.guard.checks import checks
 
-    return run_checks(project)
+    return checks(project)
 
 
 @hookimpl
 def register_commands(cli: typer.Typer) -> None:
-    from opsloop.guard.cli import app
+    from opsloop.guard.cli import register
 
-    cli.add_typer(app, name="guard")
+    register(cli)

@@ -37,16 +37,10 @@ class GuardResult:
 
 
 def list_scanners(project: Project) -> list[Scanner]:
-    """Every registered scanner; of two with one name, the later-registered plugin's wins
-    (the built-in guard registers first, so opsloop-guardrails' scanners replace its own)."""
-    scanners: list[Scanner] = []
-    seen: set[str] = set()
-    for group in project.hook.register_scanners(project=project):  # last registered first
-        for scanner in group or []:
-            if scanner.name not in seen:
-                seen.add(scanner.name)
-                scanners.append(scanner)
-    return scanners
+    """Every scanner, in the order they run: one per name, the plugin whose hooks run first
+    keeping it (see opsloop.registrations), so a vendor plugin's ``prompt_injection``,
+    ``secrets`` or ``pii`` replaces the built-in guard's."""
+    return project.collect("register_scanners")
 
 
 def run_scanners(scanners: list[Scanner], text: str, target: ScanTarget = "input") -> GuardResult:

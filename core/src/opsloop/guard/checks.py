@@ -24,7 +24,7 @@ HARD_NEGATIVES = (
 )
 
 
-def run_checks(project: Project) -> list[CheckResult]:
+def checks(project: Project) -> list[CheckResult]:
     """Every check as a CheckResult; never raises."""
     from opsloop.errors import one_line
 
@@ -41,10 +41,10 @@ def run_checks(project: Project) -> list[CheckResult]:
         results.append(CheckResult("guard model loads", False, one_line(exc), PLUGIN))
         return results
     try:
-        from opsloop.builtins.guard_plugin import load_settings, scanners_for
+        from opsloop.guard.scanners import build_scanners
 
         scanner = next(
-            (s for s in scanners_for(load_settings(project)) if s.name == "prompt_injection"),
+            (s for s in build_scanners(project.settings(PLUGIN)) if s.name == "prompt_injection"),
             None,
         )
         if scanner is None:

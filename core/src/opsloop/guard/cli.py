@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -63,7 +64,7 @@ def scan_command(
     from opsloop.cli.context import console, open_project
     from opsloop.guard import scan_text
 
-    project = open_project()
+    project = open_project(detached_ok=True)  # a scan needs no project; nothing is written
     result = scan_text(project, content, target=target)  # type: ignore[arg-type]
     if as_json:
         import dataclasses
@@ -104,26 +105,12 @@ def scan_command(
         raise typer.Exit(1)
 
 
-def _guard_settings() -> object:
-    """``[plugin.guard]`` of the nearest opsloop.toml (read only), else the defaults."""
-    from pydantic import ValidationError
+def _guard_settings() -> Any:
+    """``[plugin.guard]`` of the project here, if any (opened detached: nothing is written),
+    else the defaults."""
+    from opsloop.cli.context import open_project
 
-    from opsloop.cli.context import _state
-    from opsloop.config import format_validation_error
-    from opsloop.config_files import find_config, read_toml
-    from opsloop.errors import ConfigError
-    from opsloop.guard.settings import Settings
-
-    start = _state.get("project_path") or Path.cwd()
-    path = find_config(Path(str(start)))
-    raw: dict[str, object] = {}
-    if path is not None:
-        data = read_toml(path)
-        raw = dict(data.get("plugin", {}).get("guard", {}))
-    try:
-        return Settings.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, str(path), prefix="plugin.guard")) from None
+    return open_project(detached_ok=True).settings("guard")
 
 
 def _fmt(value: object) -> str:
@@ -155,9 +142,9 @@ def eval_command(
     settings = _guard_settings()
     examples = read_examples(file)
     scanner = InjectionScanner(
-        settings.injection_patterns,  # type: ignore[attr-defined]
-        use_model=settings.model and not no_model,  # type: ignore[attr-defined]
-        threshold=threshold if threshold is not None else settings.threshold,  # type: ignore[attr-defined]
+        settings.injection_patterns,
+        use_model=settings.model and not no_model,
+        threshold=threshold if threshold is not None else settings.threshold,
     )
     detector = injection_detector(scanner)
     detector(examples[0])  # load the model before timing
@@ -199,3 +186,8 @@ def eval_command(
         + "   fired: "
         + (", ".join(f"{k} {v}" for k, v in report.tiers.items()) or "nothing")
     )
+
+
+def register(cli: typer.Typer) -> None:
+    """Add ``opsloop guard ...`` to the CLI."""
+    cli.add_typer(app, name="guard")

@@ -205,7 +205,7 @@ def _strip_marks(norm: Normalized) -> Normalized:
 
 def _emphasis(m: re.Match[str]) -> str:
     text, a, b = m.string, m.start(), m.end()
-    inside = 0 < a and b < len(text) and text[a - 1].isalpha() and text[b].isalpha()
+    inside = a > 0 and b < len(text) and text[a - 1].isalpha() and text[b].isalpha()
     return "" if inside else m.group()
 
 

@@ -40,10 +40,9 @@ def _dlt_imports() -> CheckResult:
 
 def _settings(project: Project) -> CheckResult:
     from opsloop.errors import OpsloopError
-    from opsloop_dlt.settings import load_settings
 
     try:
-        settings = load_settings(project)
+        settings = project.settings(PLUGIN)
     except OpsloopError as exc:
         return CheckResult("dlt settings", False, str(exc), PLUGIN)
     return CheckResult("dlt settings", True, f"{len(settings.sources)} source(s) declared", PLUGIN)

@@ -22,7 +22,7 @@ def _error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
-def run_checks(project: Project) -> list[CheckResult]:
+def checks(project: Project) -> list[CheckResult]:
     """Every check as a CheckResult; never raises."""
     try:
         from opsloop_guardrails.offline import status
@@ -59,10 +59,10 @@ def run_checks(project: Project) -> list[CheckResult]:
         ),
     ]
     try:
-        from opsloop_guardrails.plugin import register_scanners
+        from opsloop_guardrails.scanners import build_scanners
 
         started = time.perf_counter()
-        scanners = register_scanners(project)
+        scanners = build_scanners(project.settings(PLUGIN))
         verdicts = {s.name: s.scan(SELF_TEST, target="input").verdict for s in scanners}
         expected = {"pii": "redact", "prompt_injection": "block", "secrets": "allow"}
         wrong = {n: v for n, v in verdicts.items() if expected.get(n, v) != v}
