@@ -27,6 +27,7 @@ from opsloop.guard.normalize import canonical
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / ".cache" / "guard-data"
+DEFAULT_C = 3000.0
 SHRINK = [features.SHRINK]  # a list, so an experiment can change it
 OUT = ROOT / "core" / "src" / "opsloop" / "guard" / "data" / "injection_model.npz"
 
@@ -149,7 +150,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=CACHE / "train.jsonl")
     parser.add_argument("--out", type=Path, default=OUT)
-    parser.add_argument("--c", type=float, default=3000.0, help="inverse regularisation")
+    parser.add_argument("--c", type=float, default=DEFAULT_C, help="inverse regularisation")
     parser.add_argument("--fpr", type=float, default=0.01, help="target false-positive rate")
     args = parser.parse_args()
     rows = load_rows(args.data)

@@ -123,7 +123,12 @@ def leave_one_source_out() -> dict[str, Any]:
         rest = [r for r in rows if r["source"] != source]
         fit_rows = [r for r in rest if train.fold_of(r["group"], 5) != 0]
         cal_rows = [r for r in rest if train.fold_of(r["group"], 5) == 0]
-        model = train.fit([r["text"] for r in fit_rows], [r["label"] for r in fit_rows], 3000.0)
+        model = train.fit(
+            [r["text"] for r in fit_rows],
+            [r["label"] for r in fit_rows],
+            train.DEFAULT_C,
+            train.category_weights(fit_rows),
+        )
         import numpy as np
 
         cal = np.asarray(

@@ -2,7 +2,8 @@
 
 Shared by the training script and by inference, so both hash exactly alike. A text's
 feature vector is the count of each hash bucket divided by the number of features plus
-:data:`SHRINK` (a shrunk mean), which lets a long text be scored window by window with cumulative sums.
+:data:`SHRINK` (a shrunk mean), which lets a long text be scored window by window with
+cumulative sums.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ WINDOW = 512  # characters per scored window; longer texts are scored window by 
 STRIDE = 256
 # Pseudo-count added to a window's number of features: a short text's mean weight is
 # shrunk towards the bias, so three or four n-grams cannot make "List 10" an attack.
-SHRINK = 50.0
+SHRINK = 200.0
 _P = np.uint64(0x100000001B3)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2 = np.uint64(0x94D049BB133111EB)
@@ -103,6 +104,17 @@ def featurize(s: str, bits: int = BITS) -> tuple[np.ndarray, np.ndarray, np.ndar
     if not starts:
         return empty, empty, empty
     return np.concatenate(starts), np.concatenate(lengths), np.concatenate(buckets)
+
+
+def word_spans(s: str) -> list[tuple[int, int]]:
+    """(start, end) of every word of a prepared text, as the word features see them."""
+    if not s:
+        return []
+    cps = np.frombuffer(s.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    edges = np.diff(np.concatenate(([False], _word_mask(cps), [False])).astype(np.int8))
+    return list(
+        zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist(), strict=True)
+    )
 
 
 def windows(length: int, window: int = WINDOW, stride: int = STRIDE) -> list[tuple[int, int]]:

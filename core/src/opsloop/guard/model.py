@@ -150,17 +150,25 @@ class InjectionModel:
         return float(logits[i]), int(a[i]), int(b[i])
 
     def _top(self, window_text: str, k: int) -> tuple[str, ...]:
-        starts, lengths, buckets = features.featurize(window_text, self.bits)
+        """The ``k`` words of the window that pushed its score up most: each word's share is
+        the weight of every feature (n-gram, word, word pair) starting inside it."""
+        starts, _, buckets = features.featurize(window_text, self.bits)
         if len(buckets) == 0:
             return ()
-        w = self.weights[buckets]
+        per_char = np.bincount(starts, weights=self.weights[buckets], minlength=len(window_text))
+        spans = features.word_spans(window_text)
+        if not spans:
+            return ()
+        csum = np.concatenate(([0.0], np.cumsum(per_char)))
+        shares = [(csum[b] - csum[a], a, b) for a, b in spans]
+        shares.sort(key=lambda t: -t[0])
         out: list[str] = []
-        for i in np.argsort(-w):
-            if w[i] <= 0 or len(out) >= k:
+        for share, a, b in shares:
+            if share <= 0 or len(out) >= k:
                 break
-            gram = window_text[starts[i] : starts[i] + lengths[i]].strip()
-            if len(gram) >= 3 and not any(gram in o or o in gram for o in out):
-                out.append(gram)
+            word = window_text[a:b]
+            if word not in out:
+                out.append(word)
         return tuple(out)
 
 

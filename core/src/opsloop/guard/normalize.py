@@ -233,6 +233,9 @@ def _unleet(norm: Normalized) -> Normalized:
         if m.start() < last:
             continue  # inside a token already folded
         a, b = _token_span(text, m.start())
+        a = max(a, last)  # never fold a character twice
+        if a >= b:
+            continue
         token = text[a:b]
         if not any(c.isalpha() for c in token) or _LEET_CHARS.isdisjoint(token):
             continue
