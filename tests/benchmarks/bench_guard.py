@@ -239,11 +239,14 @@ def scaling(sizes: list[int]) -> list[dict[str, Any]]:
 
 
 # ---------------------------------------------------------------------------- report
-def run(quick: bool) -> dict[str, Any]:
+def run(quick: bool, loso_from: Path | None = None) -> dict[str, Any]:
+    import os
+
     rows = load(HELDOUT)
     dets = detectors()
     result: dict[str, Any] = {
         "python": platform.python_version(),
+        "load_average_at_start": [round(x, 1) for x in os.getloadavg()],
         "heldout": {
             "rows": len(rows),
             "attacks": sum(r["label"] for r in rows),
@@ -256,8 +259,11 @@ def run(quick: bool) -> dict[str, Any]:
     result["obfuscated"] = obfuscated(rows, dets["rules+model"])
     result["latency_1kb"] = latency(200 if quick else 1000)
     result["scaling"] = scaling([1024, 100 * 1024, 1024**2] + ([] if quick else [10 * 1024**2]))
-    if not quick:
+    if loso_from is not None:  # reuse the (slow) retraining figures of an earlier run
+        result["leave_one_source_out"] = json.loads(loso_from.read_text())["leave_one_source_out"]
+    elif not quick:
         result["leave_one_source_out"] = leave_one_source_out()
+    result["load_average_at_end"] = [round(x, 1) for x in os.getloadavg()]
     return result
 
 
@@ -271,7 +277,10 @@ def doc_lines(r: dict[str, Any]) -> list[str]:
     h = r["heldout"]
     lines = [
         f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.machine()}, Python "
-        f"{r['python']}. Held-out split: {h['rows']} rows, {h['attacks']} attacks, "
+        f"{r['python']}, load average {r.get('load_average_at_start', '?')} at the start and "
+        f"{r.get('load_average_at_end', '?')} at the end (2 cores shared with other jobs: "
+        f"p95 latencies here are the machine's queueing as much as the code's). "
+        f"Held-out split: {h['rows']} rows, {h['attacks']} attacks, "
         f"{h['hard_negatives']} hard negatives ({100 * h['hard_negatives'] / h['rows']:.0f}%).",
         "",
         "| category | rows | rules recall | rules FPR | model recall | model FPR "
@@ -356,8 +365,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--write-doc", action="store_true", help="rewrite docs/benchmarks.md")
     parser.add_argument("--quick", action="store_true", help="no 10 MB run, no retraining")
+    parser.add_argument(
+        "--loso-from", type=Path, help="take the leave-one-source-out rows from this JSON output"
+    )
     args = parser.parse_args()
-    result = run(args.quick)
+    result = run(args.quick, args.loso_from)
     print(json.dumps(result, indent=1))
     if args.write_doc:
         write_doc(result)
