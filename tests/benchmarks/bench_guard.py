@@ -227,12 +227,17 @@ def scaling(sizes: list[int]) -> list[dict[str, Any]]:
         text = (base * (size // len(base) + 1))[: size - len(payload) - 2]
         text = text[: len(text) // 2] + " " + payload + " " + text[len(text) // 2 :]
         t = time.perf_counter()
+        rules_only = detect_injection(text, use_model=False)
+        rules_seconds = time.perf_counter() - t
+        t = time.perf_counter()
         found = detect_injection(text, explain=0)
         seconds = time.perf_counter() - t
         rows.append({
-            "chars": len(text), "seconds": round(seconds, 4),
+            "chars": len(text), "rules_seconds": round(rules_seconds, 4),
+            "seconds": round(seconds, 4),
             "us_per_kb": round(seconds * 1e6 / (len(text) / 1024), 1),
-            "found_the_payload": any("base64" in m.rule for m in found),
+            "found_the_payload": any("base64" in m.rule for m in found)
+            and any("base64" in m.rule for m in rules_only),
         })  # fmt: skip
         print(f"  scaling {len(text)}: {seconds:.3f} s", file=sys.stderr)
     return rows
@@ -325,12 +330,13 @@ def doc_lines(r: dict[str, Any]) -> list[str]:
         f"Ratios to the anchor (p50): rules tier {lat['ratio_rules_vs_guardrails_p50']}x, "
         f"default stack {lat['ratio_stack_vs_guardrails_p50']}x.",
         "",
-        "Scaling (whole injection detector, a base64 payload in the middle):",
+        "Scaling (a base64 payload in the middle of repeated prose; the rules tier alone, then "
+        "the whole injection detector with the model):",
         "",
-        "| characters | seconds | µs per KB | payload found |",
-        "|---|---|---|---|",
-        *(f"| {s['chars']:,} | {s['seconds']} | {s['us_per_kb']} | {s['found_the_payload']} |"
-          for s in r["scaling"]),
+        "| characters | rules tier s | rules + model s | µs per KB (both) | payload found |",
+        "|---|---|---|---|---|",
+        *(f"| {s['chars']:,} | {s.get('rules_seconds', '-')} | {s['seconds']} "
+          f"| {s['us_per_kb']} | {s['found_the_payload']} |" for s in r["scaling"]),
     ]  # fmt: skip
     if "leave_one_source_out" in r:
         lines += [
