@@ -1,12 +1,13 @@
-"""`opsloop plugins new` for every stage: the packages install and their own tests pass.
+"""`opsloop plugins new` for every stage: the packages build, install and pass their tests.
 
-One fresh venv (``python -m venv``, filled by uv) holds the core built from this checkout
-and the eight packages made here, each installed from its folder with its ``[test]``
-extra, as its README says. Versions are pinned to the development venv's (``uv pip
-freeze``), so uv reuses its cache and the run stays short; nothing else of the development
-venv is visible in the fresh one. Then each package's own suite runs in its own folder,
-and ``opsloop plugins --json`` and ``opsloop doctor`` in a project made by ``opsloop init``
-show every new plugin as loaded and healthy.
+Each of the eight packages made here is built into a wheel (``uv build``) and installed
+from the wheels' folder with its ``[test]`` extra (``--find-links``, as
+docs/writing-a-plugin.md says), into one fresh venv (``python -m venv``, filled by uv)
+with the core built from this checkout. Versions of everything else are pinned to the
+development venv's (``uv pip freeze``), so uv reuses its cache; nothing else of the
+development venv is visible in the fresh one. Then each package's own suite runs in its
+folder against the installed wheel, and ``opsloop plugins --json`` and ``opsloop doctor``
+in a project made by ``opsloop init`` show every new plugin loaded and healthy.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def venv(made: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh venv with the core of this checkout and every package made, with `[test]`."""
+    """A fresh venv with the core of this checkout and the wheel of every package made."""
     from uv import find_uv_bin
 
     folder = tmp_path_factory.mktemp("venv") / "venv"
@@ -72,9 +73,13 @@ def venv(made: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Pat
     pins = folder.parent / "pins.txt"
     frozen = _check([uv, "pip", "freeze", "--exclude-editable", "--python", sys.executable], ROOT)
     pins.write_text(frozen)
+    wheels = folder.parent / "dist"
+    for path in made.values():
+        _check([uv, "build", "-q", "--wheel", "--out-dir", str(wheels)], path)
     install = [uv, "pip", "install", "-q", "--python", str(folder / "bin" / "python")]
-    packages = [f"{path}[test]" for path in made.values()]
-    _check([*install, "-c", str(pins), str(ROOT / "core"), *packages], ROOT)
+    packages = [f"{path.name}[test]==0.1.0" for path in made.values()]
+    _check([*install, "-c", str(pins), "--find-links", str(wheels), str(ROOT / "core"),
+            *packages], ROOT)  # fmt: skip
     return folder
 
 
