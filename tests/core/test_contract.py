@@ -312,3 +312,67 @@ def test_monitor_drift_on_two_files_outside_a_project_writes_nothing(tmp_path: P
     assert out.returncode == 0, out.stderr
     assert "no drift" in out.stdout
     assert tree(tmp_path) == before
+
+
+# ---------------------------------------------------------------------- runbooks in the CLI
+def _runbook(root: Path, name: str, params: str, body: str) -> None:
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell(params)
+    cell.metadata["tags"] = ["parameters"]
+    nb.cells = [nbformat.v4.new_markdown_cell(f"# {name} summary"), cell]
+    nb.cells.append(nbformat.v4.new_code_cell(body))
+    nb.metadata["opsloop"] = {"result": ["summary", "recommendation"]}
+    folder = root / "notebooks" / "runbooks"
+    folder.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, folder / f"{name}.ipynb")
+
+
+def test_runbook_list_and_inspect_show_types_defaults_required_and_help(tmp_path: Path) -> None:
+    run("init", str(tmp_path), cwd=tmp_path)
+    _runbook(
+        tmp_path,
+        "rotate",
+        "model: str = None  # the model to rotate\nwindow: int = 7  # days back\n"
+        'api_token: str = ""  # the token\n',
+        "print(model)",
+    )
+    listed = run("runbook", "list", cwd=tmp_path).stdout
+    assert "model: str *" in listed and "window: int = 7" in listed and "days back" in listed
+    assert "api_token: str (secret)" in listed
+    rows = {r["name"]: r for r in json.loads(run("runbook", "list", "--json", cwd=tmp_path).stdout)}
+    params = {p["name"]: p for p in rows["rotate"]["parameters"]}
+    assert params["model"]["required"] and params["window"]["default"] == 7
+    assert params["api_token"]["secret"] and params["api_token"]["default"] is None
+    shown = run("runbook", "inspect", "rotate", cwd=tmp_path)
+    assert shown.returncode == 0 and "the model to rotate" in shown.stdout
+    assert "opsloop runbook run rotate -P model=..." in shown.stdout
+    assert "declares its result: summary, recommendation" in shown.stdout
+    assert "inspect" in run("runbook", "--help", cwd=tmp_path).stdout
+
+
+@pytest.mark.slow
+def test_runbook_run_prints_the_result_it_declares(tmp_path: Path) -> None:
+    run("init", str(tmp_path), cwd=tmp_path)
+    _runbook(
+        tmp_path,
+        "verdict",
+        'model: str = "m"\n',
+        "from opsloop.runbooks import runbook_result\n"
+        "runbook_result(summary=f'{model} looks fine', recommendation='no-action', score=0.9)",
+    )
+    out = run("runbook", "run", "verdict", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "summary: m looks fine" in out.stdout and "recommendation: no-action" in out.stdout
+    record = json.loads(run("runbook", "run", "verdict", "--json", cwd=tmp_path).stdout)
+    assert record["result"] == {
+        "summary": "m looks fine",
+        "recommendation": "no-action",
+        "score": 0.9,
+    }
+    audit = [
+        json.loads(line)
+        for line in run("audit", "show", "--json", cwd=tmp_path).stdout.splitlines()
+    ]
+    assert audit[-1]["after"]["result"]["recommendation"] == "no-action"

@@ -117,7 +117,7 @@ def _brief_parameter(row: dict[str, Any]) -> str:
         text += " (secret)"
     elif row["default"] not in (None, ""):
         text += f" = {row['default']!r}"
-    return text
+    return text + (f"  {row['help']}" if row["help"] else "")
 
 
 @runbook_app.command("list")
@@ -147,7 +147,7 @@ def runbook_list(
     for col in ("name", "summary", "parameters"):
         table.add_column(col, overflow="fold")
     for row in rows:
-        params = ", ".join(_brief_parameter(p) for p in row["parameters"]) or "-"
+        params = "\n".join(_brief_parameter(p) for p in row["parameters"]) or "-"
         table.add_row(escape(row["name"]), escape(row["summary"]), escape(params))
     context.console.print(table)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+from opsloop.errors import one_line
 from opsloop.interfaces import CheckResult
 
 if TYPE_CHECKING:
@@ -17,11 +18,6 @@ SELF_TEST = (
 )
 
 
-def _error(exc: BaseException) -> str:
-    first = (str(exc).strip().splitlines() or [""])[0]
-    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
-
-
 def checks(project: Project) -> list[CheckResult]:
     """Every check as a CheckResult; never raises."""
     try:
@@ -29,7 +25,7 @@ def checks(project: Project) -> list[CheckResult]:
 
         st = status()
     except Exception as exc:  # noqa: BLE001 - doctor reports, it does not crash
-        return [CheckResult("guardrails imports offline", False, _error(exc), PLUGIN)]
+        return [CheckResult("guardrails imports offline", False, one_line(exc), PLUGIN)]
     seconds = f"{st.import_seconds:.1f} s" if st.import_seconds is not None else "already loaded"
     rc = (
         f"{st.rc_path} enable_metrics={st.rc_enable_metrics} (ignored)"
@@ -70,5 +66,5 @@ def checks(project: Project) -> list[CheckResult]:
         detail += f" ({(time.perf_counter() - started) * 1000:.0f} ms)"
         results.append(CheckResult("guardrails scanners self-test", not wrong, detail, PLUGIN))
     except Exception as exc:  # noqa: BLE001
-        results.append(CheckResult("guardrails scanners self-test", False, _error(exc), PLUGIN))
+        results.append(CheckResult("guardrails scanners self-test", False, one_line(exc), PLUGIN))
     return results
