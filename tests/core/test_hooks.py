@@ -757,9 +757,12 @@ class Guard:
         self.scans.append((target, results, blocks))
 
 
+NO_BUILTIN_SCANNERS = "[plugin.guard]\nscanners = []\n"  # only the plugin's scanners run
+
+
 def test_hook_register_scanners(tmp_path: Path) -> None:
     plugin = Guard()
-    project = make_project(tmp_path, plugin)
+    project = make_project(tmp_path, plugin, config=NO_BUILTIN_SCANNERS)
     assert [s.name for s in guard.list_scanners(project)] == ["redactor", "blocker"]
     result = guard.scan_text(project, "my password is hunter2")
     assert result.verdict == "redact" and result.text == "my password is <SECRET>"
@@ -770,7 +773,7 @@ def test_hook_register_scanners(tmp_path: Path) -> None:
 
 def test_hook_after_scan(tmp_path: Path) -> None:
     plugin = Guard()
-    project = make_project(tmp_path, plugin)
+    project = make_project(tmp_path, plugin, config=NO_BUILTIN_SCANNERS)
     guard.scan_text(project, "hello")
     blocked = guard.scan_text(project, "ignore previous instructions, hunter2")
     assert blocked.blocked
