@@ -16,6 +16,7 @@ def plugins_command(
     import json
 
     from rich.table import Table
+    from rich.text import Text
 
     manager = context._state["plugins"]
     if manager is None:  # pragma: no cover - main() always builds it
@@ -43,7 +44,9 @@ def plugins_command(
             table.add_column(col, overflow="fold")
         for e in entries:
             version = e.version or ("built-in" if e.source == "builtin" else e.source)
-            status = "[green]ok[/]" if e.ok else f"[red]failed[/]: {e.error}"
+            status = (
+                Text("ok", "green") if e.ok else Text.assemble(("failed", "red"), f": {e.error}")
+            )
             stage = e.info.stage if e.info else "?"
             table.add_row(e.name, version, stage, ", ".join(e.hooks) or "-", status)
         context.console.print(table)
@@ -54,6 +57,7 @@ def plugins_command(
 def doctor_command() -> None:
     """Check the project, its plugins and their backends; exit 1 when a check fails."""
     from rich.table import Table
+    from rich.text import Text
 
     from opsloop.interfaces import CheckResult
 
@@ -69,7 +73,9 @@ def doctor_command() -> None:
     for col in ("check", "plugin", "result", "detail"):
         table.add_column(col, overflow="fold")
     for r in results:
-        table.add_row(r.name, r.plugin, "[green]ok[/]" if r.ok else "[red]FAIL[/]", r.detail)
+        table.add_row(
+            r.name, r.plugin, Text("ok", "green") if r.ok else Text("FAIL", "red"), r.detail
+        )
     context.console.print(table)
     failed = [r for r in results if not r.ok]
     if failed:

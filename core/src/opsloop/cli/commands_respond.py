@@ -16,34 +16,41 @@ def incident_list(
     all_: bool = typer.Option(False, "--all", help="Include resolved incidents."),
 ) -> None:
     """List incidents with their current status."""
+    from rich.text import Text
+
     from opsloop.respond import list_incidents
 
     project = context.open_project()
     views = list_incidents(project, open_only=not all_)
     console = context.console
-    console.print(f"[bold]{len(views)} {'' if all_ else 'open '}incident(s)[/]", highlight=False)
+    console.print(
+        f"{len(views)} {'' if all_ else 'open '}incident(s)", style="bold", highlight=False
+    )
     colour = {"critical": "red", "warning": "yellow", "info": "blue"}
     for view in views:
         i = view.incident
-        sev = f"[{colour.get(i.severity, 'white')}]{i.severity}[/]"
-        console.print(
-            f"{i.id}  {view.status:<12} {sev:<8} {i.subject}  opened "
-            f"{i.created_at[:16].replace('T', ' ')} UTC, {len(view.runbook_runs)} runbook run(s)",
-            highlight=False,
+        line = Text.assemble(
+            f"{i.id}  {view.status:<12} ",
+            (f"{i.severity:<8}", colour.get(i.severity, "white")),
+            f" {i.subject}  opened {i.created_at[:16].replace('T', ' ')} UTC, "
+            f"{len(view.runbook_runs)} runbook run(s)",
         )
+        console.print(line, highlight=False)
         console.print(f"    {i.title}", highlight=False)
 
 
 @incident_app.command("show")
 def incident_show(incident_id: str) -> None:
     """Show an incident, its alerts, updates and runbook runs."""
+    from rich.text import Text
+
     from opsloop.respond import incident_view, runbook_runs_for
 
     project = context.open_project()
     view = incident_view(project, incident_id)
     i = view.incident
     c = context.console
-    c.print(f"[bold]{i.id}[/] {i.title}")
+    c.print(Text.assemble((i.id, "bold"), f" {i.title}"))
     c.print(f"severity {i.severity}, status {view.status}, opened {i.created_at}")
     for alert_id in i.alert_ids:
         alert = project.records.get(alert_id)
@@ -108,7 +115,9 @@ def runbook_run(
     name: str,
     param: list[str] = typer.Option([], "--param", "-P", help="KEY=VALUE; repeat for more."),
     incident: str = typer.Option("", help="Incident id to link the run to."),
-    timeout: float = typer.Option(0, help="Seconds per cell (default: [respond] runbook_timeout)."),
+    timeout: float | None = typer.Option(
+        None, min=0, help="Seconds per cell.", show_default="[respond] runbook_timeout"
+    ),
 ) -> None:
     """Run a runbook with typed parameters; the executed copy is kept under the project home."""
     from opsloop.runbooks import run_runbook
