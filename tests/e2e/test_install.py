@@ -215,8 +215,8 @@ def test_core_alone_installs_from_wheels_and_runs(core_venv: Path, tmp_path: Pat
     run = _runner([str(core_venv / "bin" / "opsloop")], True)
     out = run("plugins", "--json", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
-    rows = {r["name"]: r for r in json.loads(out.stdout)}
-    assert set(rows) == {"core", "respond", "papermill", "promotion"}
+    rows = {r["name"]: r for r in json.loads(out.stdout)["plugins"]}
+    assert set(rows) == {"core", "respond", "papermill", "registry"}
     assert all(r["status"] == "ok" and r["source"] == "builtin" for r in rows.values())
 
     assert run("init", "shop", cwd=tmp_path).returncode == 0
@@ -234,7 +234,7 @@ def test_mlflow_plugin_installs_from_wheels_and_runs(mlflow_venv: Path, tmp_path
 
     out = run("plugins", "--json", cwd=project)
     assert out.returncode == 0, out.stderr
-    mlflow = next(r for r in json.loads(out.stdout) if r["name"] == "mlflow")
+    mlflow = next(r for r in json.loads(out.stdout)["plugins"] if r["name"] == "mlflow")
     assert (mlflow["status"], mlflow["stage"], mlflow["version"]) == ("ok", "registry", "0.1.0")
     assert "model_store" in mlflow["hooks"]
 

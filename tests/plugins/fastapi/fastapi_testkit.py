@@ -178,8 +178,7 @@ def open_project(
 ) -> Project:
     """A project with built-ins, the fastapi plugin (as "fastapi") and ``plugins``."""
     root.mkdir(parents=True, exist_ok=True)
-    if config:
-        (root / "opsloop.toml").write_text(config, encoding="utf-8")
+    (root / "opsloop.toml").write_text(config or '[project]\nname = "t"\n', encoding="utf-8")
     manager = make_manager()
     manager.register(opsloop_fastapi.plugin, name="fastapi")
     if registry:
@@ -218,9 +217,9 @@ def one_row(index: int = 0) -> dict[str, float]:
 def app_for(project: Project, alias: str = "champion", **settings: Any) -> Any:
     """The scoring app for MODEL@alias of ``project``'s registry, with settings overrides."""
     from opsloop_fastapi.server import open_app
-    from opsloop_fastapi.settings import Settings, load_settings
+    from opsloop_fastapi.settings import Settings
 
-    base = load_settings(project).model_dump()
+    base = project.settings("fastapi").model_dump()
     base.update(settings)
     ref = store_of(project).resolve(MODEL, alias)
     return open_app(project, ref, alias=alias, settings=Settings.model_validate(base))
@@ -236,6 +235,8 @@ def trained_with_mlflow(root: Path) -> Any:
 
     from opsloop.interfaces import Dataset
 
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "opsloop.toml").write_text('[project]\nname = "train"\n', encoding="utf-8")
     project = Project.open(root, plugins=make_manager(opsloop_mlflow.plugin), environ={})
     try:
         data = Dataset(name="breast_cancer", frame=breast_cancer(), load_ids=["t1"])
