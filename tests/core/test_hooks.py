@@ -616,8 +616,9 @@ def test_hook_register_promotion_gates(tmp_path: Path) -> None:
     registry.promote(project, "m", "2", force_reason="hotfix approved by the on-call lead")
     gates = [c[1] for c in plugin.calls if c[0] == "gate"]
     assert gates == [("1", "champion"), ("1", "staging"), ("2", "champion")]
-    # Collected once per opened project: the plugin can share work between its gates.
-    assert [c[0] for c in plugin.calls].count("register_promotion_gates") == 1
+    # Asked afresh at each move: a gate reads its holdout when it is made, and a long-running
+    # server must see a reloaded holdout at its next promotion.
+    assert [c[0] for c in plugin.calls].count("register_promotion_gates") == 3
     assert actions(project)[-3:] == [
         "model.promote.refused", "model.promote", "model.promote.forced",
     ]  # fmt: skip

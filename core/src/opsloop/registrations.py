@@ -47,8 +47,10 @@ NAMED_HOOKS: dict[str, Callable[[Any], str | None]] = {
     "register_promotion_gates": _name,
 }
 #: Hooks whose answers change while a project is open, so they are collected afresh on every
-#: call: runbooks are notebook files a person adds while a server or JupyterLab runs.
-UNCACHED_HOOKS = frozenset({"register_runbooks"})
+#: call: runbooks are notebook files a person adds while a server or JupyterLab runs, and a
+#: promotion gate reads its holdout when it is made (a long-running server must see a
+#: reloaded holdout at its next promotion).
+UNCACHED_HOOKS = frozenset({"register_runbooks", "register_promotion_gates"})
 
 
 @dataclass(frozen=True)
