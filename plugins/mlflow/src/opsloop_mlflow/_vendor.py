@@ -90,3 +90,11 @@ def error_text(exc: BaseException) -> str:
 def error_code(exc: BaseException) -> str:
     """MLflow's error code (RESOURCE_DOES_NOT_EXIST, ...) or ""."""
     return str(getattr(exc, "error_code", "") or "")
+
+
+def is_mlflow_error(exc: BaseException) -> bool:
+    """True when ``exc`` is an MlflowException (MLflow imported offline to check)."""
+    import_mlflow()  # telemetry off, even if this is the first MLflow import
+    from mlflow.exceptions import MlflowException
+
+    return isinstance(exc, MlflowException)
