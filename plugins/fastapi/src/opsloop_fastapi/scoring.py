@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from opsloop.errors import OpsloopError, first_line
+from opsloop.errors import OpsloopError, first_line, one_line
 from opsloop_fastapi.context import LazyContext
 from opsloop_fastapi.entries import make_entry
 from opsloop_fastapi.hookcalls import has_impls
@@ -338,7 +338,7 @@ class Scorer:
             ref.name,
             ref.version,
             job.request_id,
-            first_line(error) or type(error).__name__,
+            one_line(error),
             exc_info=error,
         )
         self._count_error(job.served, "model")

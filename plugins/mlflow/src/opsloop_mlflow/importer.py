@@ -16,9 +16,9 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from opsloop.errors import OpsloopError
+from opsloop.errors import OpsloopError, first_line, one_line
 from opsloop.interfaces import TrainedModel
-from opsloop_mlflow._vendor import error_text, is_mlflow_error
+from opsloop_mlflow._vendor import is_mlflow_error
 from opsloop_mlflow.loaded import read_mlmodel
 from opsloop_mlflow.tags import TAG_CONTENT_HASH, TAG_DATASET, TAG_LOAD_IDS, json_tag
 
@@ -172,7 +172,7 @@ def _from_file(path: Path, allow_pickle: bool) -> tuple[TrainedModel, dict[str, 
     except OpsloopError:
         raise
     except Exception as exc:  # noqa: BLE001 - a broken file is a one-line error
-        raise OpsloopError(f"cannot read model file {path}: {error_text(exc)}") from None
+        raise OpsloopError(f"cannot read model file {path}: {one_line(exc)}") from None
     _check_model(model, str(path))
     trained = TrainedModel(
         model=model,
@@ -192,7 +192,7 @@ def _run(store: MlflowModelStore, run_id: str, *, required: bool = True) -> Any:
             raise
         if not required:
             return None
-        raise OpsloopError(f"no run '{run_id}' in {store.where}: {error_text(exc)}") from None
+        raise OpsloopError(f"no run '{run_id}' in {store.where}: {first_line(exc)}") from None
 
 
 def _from_run(

@@ -23,11 +23,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from opsloop.errors import IntegrityError, OpsloopError
+from opsloop.errors import IntegrityError, OpsloopError, first_line, one_line
 from opsloop.records import ModelVersionRef
 from opsloop_mlflow._vendor import (
     error_code,
-    error_text,
     import_mlflow,
     is_mlflow_error,
     scoped_uris,
@@ -241,7 +240,7 @@ class MlflowModelStore:
             raise
         except Exception as exc:
             if is_mlflow_error(exc) or isinstance(exc, OSError):
-                raise OpsloopError(f"{what} failed in {self.where}: {error_text(exc)}") from exc
+                raise OpsloopError(f"{what} failed in {self.where}: {first_line(exc)}") from exc
             raise
 
     def _experiment(self) -> str:
@@ -263,7 +262,7 @@ class MlflowModelStore:
                     if is_mlflow_error(exc) or isinstance(exc, OSError):
                         raise OpsloopError(
                             f"creating experiment '{name}' failed in {self.where}: "
-                            f"{error_text(exc)}"
+                            f"{first_line(exc)}"
                         ) from exc
                     raise
                 exp_id = client.get_experiment_by_name(name).experiment_id
@@ -286,7 +285,7 @@ class MlflowModelStore:
                 return None
             if is_mlflow_error(exc):
                 raise OpsloopError(
-                    f"looking up model '{name}' failed in {self.where}: {error_text(exc)}"
+                    f"looking up model '{name}' failed in {self.where}: {first_line(exc)}"
                 ) from exc
             raise
 
@@ -336,7 +335,7 @@ class MlflowModelStore:
                 raise self._not_found(name, f"version {version}") from None
             if is_mlflow_error(exc):
                 raise OpsloopError(
-                    f"looking up {name} version {version} failed in {self.where}: {error_text(exc)}"
+                    f"looking up {name} version {version} failed in {self.where}: {first_line(exc)}"
                 ) from exc
             raise
 
@@ -360,7 +359,7 @@ class MlflowModelStore:
                 raise self._not_found(name, f"alias '{key}'") from None
             if is_mlflow_error(exc):
                 raise OpsloopError(
-                    f"looking up {name}@{key} failed in {self.where}: {error_text(exc)}"
+                    f"looking up {name}@{key} failed in {self.where}: {first_line(exc)}"
                 ) from exc
             raise
 
@@ -585,7 +584,7 @@ class MlflowModelStore:
         except OpsloopError:
             raise
         except Exception as exc:
-            raise OpsloopError(f"{what} could not be loaded: {error_text(exc)}") from exc
+            raise OpsloopError(f"{what} could not be loaded: {one_line(exc)}") from exc
         signature = json_tag(tags.get(TAG_SIGNATURE), None) or ref.signature or {}
         features = [c["name"] for c in signature.get("inputs", []) if c.get("name")]
         return LoadedModel(
@@ -725,7 +724,7 @@ class MlflowModelStore:
                     if error_code(exc) != "RESOURCE_DOES_NOT_EXIST" and is_mlflow_error(exc):
                         raise OpsloopError(
                             f"removing {key} from {target} failed in {self.where}: "
-                            f"{error_text(exc)}"
+                            f"{first_line(exc)}"
                         ) from exc
 
     # ------------------------------------------------------------------ import
@@ -794,7 +793,7 @@ class MlflowModelStore:
             note = "; cleanup also failed: " + "; ".join(problems) if problems else ""
             raise OpsloopError(
                 f"registering model '{name}' in {self.where} failed: "
-                f"{type(exc).__name__}: {error_text(exc)}; nothing was registered{note}"
+                f"{one_line(exc)}; nothing was registered{note}"
             ) from exc
 
     def _register(
@@ -954,7 +953,7 @@ class MlflowModelStore:
             try:
                 fn(*args)
             except Exception as exc:  # noqa: BLE001 - report every leftover, keep cleaning
-                problems.append(f"{label}: {error_text(exc)}")
+                problems.append(f"{label}: {one_line(exc)}")
 
         if "version" in created:
             version = created["version"]
