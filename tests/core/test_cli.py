@@ -73,7 +73,7 @@ def test_plugins_table_shows_failed_plugin_and_exits_2(
 ) -> None:
     out = run("plugins", "--json", cwd=tmp_path, env=site)
     assert out.returncode == 2
-    rows = {r["name"]: r for r in json.loads(out.stdout)}
+    rows = {r["name"]: r for r in json.loads(out.stdout)["plugins"]}
     assert rows["goodplug"]["status"] == "ok" and rows["goodplug"]["version"] == "9.9"
     assert rows["goodplug"]["stage"] == "monitor"
     assert rows["badplug"]["status"] == "failed"
@@ -88,10 +88,20 @@ def test_broken_plugin_does_not_stop_other_commands(tmp_path: Path, site: dict[s
 
 
 def test_doctor_reports_broken_plugin(tmp_path: Path, site: dict[str, str]) -> None:
+    (tmp_path / "opsloop.toml").write_text('[project]\nname = "p"\n')
     out = run("doctor", cwd=tmp_path, env=site)
     assert out.returncode == 1
     assert "plugin badplug loads" in out.stdout and "FAIL" in out.stdout
     assert "audit log chain" in out.stdout
+
+
+def test_doctor_outside_a_project_says_so_and_writes_nothing(
+    tmp_path: Path, site: dict[str, str]
+) -> None:
+    out = run("doctor", cwd=tmp_path, env=site)
+    assert out.returncode == 1
+    assert "no opsloop.toml" in out.stdout and "opsloop init" in out.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["site"]
 
 
 def test_unknown_plugin_in_allow_list_is_one_line_exit_2(

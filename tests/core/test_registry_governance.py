@@ -294,20 +294,46 @@ def test_conformance_check_names_missing_store_methods(tmp_path: Path) -> None:
         def resolve(self, *a: Any) -> Any: ...
         def load(self, *a: Any) -> Any: ...
 
-    class Plugin:
-        @hookimpl
-        def describe_plugin(self) -> PluginInfo:
-            return PluginInfo(name="half", stage="registry")
+    def plugin_for(store: Any) -> Any:
+        class Plugin:
+            @hookimpl
+            def describe_plugin(self) -> PluginInfo:
+                return PluginInfo(name="half", stage="registry")
 
-        @hookimpl
-        def model_store(self, project: Any) -> Any:
-            return HalfStore()
+            @hookimpl
+            def model_store(self, project: Any) -> Any:
+                return store
 
-    (problem,) = check_plugin(Plugin(), tmp_path)
+        return Plugin()
+
+    (problem,) = check_plugin(plugin_for(HalfStore()), tmp_path / "a")
     assert problem == (
         "model_store() must return an opsloop.interfaces.ModelStore; HalfStore lacks: "
-        "list_models, list_versions, provenance, verify, get_metadata, set_metadata, import_model"
+        "list_models, list_versions"
     )
-    # The core still moves aliases with such a store, and says what it cannot do.
-    with pytest.raises(OpsloopError, match=r"'half' does not implement ModelStore.provenance\(\)"):
-        registry.store_method(HalfStore(), "provenance")  # type: ignore[arg-type]
+
+    class Listing(HalfStore):
+        def list_models(self) -> list[str]:
+            return []
+
+        def list_versions(self, name: str) -> list[Any]:
+            return []
+
+    assert check_plugin(plugin_for(Listing()), tmp_path / "b") == []  # no governance: fine
+
+    class Undeclared(Listing):
+        def provenance(self, ref: Any) -> dict[str, Any]:
+            return {}
+
+    (problem,) = check_plugin(plugin_for(Undeclared()), tmp_path / "c")
+    assert "implements provenance but does not declare" in problem
+
+    class Claims(Listing):
+        capabilities = frozenset({"governance"})
+
+    (problem,) = check_plugin(plugin_for(Claims()), tmp_path / "d")
+    assert problem.endswith("declares the governance capability but lacks: provenance, verify, "
+                            "get_metadata, set_metadata, import_model")  # fmt: skip
+    # The core still moves aliases with a store without governance, and says what it cannot do.
+    with pytest.raises(OpsloopError, match=r"'half' does not offer governance .* a model card"):
+        registry.governance(Listing(), "a model card")  # type: ignore[arg-type]

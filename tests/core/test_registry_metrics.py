@@ -98,7 +98,7 @@ def test_directions_and_unknown_metric_names() -> None:
 def test_core_registry_modules_import_no_vendor_sdk() -> None:
     probe = (
         "import sys, opsloop.registry, opsloop.evaluation, opsloop.modelcard, "
-        "opsloop.readiness, opsloop.builtins.promotion_plugin, opsloop.cli.commands_model; "
+        "opsloop.readiness, opsloop.builtins.registry_plugin, opsloop.cli.commands_model; "
         "print(sorted(m for m in ('mlflow', 'sklearn', 'numpy', 'pandas', 'skops') "
         "if m in sys.modules))"
     )

@@ -66,6 +66,7 @@ def write_runbook(
 
 @pytest.fixture
 def project(tmp_path: Path) -> Project:
+    (tmp_path / "opsloop.toml").write_text('[project]\nname = "t"\n')
     return Project.open(tmp_path, plugins=make_manager())
 
 
@@ -335,6 +336,7 @@ def test_before_runbook_can_refuse_and_sees_no_secret(project: Project) -> None:
 
 
 def test_run_without_an_executor_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "opsloop.toml").write_text('[project]\nname = "t"\n')
     project = Project.open(tmp_path, plugins=make_manager(disabled=["papermill"]))
 
     class Runbooks:

@@ -60,6 +60,7 @@ class Recorder:
 
 @pytest.fixture
 def project(tmp_path: Path) -> Project:
+    (tmp_path / "opsloop.toml").write_text('[project]\nname = "t"\n')
     return Project.open(tmp_path, plugins=make_manager())
 
 

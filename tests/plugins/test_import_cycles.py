@@ -15,12 +15,6 @@ from pathlib import Path
 
 import pytest
 
-#: Cycles another change removes (issue 9): each must still exist, so its entry goes with it.
-KNOWN = {
-    # guardrails' checks.py calls a hook implementation of plugin.py as a function.
-    frozenset({"opsloop_guardrails.checks", "opsloop_guardrails.plugin"}),
-}
-
 
 def packages() -> list[str]:
     """The core and the top-level package of every installed ``opsloop`` entry point."""
@@ -149,12 +143,8 @@ def test_the_cycle_finder_finds_cycles_through_function_level_imports(tmp_path: 
 def test_no_import_cycles(package: str) -> None:
     known = modules(package)
     graph = {name: imports(name, path, known) for name, path in known.items()}
-    found = cycles(graph)
-    new = [describe(c, graph) for c in found if frozenset(c) not in KNOWN]
-    assert not new, f"import cycles in {package}: " + " | ".join(new)
-    gone = [c for c in KNOWN if next(iter(c)).split(".")[0] == package]
-    gone = [sorted(c) for c in gone if sorted(c) not in found]
-    assert not gone, f"{gone} no longer form a cycle: remove them from KNOWN in this test"
+    found = [describe(c, graph) for c in cycles(graph)]
+    assert not found, f"import cycles in {package}: " + " | ".join(found)
 
 
 def test_the_core_and_the_plugins_were_all_checked() -> None:

@@ -7,17 +7,20 @@ settings live in ``[plugin.<name>]`` tables and are checked by the plugin's own 
 
 from __future__ import annotations
 
-import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from opsloop.config_files import CONFIG_FILE, find_config, read_toml
+from opsloop.config_files import CONFIG_FILE, env_overrides, find_config, read_toml
 from opsloop.errors import ConfigError
+from opsloop.redact import is_secret_key
 
-__all__ = ["CONFIG_FILE", "Config", "find_config", "load_config"]
+__all__ = ["CONFIG_FILE", "Config", "find_config", "load_config", "validate_settings"]
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class _Section(BaseModel):
@@ -142,9 +145,16 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def format_validation_error(error: ValidationError, source: str, prefix: str = "") -> str:
-    """One line for the first problem: key, file, what was expected.
+def format_validation_error(
+    error: ValidationError,
+    source: str,
+    prefix: str = "",
+    origins: Mapping[str, str] | None = None,
+) -> str:
+    """One line for the first problem: key, file (or variable), what was expected.
 
+    ``origins`` maps a dotted key (``monitor.drift_share``) to the OPSLOOP_* variable that
+    set it, so a bad value from the environment names the variable, not the file.
     An unknown key is reported before anything else: a misspelt key also makes the key it
     was meant to be look missing, and the typo is the thing to fix.
     """
@@ -153,55 +163,69 @@ def format_validation_error(error: ValidationError, source: str, prefix: str = "
     key = ".".join(str(p) for p in first["loc"])
     if prefix:
         key = f"{prefix}.{key}" if key else prefix
+    variable = _origin(key, origins or {})
+    where = f"{variable} (environment)" if variable else source
     if first["type"] == "extra_forbidden":
-        return f"{source}: unknown key '{key}'; remove it or check its spelling"
+        return f"{where}: unknown key '{key}'; remove it or check its spelling"
     if first["type"] == "missing":
-        return f"{source}: missing key '{key}'"
+        return f"{where}: missing key '{key}'"
+    if first["type"] in ("value_error", "assertion_error"):
+        # A validator's own sentence. The input is echoed only when it is a plain value
+        # under a key that does not name a secret: a table may hold a connection string.
+        message = str((first.get("ctx") or {}).get("error") or first["msg"])
+        value = first.get("input")
+        shown = isinstance(value, str | int | float) and not is_secret_key(key)
+        return f"{where}: '{key}': {message}" + (f" (got {_shown(value)})" if shown else "")
     expected = _TYPE_NAMES.get(first["type"], first["msg"].lower())
     got = _shown(first.get("input"))
     if first["type"] in _TYPE_NAMES:
-        return f"{source}: '{key}' must be {expected}, got {got}"
-    return f"{source}: '{key}': {expected} (got {got})"
+        return f"{where}: '{key}' must be {expected}, got {got}"
+    return f"{where}: '{key}': {expected} (got {got})"
 
 
-_ENV_SECTIONS = frozenset(
-    ("project", "warehouse", "records", "audit", "plugins", "monitor", "respond", "registry")
-)
+def _origin(key: str, origins: Mapping[str, str]) -> str:
+    """The variable that set ``key`` or one of its parents, or ""."""
+    while key:
+        if key in origins:
+            return origins[key]
+        key = key.rpartition(".")[0]
+    return ""
 
 
-def _env_overrides(environ: dict[str, str]) -> dict[str, dict[str, Any]]:
-    """OPSLOOP_<SECTION>__<KEY>=value; values are parsed as JSON when they parse."""
-    out: dict[str, dict[str, Any]] = {}
-    for name, raw in environ.items():
-        if not name.startswith("OPSLOOP_") or "__" not in name:
-            continue
-        section, _, key = name[len("OPSLOOP_") :].lower().partition("__")
-        if section not in _ENV_SECTIONS:
-            continue  # another tool's OPSLOOP_* variable (e.g. a dlt pipeline named opsloop_x)
-        try:
-            value: Any = json.loads(raw)
-        except ValueError:
-            value = raw
-        if isinstance(value, str) and key in {"enabled", "disabled", "paths", "order"}:
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        out.setdefault(section, {})[key] = value
-    return out
+def validate_settings(
+    model: type[M],
+    raw: Mapping[str, Any],
+    *,
+    source: str,
+    prefix: str = "",
+    origins: Mapping[str, str] | None = None,
+    context: Mapping[str, Any] | None = None,
+) -> M:
+    """``raw`` validated by ``model``; a ConfigError of one line names the bad key.
+
+    The one way opsloop checks settings: the core's own sections and every plugin's
+    ``[plugin.<name>]`` table. ``context`` reaches the model's validators as
+    ``info.context`` (a plugin's settings get ``environ``, ``root`` and ``source``).
+    """
+    try:
+        return model.model_validate(dict(raw), context=dict(context or {}))
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source, prefix, origins)) from None
 
 
-def load_config(path: Path | None, environ: dict[str, str] | None = None) -> Config:
+def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> Config:
     """Read and validate the config at ``path`` (None: defaults), then apply env overrides."""
-    environ = dict(os.environ if environ is None else environ)
+    environ = os.environ if environ is None else environ
     data: dict[str, Any] = read_toml(path) if path is not None else {}
     source = str(path) if path is not None else "<defaults>"
-    for section, values in _env_overrides(environ).items():
+    origins: dict[str, str] = {}
+    for (section, key), (variable, value) in env_overrides(environ).items():
         target = data.setdefault(section, {})
         if not isinstance(target, dict):
             raise ConfigError(f"{source}: '{section}' must be a table")
-        target.update(values)
-    try:
-        config = Config.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, source)) from None
+        target[key] = value
+        origins[f"{section}.{key}"] = variable
+    config = validate_settings(Config, data, source=source, origins=origins)
     config.source = source
     return config
 

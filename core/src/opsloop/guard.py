@@ -31,10 +31,8 @@ class GuardResult:
 
 
 def list_scanners(project: Project) -> list[Scanner]:
-    scanners: list[Scanner] = []
-    for group in project.hook.register_scanners(project=project):
-        scanners.extend(group or [])
-    return scanners
+    """Every scanner, in the order they run (one per name: see opsloop.registrations)."""
+    return project.collect("register_scanners")
 
 
 def scan_text(project: Project, text: str, target: ScanTarget = "input") -> GuardResult:

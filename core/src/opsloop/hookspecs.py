@@ -2,7 +2,8 @@
 
 Conventions (see docs/hooks.md):
 
-* ``register_*`` hooks collect lists: every plugin's answer is kept.
+* ``register_*`` hooks collect lists; the core collects them once per project with one rule
+  for equal names (:mod:`opsloop.registrations`): the plugin called first keeps a name.
 * ``before_*`` / ``after_*`` / ``on_*_error`` wrap a stage's work; their return is ignored.
 * ``firstresult=True`` hooks pick one backend: the first plugin that returns something
   other than ``None`` wins, and the docstring says so.

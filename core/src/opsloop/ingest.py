@@ -13,12 +13,8 @@ if TYPE_CHECKING:
 
 
 def list_sources(project: Project) -> list[SourceSpec]:
-    """Every source plugins register; a name registered twice keeps the later plugin's."""
-    found: dict[str, SourceSpec] = {}
-    for group in reversed(project.hook.register_sources(project=project)):
-        for source in group or []:
-            found[source.name] = source
-    return list(found.values())
+    """Every source plugins register (one per name: see opsloop.registrations)."""
+    return project.collect("register_sources")
 
 
 def get_source(project: Project, name: str) -> SourceSpec:
@@ -34,12 +30,8 @@ def get_source(project: Project, name: str) -> SourceSpec:
 
 
 def list_contracts(project: Project) -> dict[str, DataContract]:
-    """Data contracts by name, from every plugin (a later plugin wins on equal names)."""
-    found: dict[str, DataContract] = {}
-    for group in reversed(project.hook.register_data_contracts(project=project)):
-        for contract in group or []:
-            found[contract.name] = contract
-    return found
+    """Data contracts by name, from every plugin (one per name: see opsloop.registrations)."""
+    return {c.name: c for c in project.collect("register_data_contracts")}
 
 
 def get_contract(project: Project, name: str) -> DataContract:

@@ -106,12 +106,13 @@ class TrainedModel:
 
 @runtime_checkable
 class ModelStore(Protocol):
-    """A model registry backend: versions, aliases, loads, provenance and integrity.
+    """A model registry backend: what every registry plugin must do.
 
     MLflow is the default one. The core's :mod:`opsloop.registry` (promotion gates, alias
-    history, rollback, model cards, readiness) reaches the registry only through these
-    methods, so another backend that implements them gets all of that for free. Errors
-    for a person (an unknown model, version or alias) are one-line ``OpsloopError``s.
+    history, rollback) reaches the registry only through these methods, so another backend
+    that implements them gets all of that for free. A backend that also keeps provenance
+    and artifact hashes declares the :class:`ModelGovernance` capability. Errors for a
+    person (an unknown model, version or alias) are one-line ``OpsloopError``s.
     """
 
     name: str
@@ -153,6 +154,18 @@ class ModelStore(Protocol):
         """Every version of ``name`` with its aliases, oldest first; OpsloopError if unknown."""
         ...
 
+
+@runtime_checkable
+class ModelGovernance(Protocol):
+    """An optional ModelStore capability: provenance, integrity, metadata and imports.
+
+    A store offers it by *declaring* it, ``capabilities = frozenset({"governance"})``, and
+    implementing these methods; the core never probes for them one by one. Model cards,
+    readiness verdicts, ``opsloop model show/verify/meta/import`` and the integrity check
+    before an alias moves need it; a store without it still registers, serves and moves
+    aliases.
+    """
+
     def provenance(self, ref: ModelVersionRef) -> dict[str, Any]:
         """What a version was made from, as recorded at registration.
 
@@ -189,7 +202,9 @@ class ModelStore(Protocol):
         ...
 
 
-#: Methods every ModelStore has; the first four are all the core needs to move aliases.
+#: The capability a ModelStore declares in ``capabilities`` to offer ModelGovernance.
+GOVERNANCE = "governance"
+#: Methods every ModelStore has (the first four are all the core needs to move aliases).
 MODEL_STORE_METHODS: tuple[str, ...] = (
     "register",
     "set_alias",
@@ -197,6 +212,9 @@ MODEL_STORE_METHODS: tuple[str, ...] = (
     "load",
     "list_models",
     "list_versions",
+)
+#: Methods a store declaring the governance capability has.
+GOVERNANCE_METHODS: tuple[str, ...] = (
     "provenance",
     "verify",
     "get_metadata",

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from opsloop.errors import OpsloopError
+from opsloop.names import safe_name
 
 if TYPE_CHECKING:
     from opsloop.project import Project
@@ -92,7 +93,7 @@ def build_card(project: Project, name: str, version: str | None = None) -> dict[
         version = current or "latest"
     ref = store.resolve(name, version)
     name, version = ref.name, ref.version
-    prov = registry.store_method(store, "provenance")(ref)
+    prov = registry.governance(store, "a model card").provenance(ref)
     meta = registry.metadata(project, name, version)
     gaps: list[dict[str, str]] = []
     meta_cmd = f"opsloop model meta {name}"
@@ -231,7 +232,7 @@ def build_card(project: Project, name: str, version: str | None = None) -> dict[
         )
 
     artifacts = dict(prov.get("artifacts") or {})
-    problems = registry.store_method(store, "verify")(ref)
+    problems = registry.governance(store, "a model card").verify(ref)
     card["integrity"] = {
         "algorithm": "sha256",
         "files": dict(artifacts.get("files") or {}),
@@ -457,7 +458,7 @@ def write_card(
         raise OpsloopError(
             f"cannot create the model card folder {folder}: {exc.strerror}"
         ) from None
-    stem = f"{card['model']['name']}-v{card['model']['version']}"
+    stem = safe_name(f"{card['model']['name']}-v{card['model']['version']}", "model card name")
     md, js = folder / f"{stem}.md", folder / f"{stem}.json"
     md.write_text(to_markdown(card), encoding="utf-8")
     js.write_text(json.dumps(card, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from opsloop.errors import OpsloopError, did_you_mean
+from opsloop.names import safe_name
 from opsloop.records import Signal
 
 if TYPE_CHECKING:
@@ -16,10 +17,8 @@ if TYPE_CHECKING:
 
 
 def list_detectors(project: Project) -> list[DriftDetector]:
-    detectors: list[DriftDetector] = []
-    for group in project.hook.register_drift_detectors(project=project):
-        detectors.extend(group or [])
-    return detectors
+    """Every drift detector plugins register (one per name: see opsloop.registrations)."""
+    return project.collect("register_drift_detectors")
 
 
 def get_detector(project: Project, name: str | None = None) -> DriftDetector:
@@ -56,11 +55,12 @@ def check_drift(
 ) -> tuple[DriftResult, Signal | None]:
     """Compare ``current`` with ``reference``; a drifted result is emitted as a Signal.
 
-    Reports go to ``report_dir`` (default: ``<home>/reports/drift/<model>/``).
+    Reports go to ``report_dir`` (default: ``<home>/reports/drift/<model>/``; a detached
+    project writes a report only where ``report_dir`` says).
     """
     chosen = get_detector(project, detector)
-    if report_dir is None:
-        report_dir = project.path("reports", "drift", model, "x").parent
+    if report_dir is None and not project.detached:
+        report_dir = project.path("reports", "drift", safe_name(model, "model"), "x").parent
     result = chosen.detect(reference, current, columns=columns, report_dir=report_dir)
     signal = None
     if result.drifted:

@@ -1,7 +1,8 @@
 """The plugin manager: built-ins, entry points (group ``opsloop``) and local plugin files.
 
 * ``OPSLOOP_PLUGINS=a,b``: allow-list of installed plugins (built-ins always load).
-* ``OPSLOOP_DISABLE_PLUGINS=a,b``: block-list, built-ins included.
+* ``OPSLOOP_DISABLE_PLUGINS=a,b``: block-list, built-ins included, but for the essential
+  ``core`` built-in (config, records, audit log, the core commands), which always loads.
 * ``OPSLOOP_TRACE_HOOKS=1``: print every hook call with its arguments and results.
 * A plugin that fails to import, or implements a hook that does not exist, is recorded as
   failed and unregistered; the rest keep working and ``opsloop plugins`` shows the error.
@@ -32,8 +33,10 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("core", "opsloop.builtins.core_plugin"),
     ("respond", "opsloop.builtins.respond_plugin"),
     ("papermill", "opsloop.builtins.papermill_plugin"),
-    ("promotion", "opsloop.builtins.promotion_plugin"),
+    ("registry", "opsloop.builtins.registry_plugin"),
 )
+#: The built-in no allow- or block-list removes: without it there is no project to open.
+ESSENTIAL = "core"
 
 
 @dataclass
@@ -82,6 +85,37 @@ class PluginManager:
         self.order = list(order)
         self.load_entrypoints = load_entrypoints
         self._trace = env.get("OPSLOOP_TRACE_HOOKS", "").lower() not in ("", "0", "false", "no")
+        #: Bumped on every registration change, so collected register_* results go stale.
+        self.generation = 0
+
+    @classmethod
+    def from_selection(
+        cls,
+        selection: Mapping[str, Any],
+        root: Path,
+        environ: Mapping[str, str] | None = None,
+        *,
+        load_entrypoints: bool = True,
+    ) -> PluginManager:
+        """The manager a project uses, from its ``[plugins]`` table (and OPSLOOP_PLUGINS__*).
+
+        The CLI and :meth:`opsloop.project.Project.open` both build through here, so the
+        plugins a command lists are the plugins the project runs.
+        """
+        lists: dict[str, list[str]] = {}
+        for key in ("enabled", "disabled", "paths", "order"):
+            value = selection.get(key, [])
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise PluginError(f"[plugins] {key} must be a list of names, got {value!r}"[:200])
+            lists[key] = value
+        return cls(
+            enabled=lists["enabled"],
+            disabled=lists["disabled"],
+            paths=[root / p for p in lists["paths"]],
+            order=lists["order"],
+            environ=dict(environ) if environ is not None else None,
+            load_entrypoints=load_entrypoints,
+        ).load()
 
     @property
     def hook(self) -> Any:
@@ -131,8 +165,11 @@ class PluginManager:
         chosen = [
             c
             for c in candidates
-            if c.name not in self.block
-            and (c.source == "builtin" or not self.allow or c.name in self.allow)
+            if (c.name == ESSENTIAL and c.source == "builtin")
+            or (
+                c.name not in self.block
+                and (c.source == "builtin" or not self.allow or c.name in self.allow)
+            )
         ]
         # pluggy calls the last registered plugin first: put `order` at the end, reversed.
         ordered = [c for c in chosen if c.name not in self.order]
@@ -199,6 +236,7 @@ class PluginManager:
             entry.info = self._describe(entry)
         if self._trace:
             self._enable_trace()
+        self.generation += 1
         return self
 
     def _describe(self, entry: PluginEntry) -> PluginInfo | None:
@@ -230,6 +268,7 @@ class PluginManager:
         entry.hooks = sorted(h.name for h in self.pm.get_hookcallers(plugin) or ())
         entry.info = self._describe(entry)
         self.entries[entry.name] = entry
+        self.generation += 1
         return entry.name
 
     @staticmethod
@@ -244,6 +283,17 @@ class PluginManager:
     def unregister(self, name: str) -> None:
         self.pm.unregister(name=name)
         self.entries.pop(name, None)
+        self.generation += 1
+
+    def info(self, name: str) -> PluginInfo | None:
+        """The PluginInfo of the loaded plugin that describes itself as ``name``."""
+        entry = self.entries.get(name)
+        if entry is not None and entry.ok and entry.info is not None:
+            return entry.info
+        for other in self.loaded():
+            if other.info is not None and other.info.name == name:
+                return other.info
+        return None
 
     @property
     def failures(self) -> list[PluginEntry]:

@@ -1,70 +1,124 @@
 """A project: its config, its home folder, its plugins, its records and its audit log.
 
-Every hook receives the :class:`Project`; it is how a plugin finds settings, paths, the
-warehouse, and how it writes records and audit entries.
+Every hook receives the :class:`Project`; it is how a plugin finds its settings, paths,
+the warehouse, and how it writes records and audit entries.
+
+Only ``opsloop init`` and ``opsloop demo`` create a project. Opening a folder that holds
+no ``opsloop.toml`` is refused in one line; a command that only computes (a scan, a drift
+check of two files) opens a *detached* project instead: default settings, records kept
+in memory, nothing written anywhere.
 """
 
 from __future__ import annotations
 
-import importlib
-import json
 import os
+from collections.abc import Callable, Mapping
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from opsloop.audit import AuditLog
-from opsloop.config import CONFIG_FILE, Config, find_config, format_validation_error, load_config
-from opsloop.errors import ConfigError
+from opsloop.audit import AuditLog, VerifyResult
+from opsloop.config import CONFIG_FILE, Config, find_config, load_config, validate_settings
+from opsloop.config_files import plugin_env_overrides
+from opsloop.errors import ConfigError, OpsloopError
 from opsloop.plugins import PluginManager
 from opsloop.records import Record
+from opsloop.registrations import Collected, Shadowed, collect_hook
 from opsloop.store import RecordStore
+
+T = TypeVar("T")
+
+
+class NoProjectError(ConfigError):
+    """There is no opsloop project where one was looked for."""
+
+
+def locate(path: Path | str | None, environ: Mapping[str, str]) -> tuple[Path | None, Path]:
+    """(the config file or None, the folder it was looked for in).
+
+    ``path`` is a folder or a config file; None means ``$OPSLOOP_PROJECT``, else the
+    nearest opsloop.toml (or pyproject.toml with ``[tool.opsloop]``) from the cwd up.
+    """
+    if path is None and environ.get("OPSLOOP_PROJECT"):
+        path = environ["OPSLOOP_PROJECT"]
+    target = Path(path) if path is not None else Path.cwd()
+    if target.is_file() or target.suffix == ".toml":
+        if not target.is_file():
+            raise NoProjectError(f"{target}: no such config file")
+        return target, target.parent
+    if path is None:
+        return find_config(target), target
+    candidate = target / CONFIG_FILE
+    if candidate.is_file():
+        return candidate, target
+    pyproject = target / "pyproject.toml"
+    if pyproject.is_file() and b"[tool.opsloop" in pyproject.read_bytes():
+        return pyproject, target
+    return None, target
+
+
+def no_project_error(folder: Path, searched_up: bool) -> NoProjectError:
+    """The one line a command prints when there is no project to open."""
+    folder = folder.resolve() if folder.exists() else folder
+    if not folder.exists():
+        return NoProjectError(f"no opsloop project at {folder}: the folder does not exist")
+    where = "there or in a parent folder" if searched_up else "there"
+    return NoProjectError(
+        f"no opsloop project at {folder}: no opsloop.toml {where}; create one with "
+        f"`opsloop init {folder}` or point --project / OPSLOOP_PROJECT at your project"
+    )
 
 
 class Project:
     """An opened opsloop project. Use :meth:`open` rather than the constructor."""
 
-    def __init__(self, root: Path, config: Config, plugins: PluginManager) -> None:
+    def __init__(
+        self,
+        root: Path,
+        config: Config,
+        plugins: PluginManager,
+        *,
+        environ: Mapping[str, str] | None = None,
+        detached: bool = False,
+    ) -> None:
         self.root = root
         self.config = config
         self.plugins = plugins
+        self.environ: dict[str, str] = dict(os.environ if environ is None else environ)
+        #: True for a project opened where there is none: defaults, nothing written.
+        self.detached = detached
         self.home = (root / config.project.home).resolve()
         self._settings: dict[str, Any] = {}
+        self._collected: dict[str, tuple[int, Collected]] = {}
+        self._memo: dict[str, Any] = {}
 
     @classmethod
     def open(
         cls,
         path: Path | str | None = None,
         *,
-        environ: dict[str, str] | None = None,
+        environ: Mapping[str, str] | None = None,
         plugins: PluginManager | None = None,
         start: bool = True,
+        detached_ok: bool = False,
     ) -> Project:
-        """Open the project at ``path`` (a folder or a config file; default: search up from cwd)."""
+        """Open the project at ``path`` (a folder or a config file; default: search up).
+
+        No project there: :class:`NoProjectError`, unless ``detached_ok``, which opens a
+        detached project (default settings, ``$OPSLOOP_*`` overrides applied, records in
+        memory, nothing written) for commands that only compute.
+        """
         env = dict(os.environ if environ is None else environ)
-        if path is None and env.get("OPSLOOP_PROJECT"):
-            path = env["OPSLOOP_PROJECT"]
-        target = Path(path) if path is not None else Path.cwd()
-        if target.is_file() or target.suffix == ".toml":
-            if not target.is_file():
-                raise ConfigError(f"{target}: no such config file")
-            config_path: Path | None = target
-        elif path is not None:
-            candidate = target / CONFIG_FILE
-            config_path = candidate if candidate.is_file() else None
-        else:
-            config_path = find_config(target)
+        config_path, folder = locate(path, env)
+        if config_path is None and not detached_ok:
+            raise no_project_error(folder, searched_up=path is None)
         config = load_config(config_path, env)
-        root = (config_path.parent if config_path else target).resolve()
+        root = (config_path.parent if config_path else Path.cwd()).resolve()
         if plugins is None:
-            plugins = PluginManager(
-                enabled=config.plugins.enabled,
-                disabled=config.plugins.disabled,
-                paths=[(root / p) for p in config.plugins.paths],
-                order=config.plugins.order,
-                environ=env,
-            ).load()
-        project = cls(root, config, plugins)
+            plugins = PluginManager.from_selection(
+                config.plugins.model_dump(), root, env, load_entrypoints=True
+            )
+        project = cls(root, config, plugins, environ=env, detached=config_path is None)
         if start:
             project.hook.startup(project=project)
         return project
@@ -75,39 +129,89 @@ class Project:
         return self.plugins.hook
 
     def settings(self, plugin: str) -> Any:
-        """The plugin's ``[plugin.<name>]`` table, validated by its config model."""
+        """The plugin's settings: ``[plugin.<name>]`` plus ``OPSLOOP_PLUGIN__<NAME>__<KEY>``
+        variables, validated by the model its PluginInfo names on first use, then kept.
+
+        A plugin without a settings model gets the merged table as a dict.
+        """
         if plugin in self._settings:
             return self._settings[plugin]
         raw = dict(self.config.plugin.get(plugin, {}))
-        prefix = f"OPSLOOP_PLUGIN__{plugin.upper().replace('-', '_')}__"
-        for key, value in os.environ.items():
-            if key.startswith(prefix):
-                try:
-                    parsed: Any = json.loads(value)
-                except ValueError:
-                    parsed = value
-                raw[key[len(prefix) :].lower()] = parsed
-        entry = self.plugins.entries.get(plugin)
-        model_path = entry.info.config_model if entry and entry.info else None
+        origins: dict[str, str] = {}
+        for key, (variable, value) in plugin_env_overrides(self.environ, plugin).items():
+            raw[key] = value
+            origins[f"plugin.{plugin}.{key}"] = variable
+        info = self.plugins.info(plugin)
+        model_path = info.config_model if info is not None else None
         if model_path is None:
             self._settings[plugin] = raw
             return raw
-        module_name, _, attr = model_path.partition(":")
-        model = getattr(importlib.import_module(module_name), attr)
-        from pydantic import ValidationError
-
-        try:
-            value = model.model_validate(raw)
-        except ValidationError as exc:
-            raise ConfigError(
-                format_validation_error(exc, self.config.source, prefix=f"plugin.{plugin}")
-            ) from None
+        model = _import_attr(model_path, plugin)
+        value = validate_settings(
+            model,
+            raw,
+            source=self.config.source,
+            prefix=f"plugin.{plugin}",
+            origins=origins,
+            context={"environ": self.environ, "root": self.root, "source": self.config.source},
+        )
         self._settings[plugin] = value
         return value
 
+    def settings_errors(self) -> dict[str, str]:
+        """Every loaded plugin's settings checked now: ``{plugin: one-line error}``.
+
+        Settings are otherwise checked when a plugin first reads them; ``opsloop plugins``
+        and ``opsloop doctor`` call this to report every problem at once.
+        """
+        errors: dict[str, str] = {}
+        for entry in self.plugins.loaded():
+            if entry.info is not None and entry.info.config_model:
+                try:
+                    self.settings(entry.info.name)
+                except OpsloopError as exc:
+                    errors[entry.info.name] = str(exc)
+        return errors
+
+    def collect(self, hook: str) -> list[Any]:
+        """The items every plugin registers through ``hook`` (a ``register_*`` hook), with
+        the one rule for equal names (:mod:`opsloop.registrations`); collected once."""
+        return list(self._collect(hook).items)
+
+    def collect_owned(self, hook: str) -> list[tuple[str, Any]]:
+        """Like :meth:`collect`, each item with the name of the plugin that registered it."""
+        found = self._collect(hook)
+        return list(zip(found.owners, found.items, strict=True))
+
+    def shadowed(self, hook: str) -> list[Shadowed]:
+        """Registrations of ``hook`` left out because another plugin's won their name."""
+        return list(self._collect(hook).shadowed)
+
+    def _collect(self, hook: str) -> Collected:
+        cached = self._collected.get(hook)
+        if cached is not None and cached[0] == self.plugins.generation:
+            return cached[1]
+        found = collect_hook(self, hook)
+        self._collected[hook] = (self.plugins.generation, found)
+        return found
+
+    def memo(self, key: str, factory: Callable[[], T]) -> T:
+        """An object a plugin keeps for as long as this project is open (a registry client,
+        a connection pool), made by ``factory`` on first use: plugins need no module caches.
+        """
+        if key not in self._memo:
+            self._memo[key] = factory()
+        return self._memo[key]  # type: ignore[no-any-return]
+
     # ------------------------------------------------------------------ paths
     def path(self, *parts: str) -> Path:
-        """A path under the project home; the folder is created."""
+        """A path under the project home; its folder is created.
+
+        A detached project writes nothing: asking it for a place to write is an error that
+        says how to get a project.
+        """
+        if self.detached:
+            raise no_project_error(Path.cwd(), searched_up=True)
         target = self.home.joinpath(*parts)
         target.parent.mkdir(parents=True, exist_ok=True)
         return target
@@ -119,10 +223,14 @@ class Project:
     # ------------------------------------------------------------------ state
     @cached_property
     def audit(self) -> AuditLog:
+        if self.detached:
+            return _DetachedAuditLog(self.config.audit.actor)
         return AuditLog(self.path(self.config.audit.path), self.config.audit.actor)
 
     @cached_property
     def records(self) -> RecordStore:
+        if self.detached:
+            return RecordStore(None)
         return RecordStore(self.path(self.config.records.path))
 
     def emit(self, record: Record) -> Record:
@@ -134,3 +242,36 @@ class Project:
     def close(self) -> None:
         if "records" in self.__dict__:
             self.records.close()
+
+
+class _DetachedAuditLog(AuditLog):
+    """The audit log of a detached project: entries are kept in memory, never written."""
+
+    def __init__(self, actor: str = "") -> None:
+        super().__init__(Path(os.devnull), actor)
+        self._memory: list[dict[str, Any]] = []
+
+    def append(self, action: str, target: str, **kwargs: Any) -> dict[str, Any]:
+        entry = {"seq": len(self._memory) + 1, "action": action, "target": target, **kwargs}
+        self._memory.append(entry)
+        return entry
+
+    def entries(self) -> Any:
+        return iter(self._memory)
+
+    def verify(self) -> VerifyResult:
+        return VerifyResult(True, len(self._memory))
+
+
+def _import_attr(dotted: str, plugin: str) -> Any:
+    """``"pkg.module:Class"`` imported; a broken path is the plugin's fault, said so."""
+    import importlib
+
+    module_name, _, attr = dotted.partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise OpsloopError(
+            f"plugin '{plugin}' names settings model '{dotted}', which cannot be imported: "
+            f"{exc}; reinstall or fix the plugin"
+        ) from None

@@ -102,7 +102,7 @@ def checklist(
         else f"no owner; set one with `opsloop model meta {name} --owner`",
     )
 
-    problems = registry.store_method(store, "verify")(ref)
+    problems = registry.governance(store, "a readiness check").verify(ref)
     add(
         "artifacts intact",
         not problems,

@@ -179,6 +179,8 @@ class RunbookRun(Record):
     error: str | None = None
     started_at: str = ""
     finished_at: str = ""
+    #: what the runbook concluded (``opsloop.runbooks.runbook_result``): summary, recommendation
+    result: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)

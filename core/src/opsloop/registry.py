@@ -13,15 +13,16 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from opsloop.errors import IntegrityError, OpsloopError
+from opsloop.names import safe_name
 
 if TYPE_CHECKING:
-    from opsloop.interfaces import CheckResult, ModelStore, TrainedModel
+    from opsloop.interfaces import CheckResult, ModelGovernance, ModelStore, TrainedModel
     from opsloop.project import Project
     from opsloop.records import AliasMove, Evidence, ModelVersionRef
 
@@ -40,15 +41,23 @@ def get_store(project: Project) -> ModelStore:
     return store  # type: ignore[no-any-return]
 
 
-def store_method(store: ModelStore, method: str) -> Callable[..., Any]:
-    """A ModelStore method the core needs beyond register/alias/resolve/load, or a clear error."""
-    fn = getattr(store, method, None)
-    if not callable(fn):
+def has_governance(store: ModelStore) -> bool:
+    """True when the store declares the governance capability (provenance, integrity...)."""
+    from opsloop.interfaces import GOVERNANCE
+
+    return GOVERNANCE in getattr(store, "capabilities", ())
+
+
+def governance(store: ModelStore, needed_for: str = "this") -> ModelGovernance:
+    """The store's governance capability, or a one-line error saying what needs it."""
+    if not has_governance(store):
         raise OpsloopError(
             f"the registry plugin '{getattr(store, 'name', type(store).__name__)}' does not "
-            f"implement ModelStore.{method}(); update it or use opsloop-mlflow"
+            f"offer governance (provenance, artifact hashes, metadata), which {needed_for} "
+            "needs; use opsloop-mlflow, or a store that declares "
+            "capabilities = frozenset({'governance'})"
         )
-    return fn  # type: ignore[no-any-return]
+    return store  # type: ignore[return-value]
 
 
 def _clean_alias(alias: str) -> str:
@@ -88,6 +97,7 @@ def register_model(
     environment, signature, input example, a SHA-256 per artifact file). A refused or
     failed registration leaves no version behind and no audit entry but the refusal.
     """
+    safe_name(name, "model name")  # it names folders: model cards, logs, reports
     store = get_store(project)
     project.hook.before_register(project=project, name=name, trained=trained)
     lineage = {**dict(lineage), "registered_by": project.audit.actor}
@@ -142,7 +152,9 @@ def register_from(
     :func:`register_model`.
     """
     store = get_store(project)
-    trained, found = store_method(store, "import_model")(source, allow_pickle=allow_pickle)
+    trained, found = governance(store, "importing a model").import_model(
+        source, allow_pickle=allow_pickle
+    )
     lineage: dict[str, Any] = dict(found)
     if target:
         trained.target = target
@@ -202,15 +214,14 @@ def _gate_results(
 
     results: list[CheckResult] = []
     count = 0
-    for group in project.hook.register_promotion_gates(project=project):
-        for gate in group or []:
-            count += 1
-            try:
-                result = gate(ref, alias)
-            except OpsloopError as exc:
-                result = CheckResult(_gate_name(gate), False, f"error: {exc}")
-            if result is not None:
-                results.append(result)
+    for gate in project.collect("register_promotion_gates"):
+        count += 1
+        try:
+            result = gate(ref, alias)
+        except OpsloopError as exc:
+            result = CheckResult(_gate_name(gate), False, f"error: {exc}")
+        if result is not None:
+            results.append(result)
     return results, count
 
 
@@ -227,16 +238,14 @@ def current_version(project: Project, name: str, alias: str) -> str | None:
 
 def _require_model(store: ModelStore, name: str) -> None:
     """A one-line error naming what is registered when ``name`` is not."""
-    list_versions = getattr(store, "list_versions", None)
-    if callable(list_versions):
-        list_versions(name)
+    store.list_versions(name)
 
 
 def _check_integrity(project: Project, store: ModelStore, ref: ModelVersionRef) -> None:
-    verify = getattr(store, "verify", None)
-    if not callable(verify):
+    """Refuse a version whose artifacts changed (stores without governance keep no hashes)."""
+    if not has_governance(store):
         return
-    problems = verify(ref)
+    problems = governance(store).verify(ref)
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise IntegrityError(
@@ -451,7 +460,7 @@ def rollback(
 def history(project: Project, name: str) -> dict[str, Any]:
     """Versions (from the registry), alias moves and other changes (from the audit log)."""
     store = get_store(project)
-    refs = store_method(store, "list_versions")(name)
+    refs = store.list_versions(name)
     registered_by: dict[str, str] = {}
     events: list[dict[str, Any]] = []
     for entry in project.audit.entries():
@@ -480,7 +489,7 @@ def history(project: Project, name: str) -> dict[str, Any]:
         who = registered_by.get(ref.version)
         if who is None:
             try:
-                who = store_method(store, "provenance")(ref).get("registered_by") or ""
+                who = governance(store, "provenance").provenance(ref).get("registered_by") or ""
             except OpsloopError:
                 who = ""
         versions.append(
@@ -516,8 +525,9 @@ def set_metadata(
     else:
         store.resolve(name, "latest")  # the model must exist
     clean = {str(k): str(v).strip() for k, v in values.items()}
-    before = store_method(store, "get_metadata")(name, version)
-    store_method(store, "set_metadata")(name, version, clean)
+    gov = governance(store, "model metadata")
+    before = gov.get_metadata(name, version)
+    gov.set_metadata(name, version, clean)
     target = f"{name}/{version}" if version else name
     project.audit.append(
         "model.metadata",
@@ -531,7 +541,7 @@ def set_metadata(
 def metadata(project: Project, name: str, version: str | None = None) -> dict[str, str]:
     """A version's governance metadata over its model's (the version's value wins)."""
     store = get_store(project)
-    get = store_method(store, "get_metadata")
+    get = governance(store, "model metadata").get_metadata
     merged = dict(get(name, None))
     if version is not None:
         merged.update({k: v for k, v in get(name, version).items() if v})

@@ -30,17 +30,13 @@ class IncidentView:
 
 
 def list_rules(project: Project) -> list[AlertRule]:
-    rules: list[AlertRule] = []
-    for group in project.hook.register_alert_rules(project=project):
-        rules.extend(group or [])
-    return rules
+    """Every alert rule plugins register (one per name: see opsloop.registrations)."""
+    return project.collect("register_alert_rules")
 
 
 def list_notifiers(project: Project) -> list[Notifier]:
-    notifiers: list[Notifier] = []
-    for group in project.hook.register_notifiers(project=project):
-        notifiers.extend(group or [])
-    return notifiers
+    """Every notifier plugins register (one per name: see opsloop.registrations)."""
+    return project.collect("register_notifiers")
 
 
 def _matches(rule: AlertRule, signal: Signal) -> bool:

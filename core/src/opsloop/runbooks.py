@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from opsloop.errors import OpsloopError, ParameterError, did_you_mean
 from opsloop.interfaces import RunbookSpec
+from opsloop.names import is_safe_name
 from opsloop.records import Incident, IncidentUpdate, RunbookRun, new_id, utcnow
 from opsloop.redact import REDACTED, is_secret_key, redact, redact_text
 
@@ -41,8 +42,9 @@ SECRET_ENV_PREFIX = "OPSLOOP_SECRET__"
 SECRETS_CELL_TAG = "opsloop-secrets"
 #: Secrets shorter than this are not scrubbed from outputs (they would mangle any text).
 MIN_SCRUB_LENGTH = 4
+#: The output type a runbook's declared result is displayed as (see :func:`runbook_result`).
+RESULT_MIME = "application/vnd.opsloop.result+json"
 
-_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _TRUE = frozenset({"true", "yes", "y", "on", "1"})
 _FALSE = frozenset({"false", "no", "n", "off", "0"})
 _PY_TYPES: dict[type, str] = {bool: "bool", int: "int", float: "float", str: "str"}
@@ -142,13 +144,10 @@ def runbook_specs_in(folder: Path) -> list[RunbookSpec]:
 
 
 def list_runbooks(project: Project) -> list[RunbookSpec]:
-    """Every runbook the plugins register, by name; a later plugin overrides an earlier one."""
-    by_name: dict[str, RunbookSpec] = {}
-    # pluggy calls the last registered plugin first: walk the answers oldest plugin first.
-    for specs in reversed(project.hook.register_runbooks(project=project)):
-        for spec in specs or ():
-            by_name[spec.name] = spec
-    return [by_name[n] for n in sorted(by_name)]
+    """Every runbook the plugins register, sorted by name (one per name: see
+    opsloop.registrations)."""
+    specs: list[RunbookSpec] = project.collect("register_runbooks")
+    return sorted(specs, key=lambda s: s.name)
 
 
 def get_runbook(project: Project, name: str) -> RunbookSpec:
@@ -572,7 +571,7 @@ def run_runbook(
     failed); secret parameters reach the kernel through its environment only.
     """
     spec = get_runbook(project, name)
-    if not _SAFE_NAME.fullmatch(spec.name):
+    if not is_safe_name(spec.name):
         raise ParameterError(
             f"runbook name '{spec.name}' is not a safe file name (letters, digits, . _ -)"
         )
@@ -616,6 +615,7 @@ def run_runbook(
             interrupted, error = exc, "interrupted by the user"
             failed = project.path("runbooks", spec.name, f"{run_id}.failed.ipynb")
             output = str(failed) if failed.is_file() else ""
+    declared = _declared_result(output)
     run = RunbookRun(
         id=run_id,
         runbook=spec.name,
@@ -627,6 +627,7 @@ def run_runbook(
         error=error,
         started_at=started,
         finished_at=utcnow(),
+        result=declared,
     )
     project.emit(run)
     project.audit.append(
@@ -637,6 +638,7 @@ def run_runbook(
             "status": run.status,
             "parameters": shown,
             "output_path": output,
+            "result": {k: declared[k] for k in ("summary", "recommendation") if k in declared},
             "incident_id": incident_id,
             "error": error,
         },
@@ -655,6 +657,47 @@ def run_runbook(
     if interrupted is not None:
         raise interrupted
     return run
+
+
+# ----------------------------------------------------------------------------- results
+def runbook_result(summary: str = "", recommendation: str = "", **data: Any) -> dict[str, Any]:
+    """Declare what this runbook concluded; call it in the notebook's last cell.
+
+    ``summary`` is one line for a person, ``recommendation`` a short verdict (e.g.
+    ``"retrain-or-rollback"``), ``data`` any JSON-ready details. It is shown in the
+    notebook, stored on the :class:`RunbookRun`, and printed by ``opsloop runbook run``.
+    """
+    result: dict[str, Any] = json.loads(
+        json.dumps({"summary": summary, "recommendation": recommendation, **data}, default=str)
+    )
+    try:
+        from IPython.display import display
+    except ImportError:  # not in a notebook: the value is still returned
+        return result
+    text = "\n".join(f"{k}: {v}" for k, v in result.items() if v not in ("", None, [], {}))
+    display({RESULT_MIME: result, "text/plain": text or "(no result)"}, raw=True)  # type: ignore[no-untyped-call]
+    return result
+
+
+def read_result(notebook: Mapping[str, Any]) -> dict[str, Any]:
+    """The last result a runbook declared in an executed notebook ({} when none)."""
+    found: dict[str, Any] = {}
+    for cell in notebook.get("cells", []):
+        for output in cell.get("outputs", []) or []:
+            value = (output.get("data") or {}).get(RESULT_MIME)
+            if isinstance(value, dict):
+                found = value
+    return found
+
+
+def _declared_result(output: str) -> dict[str, Any]:
+    """The result declared in the executed (already scrubbed) notebook, or {}."""
+    if not output:
+        return {}
+    try:
+        return read_result(read_notebook(Path(output)))
+    except OpsloopError:
+        return {}
 
 
 # ----------------------------------------------------------------------------- helpers

@@ -35,11 +35,15 @@ BEGIN SELECT RAISE(ABORT, 'records are append-only'); END;
 class RecordStore:
     """Append-only store of :class:`~opsloop.records.Record` objects."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path | None) -> None:
+        """Open (or create) the store at ``path``; None keeps the records in memory only."""
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        where = ":memory:" if path is None else path
+        self._db = sqlite3.connect(where, timeout=30, isolation_level=None, check_same_thread=False)
+        if path is not None:
+            self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
 
     def close(self) -> None:

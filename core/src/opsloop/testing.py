@@ -32,13 +32,14 @@ import pytest
 
 from opsloop import hookspecs
 from opsloop.interfaces import (
+    GOVERNANCE,
+    GOVERNANCE_METHODS,
     MODEL_STORE_METHODS,
     STAGES,
     AlertRule,
     CheckResult,
     DataContract,
     DriftDetector,
-    ModelStore,
     Notifier,
     PluginInfo,
     RunbookSpec,
@@ -68,13 +69,20 @@ def make_project(
     config: str = "",
     environ: dict[str, str] | None = None,
 ) -> Project:
-    """A project in ``root`` with the built-ins plus ``plugins`` (and nothing installed)."""
+    """A project in ``root`` with the built-ins plus ``plugins`` (and nothing installed).
+
+    ``config`` is written as its opsloop.toml; without it, an existing opsloop.toml is kept
+    and a folder with none gets a minimal one (only init and demo create projects, so a
+    test makes its own).
+    """
     from opsloop.plugins import PluginManager
     from opsloop.project import Project
 
     root.mkdir(parents=True, exist_ok=True)
     if config:
         (root / "opsloop.toml").write_text(config, encoding="utf-8")
+    elif not (root / "opsloop.toml").exists():
+        (root / "opsloop.toml").write_text(f'[project]\nname = "{root.name}"\n', "utf-8")
     manager = PluginManager(load_entrypoints=False, environ=environ or {}).load()
     for plugin in plugins:
         if manager.pm.is_registered(plugin):
@@ -221,19 +229,35 @@ def check_plugin(plugin: ModuleType | object, root: Path) -> list[str]:
         if "model_store" in impls:
             store = impls["model_store"](project=project)
             if store is not None:
-                missing = [m for m in MODEL_STORE_METHODS if not callable(getattr(store, m, None))]
-                if not isinstance(getattr(store, "name", None), str):
-                    missing.insert(0, "name")
-                if missing:
-                    problems.append(
-                        "model_store() must return an opsloop.interfaces.ModelStore; "
-                        f"{type(store).__name__} lacks: {', '.join(missing)}"
-                    )
-                elif not isinstance(store, ModelStore):
-                    problems.append("model_store() must return an opsloop.interfaces.ModelStore")
+                problems.extend(_store_problems(store))
     finally:
         project.close()
     return problems
+
+
+def _store_problems(store: Any) -> list[str]:
+    """How a model_store() answer breaks the ModelStore contract and its declared capabilities."""
+    kind = type(store).__name__
+    missing = [m for m in MODEL_STORE_METHODS if not callable(getattr(store, m, None))]
+    if not isinstance(getattr(store, "name", None), str):
+        missing.insert(0, "name")
+    if missing:
+        return [
+            "model_store() must return an opsloop.interfaces.ModelStore; "
+            f"{kind} lacks: {', '.join(missing)}"
+        ]
+    declared: frozenset[str] = frozenset(getattr(store, "capabilities", ()))
+    offers = [m for m in GOVERNANCE_METHODS if callable(getattr(store, m, None))]
+    if GOVERNANCE in declared:
+        lacking = [m for m in GOVERNANCE_METHODS if m not in offers]
+        if lacking:
+            return [f"{kind} declares the governance capability but lacks: {', '.join(lacking)}"]
+    elif offers:
+        return [
+            f"{kind} implements {', '.join(offers)} but does not declare "
+            "capabilities = frozenset({'governance'}); the core uses only what a store declares"
+        ]
+    return []
 
 
 def assert_plugin_conforms(plugin: ModuleType | object, root: Path) -> None:

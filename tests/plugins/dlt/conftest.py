@@ -15,8 +15,7 @@ from opsloop.project import Project
 def open_project(root: Path, config: str = "") -> Project:
     """A project in ``root`` with the built-ins plus this plugin, registered as "dlt"."""
     root.mkdir(parents=True, exist_ok=True)
-    if config:
-        (root / "opsloop.toml").write_text(config, encoding="utf-8")
+    (root / "opsloop.toml").write_text(config or '[project]\nname = "t"\n', encoding="utf-8")
     manager = PluginManager(load_entrypoints=False, environ={}).load()
     manager.register(opsloop_dlt.plugin, name="dlt")
     return Project.open(root, plugins=manager, environ={})

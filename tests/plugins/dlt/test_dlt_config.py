@@ -132,6 +132,7 @@ def test_telemetry_is_off_and_nothing_is_written_outside_the_project(tmp_path: P
     for folder in (home, cwd):
         folder.mkdir()
     write_csv(root / "landing" / "d1.csv", ["id"], [[1], [2]])
+    (root / "opsloop.toml").write_text('[project]\nname = "p"\n', encoding="utf-8")
     script = textwrap.dedent(
         """
         import json, socket, sys

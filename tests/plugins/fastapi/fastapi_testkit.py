@@ -185,8 +185,7 @@ def open_project(
     ``environ`` is what the plugin manager reads (``OPSLOOP_TRACE_HOOKS``); default: os.environ.
     """
     root.mkdir(parents=True, exist_ok=True)
-    if config:
-        (root / "opsloop.toml").write_text(config, encoding="utf-8")
+    (root / "opsloop.toml").write_text(config or '[project]\nname = "t"\n', encoding="utf-8")
     manager = make_manager(environ=environ)
     manager.register(opsloop_fastapi.plugin, name="fastapi")
     if registry:
@@ -225,9 +224,9 @@ def one_row(index: int = 0) -> dict[str, float]:
 def app_for(project: Project, alias: str = "champion", **settings: Any) -> Any:
     """The scoring app for MODEL@alias of ``project``'s registry, with settings overrides."""
     from opsloop_fastapi.server import open_app
-    from opsloop_fastapi.settings import Settings, load_settings
+    from opsloop_fastapi.settings import Settings
 
-    base = load_settings(project).model_dump()
+    base = project.settings("fastapi").model_dump()
     base.update(settings)
     ref = store_of(project).resolve(MODEL, alias)
     return open_app(project, ref, alias=alias, settings=Settings.model_validate(base))

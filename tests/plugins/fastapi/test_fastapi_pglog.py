@@ -32,7 +32,7 @@ from opsloop_fastapi.entries import make_entry
 from opsloop_fastapi.logframe import META_COLUMNS
 from opsloop_fastapi.pglog import PostgresStore, catalog, read_log_postgres, store_for
 from opsloop_fastapi.predlog import PredictionLog
-from opsloop_fastapi.settings import LOG_POSTGRES_URL_ENV, Settings, load_settings
+from opsloop_fastapi.settings import LOG_POSTGRES_URL_ENV, Settings
 
 from opsloop.errors import ConfigError
 
@@ -290,7 +290,7 @@ def test_postgres_without_a_url_is_one_clear_config_error(
 ) -> None:
     project = project_factory(config='[plugin.fastapi]\nlog_format = "postgres"\n')
     with pytest.raises(ConfigError) as info:
-        load_settings(project)
+        project.settings("fastapi")
     message = str(info.value)
     assert "\n" not in message
     assert 'log_format = "postgres" needs a database URL' in message
@@ -299,7 +299,7 @@ def test_postgres_without_a_url_is_one_clear_config_error(
         store_for(Settings(log_format="postgres"), "predictions")  # settings made in code
     # the variable is enough, and it wins over the file
     monkeypatch.setenv(LOG_POSTGRES_URL_ENV, "postgresql://from-env@db/x")
-    assert load_settings(project).postgres_url() == "postgresql://from-env@db/x"
+    assert project.settings("fastapi").postgres_url() == "postgresql://from-env@db/x"
     in_file = Settings(log_format="postgres", log_postgres_url="postgresql://file@db/x")
     assert in_file.postgres_url() == "postgresql://from-env@db/x"
     assert in_file.postgres_url(environ={}) == "postgresql://file@db/x"
@@ -315,7 +315,7 @@ def test_an_unsafe_table_name_is_one_clear_config_error(project_factory: Any, na
         f'log_postgres_table = "{name}"\n'
     )
     with pytest.raises(ConfigError) as info:
-        load_settings(project)
+        project.settings("fastapi")
     message = str(info.value)
     assert "\n" not in message and "hunter2pw" not in message
     assert "'plugin.fastapi.log_postgres_table'" in message

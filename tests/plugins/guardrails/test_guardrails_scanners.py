@@ -9,7 +9,7 @@ import opsloop_guardrails.plugin as guardrails_plugin
 import pytest
 from guardrails_testdata import DEMO_MESSAGE, DEMO_REDACTED
 from opsloop_guardrails import scanners
-from opsloop_guardrails.checks import run_checks
+from opsloop_guardrails.checks import checks as run_checks
 
 from opsloop.errors import ConfigError, OpsloopError
 from opsloop.guard import scan_text
@@ -142,9 +142,13 @@ def test_scanners_run_guardrails_guards(guard_project: Project) -> None:
 
 
 def test_registered_scanners_are_built_once(guard_project: Project) -> None:
-    first = guardrails_plugin.register_scanners(project=guard_project)
-    second = guardrails_plugin.register_scanners(project=guard_project)
-    assert [id(s) for s in first] == [id(s) for s in second]
+    """The core collects register_scanners once per project; a scan does not rebuild them."""
+    from opsloop.guard import list_scanners, scan_text
+
+    first = list_scanners(guard_project)
+    scan_text(guard_project, "hello")
+    second = list_scanners(guard_project)
+    assert first and [id(s) for s in first] == [id(s) for s in second]
 
 
 def test_concurrent_scans_give_the_same_answer(guard_project: Project) -> None:

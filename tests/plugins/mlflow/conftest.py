@@ -50,14 +50,16 @@ def mlflow_db_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def open_project(root: Path, template: Path, config: str = "") -> Project:
+def open_project(
+    root: Path, template: Path, config: str = "", environ: dict[str, str] | None = None
+) -> Project:
     """A project in ``root`` with built-ins + this plugin and a copy of the migrated store."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "opsloop.toml").write_text(config or '[project]\nname = "bc-test"\n', encoding="utf-8")
     home = root / ".opsloop"
     home.mkdir(exist_ok=True)
     shutil.copy(template, home / "mlflow.db")
-    return Project.open(root, plugins=make_manager(mlflow_plugin), environ={})
+    return Project.open(root, plugins=make_manager(mlflow_plugin), environ=environ or {})
 
 
 @pytest.fixture
@@ -65,8 +67,10 @@ def project_factory(tmp_path: Path, mlflow_db_template: Path) -> Iterator[Callab
     """``factory(name="proj", config="toml")`` -> an opened project under tmp_path."""
     made: list[Project] = []
 
-    def factory(name: str = "proj", config: str = "") -> Project:
-        proj = open_project(tmp_path / name, mlflow_db_template, config)
+    def factory(
+        name: str = "proj", config: str = "", environ: dict[str, str] | None = None
+    ) -> Project:
+        proj = open_project(tmp_path / name, mlflow_db_template, config, environ)
         made.append(proj)
         return proj
 
@@ -84,6 +88,7 @@ def project(project_factory: Callable[..., Project]) -> Project:
 def trained(breast_cancer: Dataset, tmp_path_factory: pytest.TempPathFactory) -> TrainedModel:
     """The default model trained once, through the train_model hook."""
     root = tmp_path_factory.mktemp("train")
+    (root / "opsloop.toml").write_text('[project]\nname = "train"\n', encoding="utf-8")
     proj = Project.open(root, plugins=make_manager(mlflow_plugin), environ={})
     try:
         model = proj.hook.train_model(project=proj, data=breast_cancer, target="target", params={})

@@ -398,8 +398,10 @@ def test_settings_defaults_and_overrides(
     )
     assert remote.artifact_root is None  # the server decides (mlflow-artifacts:/)
 
-    monkeypatch.setenv("OPSLOOP_PLUGIN__MLFLOW__EXPERIMENT", "from-env")
-    assert resolve(None, project_factory("d")).experiment == "from-env"
+    # the environment the project was opened with (Project.open(environ=...)), not os.environ
+    monkeypatch.setenv("OPSLOOP_PLUGIN__MLFLOW__EXPERIMENT", "ignored")
+    env = {"OPSLOOP_PLUGIN__MLFLOW__EXPERIMENT": "from-env"}
+    assert resolve(None, project_factory("d", environ=env)).experiment == "from-env"
 
 
 def test_bad_settings_key_is_a_config_error(project_factory: Callable[..., Project]) -> None:

@@ -1,4 +1,4 @@
-"""Built-in plugin: the core's own self-checks."""
+"""Built-in plugin (essential): the core's own commands and self-checks."""
 
 from __future__ import annotations
 
@@ -6,23 +6,61 @@ import sys
 from typing import TYPE_CHECKING
 
 from opsloop import hookimpl
+from opsloop.errors import OpsloopError
 from opsloop.interfaces import CheckResult, PluginInfo
+from opsloop.registrations import NAMED_HOOKS
 
 if TYPE_CHECKING:
+    import typer
+
     from opsloop.project import Project
 
 
 @hookimpl
 def describe_plugin() -> PluginInfo:
-    return PluginInfo(name="core", stage="core", summary="config, records, audit log")
+    return PluginInfo(
+        name="core",
+        stage="core",
+        summary="config, records, audit log; plugins, doctor, init, demo, audit commands "
+        "(essential: cannot be disabled)",
+    )
+
+
+@hookimpl
+def register_commands(cli: typer.Typer) -> None:
+    from opsloop.cli import commands_audit, commands_core
+
+    commands_core.register_cli(cli)
+    commands_audit.register_cli(cli)
 
 
 @hookimpl
 def register_checks(project: Project) -> list[CheckResult]:
     results = [
         CheckResult("python", sys.version_info >= (3, 11), sys.version.split()[0], "core"),
-        CheckResult("config", True, project.config.source, "core"),
     ]
+    if project.detached:
+        # No project here: report it, and write nothing (no home, no audit log).
+        return [
+            *results,
+            CheckResult(
+                "project",
+                False,
+                f"no opsloop.toml in {project.root} or a parent folder; create one with "
+                "`opsloop init`, or pass --project",
+                "core",
+            ),
+        ]
+    results.append(CheckResult("config", True, project.config.source, "core"))
+    for plugin, error in project.settings_errors().items():
+        results.append(CheckResult(f"settings of plugin {plugin}", False, error, "core"))
+    for hook in NAMED_HOOKS:
+        try:
+            shadowed = project.shadowed(hook)
+        except OpsloopError:
+            continue  # a plugin's own check or its settings line reports it
+        for shadow in shadowed:
+            results.append(CheckResult("registration shadowed", True, str(shadow), "core"))
     try:
         project.home.mkdir(parents=True, exist_ok=True)
         probe = project.home / ".write-test"

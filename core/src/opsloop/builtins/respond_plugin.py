@@ -1,4 +1,5 @@
-"""Built-in plugin: signals -> alert rules -> alerts -> incidents (see opsloop.respond)."""
+"""Built-in plugin: signals -> alert rules -> alerts -> incidents (see opsloop.respond), and
+``opsloop incident``, ``opsloop runbook`` and ``opsloop signals``."""
 
 from __future__ import annotations
 
@@ -8,13 +9,24 @@ from opsloop import hookimpl
 from opsloop.interfaces import AlertRule, PluginInfo
 
 if TYPE_CHECKING:
+    import typer
+
     from opsloop.project import Project
     from opsloop.records import Record
 
 
 @hookimpl
 def describe_plugin() -> PluginInfo:
-    return PluginInfo(name="respond", stage="respond", summary="alert rules and incidents")
+    return PluginInfo(
+        name="respond", stage="respond", summary="alert rules, incidents, runbook commands"
+    )
+
+
+@hookimpl
+def register_commands(cli: typer.Typer) -> None:
+    from opsloop.cli.commands_respond import register_cli
+
+    register_cli(cli)
 
 
 @hookimpl

@@ -11,11 +11,21 @@ import sys
 from pathlib import Path
 
 import typer
+from typer.core import TyperGroup
 
 from opsloop import __version__
 from opsloop.cli import context
 
+
+class _SortedGroup(TyperGroup):
+    """Commands in --help sorted by name, whichever plugin added them."""
+
+    def list_commands(self, ctx: object) -> list[str]:
+        return sorted(self.commands)
+
+
 app = typer.Typer(
+    cls=_SortedGroup,
     name="opsloop",
     help="opsloop: ingest, serve, monitor, guard and respond for production ML.",
     no_args_is_help=True,
@@ -47,15 +57,6 @@ def _root(
     context.set_project_path(project)
 
 
-def _register_core_commands() -> None:
-    from opsloop.cli import commands_audit, commands_core, commands_model, commands_respond
-
-    commands_core.register(app)
-    commands_audit.register(app)
-    commands_respond.register(app)
-    commands_model.register_commands(app)
-
-
 def _project_arg(argv: list[str]) -> Path | None:
     for i, arg in enumerate(argv):
         if arg in ("--project", "-p") and i + 1 < len(argv):
@@ -66,32 +67,25 @@ def _project_arg(argv: list[str]) -> Path | None:
 
 
 def _build_plugins(argv: list[str]) -> None:
-    """Load plugins before parsing, so their commands appear in --help."""
-    from opsloop.config_files import CONFIG_FILE, find_config, read_plugin_settings
+    """Load plugins before parsing, so their commands appear in --help.
+
+    The manager is built exactly as :meth:`opsloop.project.Project.open` builds it (the
+    ``[plugins]`` table and OPSLOOP_PLUGINS__* variables), without validating the whole
+    config, which keeps start-up fast. A config that cannot be read leaves the built-ins
+    and installed plugins, and the error is raised by the first command that needs it.
+    """
+    from opsloop.config_files import plugin_selection
     from opsloop.errors import OpsloopError
     from opsloop.plugins import PluginManager
+    from opsloop.project import locate
 
-    target = _project_arg(argv) or (
-        Path(os.environ["OPSLOOP_PROJECT"]) if os.environ.get("OPSLOOP_PROJECT") else None
-    )
     try:
-        if target is None:
-            path = find_config(Path.cwd())
-        elif target.suffix == ".toml":
-            path = target if target.is_file() else None
-        else:
-            path = target / CONFIG_FILE if (target / CONFIG_FILE).is_file() else None
-        root = path.parent if path else Path.cwd()
-        settings = read_plugin_settings(path)
-        kwargs = {
-            "enabled": settings.get("enabled", []),
-            "disabled": settings.get("disabled", []),
-            "paths": [root / p for p in settings.get("paths", [])],
-            "order": settings.get("order", []),
-        }
-    except (OpsloopError, TypeError):
-        kwargs = {}  # the command that opens the project reports it
-    manager = PluginManager(**kwargs).load()  # type: ignore[arg-type]
+        config_path, _ = locate(_project_arg(argv), os.environ)
+        root = config_path.parent if config_path else Path.cwd()
+        manager = PluginManager.from_selection(plugin_selection(config_path, os.environ), root)
+    except OpsloopError as exc:
+        context.set_config_error(exc)
+        manager = PluginManager.from_selection({}, Path.cwd())
     context.set_plugins(manager)
     manager.hook.register_commands(cli=app)
 
@@ -104,7 +98,6 @@ def main(argv: list[str] | None = None) -> None:
 
     args = list(sys.argv[1:] if argv is None else argv)
     try:
-        _register_core_commands()
         _build_plugins(args)
         result = app(args=args, prog_name="opsloop", standalone_mode=False)
         sys.exit(result if isinstance(result, int) else 0)

@@ -77,5 +77,5 @@ def _change(before: object, after: object) -> str:
     return f"{_brief(before)} -> {_brief(after)}"
 
 
-def register(app: typer.Typer) -> None:
+def register_cli(app: typer.Typer) -> None:
     app.add_typer(audit_app, name="audit")

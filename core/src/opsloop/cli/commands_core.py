@@ -3,26 +3,43 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from opsloop.cli import context
 
+if TYPE_CHECKING:
+    from opsloop.plugins import PluginEntry
+
 
 def plugins_command(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
-    """List plugins: name, version, stage, hooks implemented, status. Exit 2 if any failed."""
+    """List plugins: name, version, stage, hooks, status. Exit 2 if one failed or is misconfigured.
+
+    The plugins listed are the ones the project runs: the same [plugins] table and
+    OPSLOOP_PLUGINS* variables, and each plugin's settings checked as the project checks them.
+    No vendor SDK is imported (`opsloop doctor` goes further and calls every plugin).
+    """
     import json
 
+    from rich.markup import escape
     from rich.table import Table
 
-    manager = context._state["plugins"]
-    if manager is None:  # pragma: no cover - main() always builds it
-        from opsloop.plugins import PluginManager
+    manager = context.plugins()
+    project = context.open_project(detached_ok=True)
+    config_errors = project.settings_errors()
+    entries = list(manager.entries.values())
 
-        manager = PluginManager().load()
-    entries = list(manager.entries.values())  # type: ignore[attr-defined]
+    def status(e: PluginEntry) -> tuple[str, str | None]:
+        if not e.ok:
+            return "failed", e.error
+        name = e.info.name if e.info is not None else e.name
+        if name in config_errors:
+            return "misconfigured", config_errors[name]
+        return "ok", None
+
     if as_json:
         rows = [
             {
@@ -30,46 +47,57 @@ def plugins_command(
                 "source": e.source,
                 "version": e.version,
                 "stage": e.info.stage if e.info else "",
+                "summary": e.info.summary if e.info else "",
                 "hooks": e.hooks,
-                "status": "ok" if e.ok else "failed",
-                "error": e.error,
+                "status": status(e)[0],
+                "error": status(e)[1],
             }
             for e in entries
         ]
-        print(json.dumps(rows, indent=2))
+        print(json.dumps({"plugins": rows}, indent=2))
     else:
         table = Table(title="opsloop plugins", title_justify="left")
         for col in ("plugin", "version", "stage", "hooks implemented", "status"):
             table.add_column(col, overflow="fold")
         for e in entries:
             version = e.version or ("built-in" if e.source == "builtin" else e.source)
-            status = "[green]ok[/]" if e.ok else f"[red]failed[/]: {e.error}"
+            state, error = status(e)
+            shown = "[green]ok[/]" if state == "ok" else f"[red]{state}[/]: {escape(error or '')}"
             stage = e.info.stage if e.info else "?"
-            table.add_row(e.name, version, stage, ", ".join(e.hooks) or "-", status)
+            table.add_row(e.name, version, stage, ", ".join(e.hooks) or "-", shown)
         context.console.print(table)
-    if any(not e.ok for e in entries):
+    if any(status(e)[0] != "ok" for e in entries):
         raise typer.Exit(2)
 
 
 def doctor_command() -> None:
     """Check the project, its plugins and their backends; exit 1 when a check fails."""
+    from rich.markup import escape
     from rich.table import Table
 
+    from opsloop.errors import one_line
     from opsloop.interfaces import CheckResult
+    from opsloop.registrations import call_each
 
-    project = context.open_project()
+    project = context.open_project(detached_ok=True)
     results: list[CheckResult] = []
     for entry in project.plugins.entries.values():
         results.append(
             CheckResult(f"plugin {entry.name} loads", entry.ok, entry.error or "", entry.name)
         )
-    for group in project.hook.register_checks(project=project):
-        results.extend(group or [])
+    for plugin, answers in call_each(project, "register_checks"):
+        if isinstance(answers, BaseException):  # a check must never take doctor down
+            results.append(CheckResult(f"checks of {plugin}", False, one_line(answers), plugin))
+            continue
+        for group in answers:
+            results.extend(group or [])
     table = Table(title=f"opsloop doctor: {project.root}", title_justify="left")
     for col in ("check", "plugin", "result", "detail"):
         table.add_column(col, overflow="fold")
     for r in results:
-        table.add_row(r.name, r.plugin, "[green]ok[/]" if r.ok else "[red]FAIL[/]", r.detail)
+        table.add_row(
+            escape(r.name), r.plugin, "[green]ok[/]" if r.ok else "[red]FAIL[/]", escape(r.detail)
+        )
     context.console.print(table)
     failed = [r for r in results if not r.ok]
     if failed:
@@ -111,7 +139,7 @@ def demo_command(
         raise typer.Exit(1)
 
 
-def register(app: typer.Typer) -> None:
+def register_cli(app: typer.Typer) -> None:
     app.command("plugins")(plugins_command)
     app.command("doctor")(doctor_command)
     app.command("init")(init_command)

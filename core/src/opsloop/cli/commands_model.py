@@ -69,8 +69,8 @@ def list_models(
 
     project = _project()
     store = registry.get_store(project)
-    names = [name] if name else registry.store_method(store, "list_models")()
-    refs = [r for n in names for r in registry.store_method(store, "list_versions")(n)]
+    names = [name] if name else store.list_models()
+    refs = [r for n in names for r in store.list_versions(n)]
     if as_json:
         for ref in refs:
             print(ref.to_json())
@@ -107,7 +107,7 @@ def show(
     project = _project()
     store = registry.get_store(project)
     ref = store.resolve(name, which)
-    prov = registry.store_method(store, "provenance")(ref)
+    prov = registry.governance(store, "model show").provenance(ref)
     if as_json:
         data = {k: v for k, v in ref.to_dict().items() if k not in ("id", "kind")}
         data.update(prov)
@@ -212,12 +212,8 @@ def verify(
 
     project = _project()
     store = registry.get_store(project)
-    check = registry.store_method(store, "verify")
-    refs = (
-        [store.resolve(name, which)]
-        if which
-        else registry.store_method(store, "list_versions")(name)
-    )
+    check = registry.governance(store, "model verify").verify
+    refs = [store.resolve(name, which)] if which else store.list_versions(name)
     bad = 0
     for ref in refs:
         problems = check(ref)
@@ -465,6 +461,6 @@ def card(
     )
 
 
-def register_commands(app: typer.Typer) -> None:
+def register_cli(app: typer.Typer) -> None:
     """Add ``opsloop model`` to the CLI."""
     app.add_typer(model_app, name="model")

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import sys
+from typing import TYPE_CHECKING, Any
+
 import typer
+from rich.markup import escape
 
 from opsloop.cli import context
 from opsloop.errors import ParameterError
+
+if TYPE_CHECKING:
+    from opsloop.interfaces import RunbookSpec
 
 incident_app = typer.Typer(help="Incidents opened from alerts.", no_args_is_help=True)
 runbook_app = typer.Typer(help="Runbook notebooks: list, inspect, run.", no_args_is_help=True)
@@ -14,12 +21,21 @@ runbook_app = typer.Typer(help="Runbook notebooks: list, inspect, run.", no_args
 @incident_app.command("list")
 def incident_list(
     all_: bool = typer.Option(False, "--all", help="Include resolved incidents."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of lines."),
 ) -> None:
     """List incidents with their current status."""
     from opsloop.respond import list_incidents
 
     project = context.open_project()
     views = list_incidents(project, open_only=not all_)
+    if as_json:
+        context.print_json(
+            [
+                {**v.incident.to_dict(), "status": v.status, "runbook_runs": v.runbook_runs}
+                for v in views
+            ]
+        )
+        return
     console = context.console
     console.print(f"[bold]{len(views)} {'' if all_ else 'open '}incident(s)[/]", highlight=False)
     colour = {"critical": "red", "warning": "yellow", "info": "blue"}
@@ -76,21 +92,115 @@ def incident_resolve(incident_id: str, note: str = typer.Option("", help="What f
     _set_status(incident_id, "resolved", note)
 
 
+def _parameter_rows(spec: RunbookSpec) -> list[dict[str, Any]]:
+    from opsloop.runbooks import inspect_parameters
+
+    return [
+        {
+            "name": p.name,
+            "type": p.type,
+            "default": None if p.secret else p.default,
+            "required": p.required,
+            "secret": p.secret,
+            "help": p.help,
+        }
+        for p in inspect_parameters(spec).values()
+    ]
+
+
+def _brief_parameter(row: dict[str, Any]) -> str:
+    """``name: type = default`` (``*`` marks a required one, ``(secret)`` a secret)."""
+    text = f"{row['name']}: {row['type']}"
+    if row["required"]:
+        text += " *"
+    elif row["secret"]:
+        text += " (secret)"
+    elif row["default"] not in (None, ""):
+        text += f" = {row['default']!r}"
+    return text + (f"  {row['help']}" if row["help"] else "")
+
+
 @runbook_app.command("list")
-def runbook_list() -> None:
-    """List runbooks and their parameters."""
+def runbook_list(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """List runbooks and their parameters (* required); `runbook inspect NAME` for help."""
     from rich.table import Table
 
-    from opsloop.runbooks import inspect_parameters, list_runbooks
+    from opsloop.runbooks import list_runbooks
 
     project = context.open_project()
-    table = Table(title="runbooks", title_justify="left")
-    for col in ("name", "summary", "parameters", "path"):
+    rows: list[dict[str, Any]] = [
+        {
+            "name": spec.name,
+            "summary": spec.summary,
+            "stage": spec.stage,
+            "path": str(spec.path),
+            "parameters": _parameter_rows(spec),
+        }
+        for spec in list_runbooks(project)
+    ]
+    if as_json:
+        context.print_json(rows)
+        return
+    table = Table(title="runbooks (* required)", title_justify="left")
+    for col in ("name", "summary", "parameters"):
         table.add_column(col, overflow="fold")
-    for spec in list_runbooks(project):
-        params = ", ".join(f"{p.name}: {p.type}" for p in inspect_parameters(spec).values())
-        table.add_row(spec.name, spec.summary, params, str(spec.path))
+    for row in rows:
+        params = "\n".join(_brief_parameter(p) for p in row["parameters"]) or "-"
+        table.add_row(escape(row["name"]), escape(row["summary"]), escape(params))
     context.console.print(table)
+
+
+@runbook_app.command("inspect")
+def runbook_inspect(
+    name: str,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Show one runbook: what it does, where it is, and every parameter with its help."""
+    from rich.table import Table
+
+    from opsloop.runbooks import get_runbook, read_notebook
+
+    project = context.open_project()
+    spec = get_runbook(project, name)
+    params = _parameter_rows(spec)
+    meta = read_notebook(spec.path).get("metadata", {}).get("opsloop", {})
+    declared = meta.get("result", []) if isinstance(meta, dict) else []
+    if as_json:
+        context.print_json(
+            {
+                "name": spec.name,
+                "summary": spec.summary,
+                "path": str(spec.path),
+                "parameters": params,
+                "result": declared,
+            }
+        )
+        return
+    out = context.console
+    out.print(f"{spec.name}: {spec.summary}", markup=False, highlight=False)
+    out.print(f"path: {spec.path}", markup=False, highlight=False)
+    table = Table(title="parameters", title_justify="left")
+    for col in ("name", "type", "default", "required", "help"):
+        table.add_column(col, overflow="fold")
+    for p in params:
+        default = (
+            "(secret)" if p["secret"] else ("" if p["default"] is None else repr(p["default"]))
+        )
+        table.add_row(
+            escape(p["name"]), p["type"], escape(default), "yes" if p["required"] else "",
+            escape(p["help"]),
+        )  # fmt: skip
+    out.print(table)
+    if declared:
+        out.print("declares its result: " + ", ".join(map(str, declared)), markup=False)
+    out.print(
+        f"run it: opsloop runbook run {spec.name}"
+        + "".join(f" -P {p['name']}=..." for p in params if p["required"]),
+        markup=False,
+        highlight=False,
+    )
 
 
 def _parse_params(pairs: list[str]) -> dict[str, str]:
@@ -108,7 +218,12 @@ def runbook_run(
     name: str,
     param: list[str] = typer.Option([], "--param", "-P", help="KEY=VALUE; repeat for more."),
     incident: str = typer.Option("", help="Incident id to link the run to."),
-    timeout: float = typer.Option(0, help="Seconds per cell (default: [respond] runbook_timeout)."),
+    timeout: float | None = typer.Option(
+        None,
+        help="Seconds per cell.",
+        show_default="[respond] runbook_timeout",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the run record as JSON."),
 ) -> None:
     """Run a runbook with typed parameters; the executed copy is kept under the project home."""
     from opsloop.runbooks import run_runbook
@@ -119,31 +234,48 @@ def runbook_run(
         name,
         _parse_params(param),
         incident_id=incident or None,
-        timeout=timeout or None,
+        timeout=timeout,
     )
+    if as_json:
+        context.print_json(run.to_dict())
     if run.status != "succeeded":
         print(f"opsloop: runbook '{name}' failed: {run.error} (see {run.output_path})",
-              file=__import__("sys").stderr)  # fmt: skip
+              file=sys.stderr)  # fmt: skip
         raise typer.Exit(1)
-    context.console.print(f"runbook {name}: {run.status} -> {run.output_path} ({run.id})")
+    if as_json:
+        return
+    out = context.console
+    out.print(f"runbook {name}: {run.status} -> {run.output_path} ({run.id})", markup=False)
+    for key in ("summary", "recommendation"):
+        if run.result.get(key):
+            out.print(f"{key}: {run.result[key]}", markup=False, highlight=False)
 
 
-def signals_command(limit: int = typer.Option(20, "--limit", "-n")) -> None:
+def signals_command(
+    limit: int = typer.Option(20, "--limit", "-n", help="Newest N signals (0: all)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
     """Show the newest signals from monitors and guards."""
     from rich.table import Table
 
     from opsloop.records import Signal
 
     project = context.open_project()
+    if as_json:
+        context.print_json([s.to_dict() for s in project.records.list(Signal, limit=limit or None)])
+        return
     table = Table(title="signals", title_justify="left")
     for col in ("id", "time", "type", "severity", "subject", "summary"):
         table.add_column(col, overflow="fold")
     for s in project.records.list(Signal, limit=limit):
-        table.add_row(s.id, s.created_at[:19], s.type, s.severity, s.subject, s.summary)
+        table.add_row(
+            s.id, s.created_at[:19], escape(s.type), s.severity, escape(s.subject),
+            escape(s.summary),
+        )  # fmt: skip
     context.console.print(table)
 
 
-def register(app: typer.Typer) -> None:
+def register_cli(app: typer.Typer) -> None:
     app.add_typer(incident_app, name="incident")
     app.add_typer(runbook_app, name="runbook")
     app.command("signals")(signals_command)

@@ -15,7 +15,12 @@ if TYPE_CHECKING:
 console = Console()
 err_console = Console(stderr=True)
 
-_state: dict[str, object] = {"project_path": None, "project": None, "plugins": None}
+_state: dict[str, object] = {
+    "project_path": None,
+    "project": None,
+    "plugins": None,
+    "config_error": None,
+}
 
 
 def set_project_path(path: Path | None) -> None:
@@ -28,19 +33,46 @@ def set_plugins(plugins: PluginManager) -> None:
     _state["plugins"] = plugins
 
 
-def open_project() -> Project:
-    """The project for this command (``--project`` or searched up from cwd), opened once."""
+def set_config_error(error: Exception) -> None:
+    """A config problem met while building the plugins; raised by the command that needs it."""
+    _state["config_error"] = error
+
+
+def plugins() -> PluginManager:
+    """The plugin manager built at start-up; its config problem, if any, raised now."""
+    from opsloop.plugins import PluginManager
+
+    if isinstance(_state["config_error"], Exception):
+        raise _state["config_error"]
+    if _state["plugins"] is None:
+        _state["plugins"] = PluginManager.from_selection({}, Path.cwd())
+    return _state["plugins"]  # type: ignore[return-value]
+
+
+def open_project(*, detached_ok: bool = False) -> Project:
+    """The project for this command (``--project`` or searched up from cwd), opened once.
+
+    No project there: a one-line error, unless ``detached_ok`` (a command that only
+    computes), which gets a detached project that writes nothing.
+    """
     from opsloop.project import Project
 
     if _state["project"] is None:
-        plugins = _state["plugins"]
         project = Project.open(
             _state["project_path"],  # type: ignore[arg-type]
-            plugins=plugins,  # type: ignore[arg-type]
+            plugins=plugins(),
+            detached_ok=detached_ok,
         )
         warn_failed_plugins(project.plugins)
         _state["project"] = project
     return _state["project"]  # type: ignore[return-value]
+
+
+def print_json(value: object) -> None:
+    """``--json`` output: one JSON document on stdout, never rich markup."""
+    import json
+
+    print(json.dumps(value, indent=2, sort_keys=True, default=str))
 
 
 _warned: set[str] = set()

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from opsloop.errors import one_line
 from opsloop.interfaces import CheckResult
 
 if TYPE_CHECKING:
@@ -27,7 +28,7 @@ def _dlt_imports() -> CheckResult:
         import dlt
         import duckdb
     except Exception as exc:  # noqa: BLE001 - report, never raise
-        return CheckResult("dlt importable", False, f"{type(exc).__name__}: {exc}", PLUGIN)
+        return CheckResult("dlt importable", False, one_line(exc), PLUGIN)
     from dlt.common.configuration.resolve import resolve_configuration
     from dlt.common.configuration.specs import RuntimeConfiguration
 
@@ -40,10 +41,9 @@ def _dlt_imports() -> CheckResult:
 
 def _settings(project: Project) -> CheckResult:
     from opsloop.errors import OpsloopError
-    from opsloop_dlt.settings import load_settings
 
     try:
-        settings = load_settings(project)
+        settings = project.settings(PLUGIN)
     except OpsloopError as exc:
         return CheckResult("dlt settings", False, str(exc), PLUGIN)
     return CheckResult("dlt settings", True, f"{len(settings.sources)} source(s) declared", PLUGIN)

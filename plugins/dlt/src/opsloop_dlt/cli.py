@@ -142,3 +142,8 @@ def loads_command(
             ", ".join(r.load_ids) or "-",
         )
     console.print(table)
+
+
+def register(cli: typer.Typer) -> None:
+    """Add ``opsloop ingest ...`` to the CLI."""
+    cli.add_typer(app, name="ingest")

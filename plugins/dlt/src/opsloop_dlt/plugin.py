@@ -36,10 +36,8 @@ def describe_plugin() -> PluginInfo:
 @hookimpl
 def register_sources(project: Project) -> list[SourceSpec]:
     """The sources declared in ``[plugin.dlt] sources``, paths relative to the project root."""
-    from opsloop_dlt.settings import load_settings
-
-    settings = load_settings(project)
-    return [s.to_spec(project.root) for s in settings.source_configs(project.config.source)]
+    settings = project.settings("dlt")
+    return [s.to_spec(project.root) for s in settings.sources]
 
 
 @hookimpl
@@ -47,9 +45,7 @@ def load_source(project: Project, source: SourceSpec) -> LoadRecord | None:
     """Load a ``landing_files`` or ``sql`` source with dlt; None for any other kind."""
     if source.kind not in KINDS:
         return None
-    from opsloop_dlt.settings import load_settings
-
-    settings = load_settings(project)
+    settings = project.settings("dlt")
     if source.kind == "landing_files":
         from opsloop_dlt.landing import load_landing_files
 
@@ -69,9 +65,9 @@ def read_dataset(project: Project, table: str, dataset: str) -> Dataset | None:
 
 @hookimpl
 def register_commands(cli: typer.Typer) -> None:
-    from opsloop_dlt.cli import app
+    from opsloop_dlt.cli import register
 
-    cli.add_typer(app, name="ingest")
+    register(cli)
 
 
 @hookimpl

@@ -6,11 +6,10 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 if TYPE_CHECKING:
     from opsloop.interfaces import SourceSpec
-    from opsloop.project import Project
 
 NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_-]*$"
 
@@ -90,71 +89,24 @@ class SourceConfig(BaseModel):
 
 
 class Settings(BaseModel):
-    """``[plugin.dlt]`` in opsloop.toml.
+    """``[plugin.dlt]`` in opsloop.toml: the sources it declares and how CSV files are read.
 
-    ``sources`` entries are checked by :class:`SourceConfig` in :func:`load_settings`, whose
-    error messages never echo an entry (it may hold a connection string).
+    Validated by the core (``project.settings("dlt")``); its errors never echo a source
+    entry, which may hold a connection string.
     """
 
     model_config = ConfigDict(extra="forbid")
 
-    sources: list[dict[str, Any]] = Field(default_factory=list)
+    sources: list[SourceConfig] = Field(default_factory=list)
     csv_chunk_rows: int = Field(default=100_000, gt=0)  # rows read from a CSV file at once
 
-    def source_configs(self, where: str) -> list[SourceConfig]:
-        """The validated ``sources``; ``where`` (the config file) prefixes error messages."""
-        from opsloop.errors import ConfigError
-
-        out: list[SourceConfig] = []
-        for index, raw in enumerate(self.sources):
-            try:
-                out.append(SourceConfig.model_validate(raw))
-            except ValidationError as exc:
-                raise ConfigError(_error_line(exc, where, f"plugin.dlt.sources.{index}")) from None
-        names = [s.name for s in out]
+    @model_validator(mode="after")
+    def _unique_names(self) -> Settings:
+        names = [s.name for s in self.sources]
         for name in names:
             if names.count(name) > 1:
-                raise ConfigError(
-                    f"{where}: 'plugin.dlt.sources': source name '{name}' is declared twice"
-                )
-        return out
-
-
-def _error_line(exc: ValidationError, where: str, prefix: str) -> str:
-    """One line naming the key; never the offending input, which may be a credential."""
-    from opsloop.redact import redact_text
-
-    first = exc.errors()[0]
-    key = ".".join(str(p) for p in (prefix, *first["loc"]))
-    kind = first["type"]
-    if kind == "extra_forbidden":
-        return f"{where}: unknown key '{key}'; remove it or check its spelling"
-    if kind == "missing":
-        return f"{where}: missing key '{key}'"
-    if kind == "value_error":
-        message = str(first.get("ctx", {}).get("error", first["msg"]))
-    elif kind == "literal_error":
-        message = "must be " + first["msg"].removeprefix("Input should be ")
-    else:
-        message = first["msg"][:1].lower() + first["msg"][1:]
-    return redact_text(f"{where}: '{key}': {message}")
-
-
-def load_settings(project: Project) -> Settings:
-    """The validated settings, whether or not the core knows this plugin's config model."""
-    from opsloop.config import format_validation_error
-    from opsloop.errors import ConfigError
-
-    value = project.settings("dlt")
-    if not isinstance(value, Settings):
-        try:
-            value = Settings.model_validate(dict(value or {}))
-        except ValidationError as exc:
-            raise ConfigError(
-                format_validation_error(exc, project.config.source, prefix="plugin.dlt")
-            ) from None
-    value.source_configs(project.config.source)  # fail early, with the file named
-    return value
+                raise ValueError(f"source name '{name}' is declared twice in 'sources'")
+        return self
 
 
 def resolve_credentials(options: dict[str, Any] | Any, source: str) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from opsloop.errors import OpsloopError
+from opsloop.errors import OpsloopError, first_line
 from opsloop.redact import redact_text
 from opsloop_dlt.pipeline import (
     column_hints,
@@ -106,5 +106,7 @@ def _safe_url(url: str) -> str:
 
 
 def _line(exc: BaseException) -> str:
-    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-    return redact_text(text[0] if text else type(exc).__name__)[:300]
+    cause = getattr(exc, "orig", None)
+    return redact_text(
+        first_line(cause if isinstance(cause, BaseException) else exc) or type(exc).__name__
+    )

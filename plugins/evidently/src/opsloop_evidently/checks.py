@@ -5,9 +5,13 @@ from __future__ import annotations
 import os
 import time
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING
 
 from opsloop.interfaces import CheckResult
 from opsloop_evidently.offline import DO_NOT_TRACK_ENV, disable_telemetry, import_hint
+
+if TYPE_CHECKING:
+    from opsloop.project import Project
 
 PLUGIN = "evidently"
 
@@ -57,3 +61,8 @@ def telemetry_off() -> CheckResult:
     return CheckResult(
         "evidently telemetry off", value is not None, f"{DO_NOT_TRACK_ENV}={value}", PLUGIN
     )
+
+
+def checks(project: Project) -> list[CheckResult]:
+    """`opsloop doctor`: Evidently imports offline and its telemetry is off."""
+    return [evidently_imports(), telemetry_off()]

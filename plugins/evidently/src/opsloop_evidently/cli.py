@@ -44,13 +44,22 @@ def drift(
     from opsloop.monitor import check_drift
     from opsloop_evidently.files import read_frame
 
-    project = open_project()
+    project = open_project(detached_ok=True)  # two files need no project; nothing is written
     ref = read_frame(reference, "reference")
     cur = read_frame(current, "current")
     wanted = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
-    # The core picks the detector, writes the report under the project home, emits a drift
-    # Signal when drifted and calls after_drift_check.
-    result, signal = check_drift(project, model, ref, cur, detector=detector, columns=wanted)
+    # The core picks the detector, writes the report under the project home (outside a
+    # project: only into --report), emits a drift Signal when drifted and calls
+    # after_drift_check.
+    result, signal = check_drift(
+        project,
+        model,
+        ref,
+        cur,
+        detector=detector,
+        columns=wanted,
+        report_dir=report if project.detached else None,
+    )
     copied = _copy_report(project, result, report) if report is not None else None
     _print(
         result,
@@ -121,7 +130,7 @@ def _print(
         console.print(f"signal: {signal_id}", highlight=False)
 
 
-def build_app(cli: typer.Typer) -> None:
+def register(cli: typer.Typer) -> None:
     """Add ``drift`` to the ``monitor`` group, creating the group if no one has yet."""
     for group in cli.registered_groups:
         if group.name == "monitor" and group.typer_instance is not None:

@@ -31,32 +31,12 @@ def describe_plugin() -> PluginInfo:
     )
 
 
-def plugin_settings(project: Project) -> Settings:
-    """The validated ``[plugin.evidently]`` table (also when registered under another name)."""
-    from opsloop_evidently.settings import Settings
-
-    value = project.settings(NAME)
-    if isinstance(value, Settings):
-        return value
-    from pydantic import ValidationError
-
-    from opsloop.config import format_validation_error
-    from opsloop.errors import ConfigError
-
-    try:
-        return Settings.model_validate(value)
-    except ValidationError as exc:
-        raise ConfigError(
-            format_validation_error(exc, project.config.source, prefix=f"plugin.{NAME}")
-        ) from None
-
-
 @hookimpl
 def register_drift_detectors(project: Project) -> list[DriftDetector]:
     from opsloop_evidently.detector import EvidentlyDriftDetector
     from opsloop_evidently.psi_ks import PsiKsDetector
 
-    settings = plugin_settings(project)
+    settings: Settings = project.settings(NAME)
     share = project.config.monitor.drift_share
     return [
         EvidentlyDriftDetector(share, method=settings.method, threshold=settings.threshold),
@@ -71,13 +51,13 @@ def register_drift_detectors(project: Project) -> list[DriftDetector]:
 
 @hookimpl
 def register_commands(cli: typer.Typer) -> None:
-    from opsloop_evidently.cli import build_app
+    from opsloop_evidently.cli import register
 
-    build_app(cli)
+    register(cli)
 
 
 @hookimpl
 def register_checks(project: Project) -> list[CheckResult]:
-    from opsloop_evidently.checks import evidently_imports, telemetry_off
+    from opsloop_evidently.checks import checks
 
-    return [evidently_imports(), telemetry_off()]
+    return checks(project)

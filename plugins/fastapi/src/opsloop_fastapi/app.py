@@ -46,7 +46,7 @@ from opsloop_fastapi.predlog import FeedbackEntry, FeedbackLog, PredictionLog, m
 from opsloop_fastapi.schema import InputError
 from opsloop_fastapi.scoring import Scorer, ShadowRunner, loads
 from opsloop_fastapi.served import ModelHolder, ServedModel
-from opsloop_fastapi.settings import Settings, load_settings
+from opsloop_fastapi.settings import Settings
 from opsloop_fastapi.state import ServingState
 from opsloop_fastapi.threadname import name_native_thread
 
@@ -141,7 +141,7 @@ def create_app(
     none: the version is pinned). ``challenger`` is served to the canary share and to the
     shadow. The logs, the shadow and the alias poller start and stop with the lifespan.
     """
-    settings = settings or load_settings(project)
+    settings = settings or project.settings("fastapi")
     if alias is None and "champion" in ref.aliases:
         alias = "champion"
     served = ServedModel.build(

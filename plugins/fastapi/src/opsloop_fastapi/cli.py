@@ -26,10 +26,9 @@ def serve(
     """Serve NAME@ALIAS with FastAPI + uvicorn until Ctrl-C (MLflow-compatible /invocations)."""
     from opsloop.cli.context import err_console, open_project
     from opsloop_fastapi.server import bind_socket, model_store, open_app, url_for, uvicorn_config
-    from opsloop_fastapi.settings import load_settings
 
     project = open_project()
-    settings = load_settings(project)
+    settings = project.settings("fastapi")
     store = model_store(project)
     ref = store.resolve(name, alias)
     if workers == 1:
@@ -107,10 +106,9 @@ def batch_score(
     from opsloop.cli.context import console, open_project
     from opsloop_fastapi.batch import run_batch
     from opsloop_fastapi.server import model_store
-    from opsloop_fastapi.settings import load_settings
 
     project = open_project()
-    settings = load_settings(project)
+    settings = project.settings("fastapi")
     ref = model_store(project).resolve(name, alias)
     with Progress(
         "[progress.description]{task.description}",

@@ -7,7 +7,7 @@ FastAPI, uvicorn, pandas and prometheus_client are imported inside the hooks, so
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from opsloop import hookimpl
 from opsloop.interfaces import CheckResult, PluginInfo
@@ -43,13 +43,12 @@ def start_server(project: Project, ref: ModelVersionRef, host: str, port: int) -
 @hookimpl
 def read_predictions(project: Project, model: str, since: str | None) -> pd.DataFrame | None:
     from opsloop_fastapi.predlog import model_dir, parse_since, read_log
-    from opsloop_fastapi.settings import load_settings
 
-    settings = load_settings(project)
+    settings = project.settings("fastapi")
     if settings.log_format == "postgres":  # one table for every replica
         from opsloop_fastapi.pglog import read_log_postgres
 
-        url = settings.postgres_url() or ""  # load_settings made sure there is one
+        url = settings.postgres_url(project.environ) or ""  # validated: there is one
         return read_log_postgres(url, settings.log_postgres_table, model, parse_since(since))
     return read_log(
         model_dir(project.home / "predictions", model),
@@ -64,9 +63,8 @@ def score_batch(
     project: Project, ref: ModelVersionRef, input_path: Path, output_path: Path
 ) -> int | None:
     from opsloop_fastapi.batch import run_batch
-    from opsloop_fastapi.settings import load_settings
 
-    settings = load_settings(project)
+    settings = project.settings("fastapi")
     result = run_batch(project, ref, input_path, output_path, chunk_rows=settings.batch_chunk_rows)
     return result.rows
 
@@ -80,21 +78,6 @@ def register_commands(cli: typer.Typer) -> None:
 
 @hookimpl
 def register_checks(project: Project) -> list[CheckResult]:
-    from importlib.util import find_spec
+    from opsloop_fastapi.checks import checks
 
-    results: list[CheckResult] = []
-    for module in ("fastapi", "uvicorn", "prometheus_client", "pyarrow", "duckdb", "orjson"):
-        ok = find_spec(module) is not None
-        results.append(
-            CheckResult(
-                f"{module} installed", ok, "" if ok else "pip install opsloop-fastapi", "fastapi"
-            )
-        )
-    try:
-        from opsloop_fastapi.settings import load_settings
-
-        settings: Any = load_settings(project)
-        results.append(CheckResult("fastapi settings", True, settings.log_format, "fastapi"))
-    except Exception as exc:  # noqa: BLE001 - doctor reports, never raises
-        results.append(CheckResult("fastapi settings", False, str(exc), "fastapi"))
-    return results
+    return checks(project)

@@ -13,7 +13,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from opsloop.errors import OpsloopError
-from opsloop_fastapi.settings import Settings, load_settings
+from opsloop_fastapi.settings import Settings
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -190,7 +190,7 @@ def open_app(
     from opsloop_fastapi.app import create_app
     from opsloop_fastapi.follow import artifact_digest, load_served
 
-    settings = settings or load_settings(project)
+    settings = settings or project.settings("fastapi")
     store = store or model_store(project)
     model = store.load(ref)
     if alias is None and "champion" in ref.aliases:
@@ -226,7 +226,7 @@ def open_app(
 
 def start_server(project: Project, ref: ModelVersionRef, host: str, port: int) -> UvicornHandle:
     """Load ``ref``, build its app and serve it on ``host:port`` in the background."""
-    settings = load_settings(project)
+    settings = project.settings("fastapi")
     app = open_app(project, ref, settings=settings)
     handle = serve_in_thread(app, host, port, settings)
     # opsloop.serve.start_server audits the start; the stop is this plugin's to record.

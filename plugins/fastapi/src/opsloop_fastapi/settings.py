@@ -6,7 +6,15 @@ import os
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 #: The environment variable that holds the admin token (it wins over the config file).
 ADMIN_TOKEN_ENV = "OPSLOOP_ADMIN_TOKEN"
@@ -94,9 +102,19 @@ class Settings(BaseModel):
         """The prediction log's database: $OPSLOOP_LOG_POSTGRES_URL, else ``log_postgres_url``."""
         return _env_or_secret(LOG_POSTGRES_URL_ENV, self.log_postgres_url, environ)
 
-    def check_log_store(self, source: str = "opsloop.toml") -> None:
+    @model_validator(mode="after")
+    def _log_store_reachable(self, info: ValidationInfo) -> Settings:
+        """Checked when the core validates ``[plugin.fastapi]`` (it passes the environment)."""
+        context = info.context or {}
+        if "environ" in context:
+            self.check_log_store(str(context.get("source", "opsloop.toml")), context["environ"])
+        return self
+
+    def check_log_store(
+        self, source: str = "opsloop.toml", environ: dict[str, str] | None = None
+    ) -> None:
         """Raise a one-line ConfigError when ``log_format = "postgres"`` has no URL to use."""
-        if self.log_format == "postgres" and not self.postgres_url():
+        if self.log_format == "postgres" and not self.postgres_url(environ):
             from opsloop.errors import ConfigError
 
             raise ConfigError(
@@ -119,23 +137,3 @@ def _env_or_secret(
     if from_env:
         return from_env
     return value.get_secret_value() if value is not None else None
-
-
-def load_settings(project: Any) -> Settings:
-    """The project's fastapi settings, validated (also when the plugin has another name)."""
-    raw = project.settings("fastapi")
-    settings = raw if isinstance(raw, Settings) else _validated(raw, project.config.source)
-    settings.check_log_store(project.config.source)
-    return settings
-
-
-def _validated(raw: Any, source: str) -> Settings:
-    from pydantic import ValidationError
-
-    from opsloop.config import format_validation_error
-    from opsloop.errors import ConfigError
-
-    try:
-        return Settings.model_validate(dict(raw or {}))
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, source, prefix="plugin.fastapi")) from None

@@ -29,10 +29,9 @@ def create_worker_app() -> FastAPI:
     """Open the project named in the environment and build the app for NAME@ALIAS."""
     from opsloop.project import Project
     from opsloop_fastapi.server import model_store, open_app
-    from opsloop_fastapi.settings import load_settings
 
     project = Project.open(os.environ[ENV_PROJECT])
-    settings = load_settings(project)
+    settings = project.settings("fastapi")
     store = model_store(project)
     name, alias = os.environ[ENV_MODEL], os.environ[ENV_ALIAS]
     ref = store.resolve(name, alias)

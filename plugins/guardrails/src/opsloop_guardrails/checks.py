@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+from opsloop.errors import one_line
 from opsloop.interfaces import CheckResult
 
 if TYPE_CHECKING:
@@ -17,19 +18,14 @@ SELF_TEST = (
 )
 
 
-def _error(exc: BaseException) -> str:
-    first = (str(exc).strip().splitlines() or [""])[0]
-    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
-
-
-def run_checks(project: Project) -> list[CheckResult]:
+def checks(project: Project) -> list[CheckResult]:
     """Every check as a CheckResult; never raises."""
     try:
         from opsloop_guardrails.offline import status
 
         st = status()
     except Exception as exc:  # noqa: BLE001 - doctor reports, it does not crash
-        return [CheckResult("guardrails imports offline", False, _error(exc), PLUGIN)]
+        return [CheckResult("guardrails imports offline", False, one_line(exc), PLUGIN)]
     seconds = f"{st.import_seconds:.1f} s" if st.import_seconds is not None else "already loaded"
     rc = (
         f"{st.rc_path} enable_metrics={st.rc_enable_metrics} (ignored)"
@@ -59,10 +55,10 @@ def run_checks(project: Project) -> list[CheckResult]:
         ),
     ]
     try:
-        from opsloop_guardrails.plugin import register_scanners
+        from opsloop_guardrails.scanners import build_scanners
 
         started = time.perf_counter()
-        scanners = register_scanners(project)
+        scanners = build_scanners(project.settings(PLUGIN))
         verdicts = {s.name: s.scan(SELF_TEST, target="input").verdict for s in scanners}
         expected = {"pii": "redact", "prompt_injection": "block", "secrets": "allow"}
         wrong = {n: v for n, v in verdicts.items() if expected.get(n, v) != v}
@@ -70,5 +66,5 @@ def run_checks(project: Project) -> list[CheckResult]:
         detail += f" ({(time.perf_counter() - started) * 1000:.0f} ms)"
         results.append(CheckResult("guardrails scanners self-test", not wrong, detail, PLUGIN))
     except Exception as exc:  # noqa: BLE001
-        results.append(CheckResult("guardrails scanners self-test", False, _error(exc), PLUGIN))
+        results.append(CheckResult("guardrails scanners self-test", False, one_line(exc), PLUGIN))
     return results

@@ -61,7 +61,7 @@ def scan_command(
     from opsloop.cli.context import console, open_project
     from opsloop.guard import scan_text
 
-    project = open_project()
+    project = open_project(detached_ok=True)  # a scan needs no project; nothing is written
     result = scan_text(project, content, target=target)
     if as_json:
         import dataclasses
@@ -100,3 +100,8 @@ def scan_command(
             console.print(table)
     if result.blocked:
         raise typer.Exit(1)
+
+
+def register(cli: typer.Typer) -> None:
+    """Add ``opsloop guard ...`` to the CLI."""
+    cli.add_typer(app, name="guard")

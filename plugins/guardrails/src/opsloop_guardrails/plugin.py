@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from opsloop import hookimpl
 from opsloop.interfaces import PluginInfo
@@ -13,11 +12,8 @@ if TYPE_CHECKING:
 
     from opsloop.interfaces import CheckResult, Scanner
     from opsloop.project import Project
-    from opsloop_guardrails.settings import Settings
 
 NAME = "guardrails"
-_cache: dict[str, list[Any]] = {}
-_cache_lock = threading.Lock()
 
 
 @hookimpl
@@ -31,47 +27,23 @@ def describe_plugin() -> PluginInfo:
     )
 
 
-def load_settings(project: Project) -> Settings:
-    """``[plugin.guardrails]``, validated even when the plugin was registered by hand."""
-    from pydantic import ValidationError
-
-    from opsloop.config import format_validation_error
-    from opsloop.errors import ConfigError
-    from opsloop_guardrails.settings import Settings
-
-    raw = project.settings(NAME)
-    if isinstance(raw, Settings):
-        return raw
-    try:
-        return Settings.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(
-            format_validation_error(exc, project.config.source, prefix=f"plugin.{NAME}")
-        ) from None
-
-
 @hookimpl
 def register_scanners(project: Project) -> list[Scanner]:
-    """The configured scanners; built once per settings (the guard calls this per text)."""
-    settings = load_settings(project)
-    key = settings.model_dump_json()
-    with _cache_lock:
-        if key not in _cache:
-            from opsloop_guardrails.scanners import build_scanners
+    """The configured scanners (the core collects them once per opened project)."""
+    from opsloop_guardrails.scanners import build_scanners
 
-            _cache[key] = build_scanners(settings)
-        return list(_cache[key])
+    return build_scanners(project.settings(NAME))
 
 
 @hookimpl
 def register_checks(project: Project) -> list[CheckResult]:
-    from opsloop_guardrails.checks import run_checks
+    from opsloop_guardrails.checks import checks
 
-    return run_checks(project)
+    return checks(project)
 
 
 @hookimpl
 def register_commands(cli: typer.Typer) -> None:
-    from opsloop_guardrails.cli import app
+    from opsloop_guardrails.cli import register
 
-    cli.add_typer(app, name="guard")
+    register(cli)

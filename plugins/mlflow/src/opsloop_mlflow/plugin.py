@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import weakref
 from typing import TYPE_CHECKING, Any
 
 from opsloop import hookimpl
@@ -14,9 +13,6 @@ if TYPE_CHECKING:
     from opsloop_mlflow.store import MlflowModelStore
 
 NAME = "mlflow"
-
-#: One store per open project: its MLflow client and caches live as long as the project.
-_stores: weakref.WeakKeyDictionary[Project, MlflowModelStore] = weakref.WeakKeyDictionary()
 
 
 @hookimpl
@@ -30,23 +26,15 @@ def describe_plugin() -> PluginInfo:
     )
 
 
-def get_store(project: Project) -> MlflowModelStore:
-    """This project's MLflow store (settings read and validated on the first call)."""
-    store = _stores.get(project)
-    if store is None:
-        from opsloop_mlflow.settings import resolve
-        from opsloop_mlflow.store import MlflowModelStore
-
-        config = resolve(None, project)
-        store = MlflowModelStore(config, root=project.root)
-        _stores[project] = store
-    return store
-
-
 @hookimpl
 def model_store(project: Project) -> MlflowModelStore:
-    """The MLflow registry as the project's ModelStore."""
-    return get_store(project)
+    """The MLflow registry as the project's ModelStore (one per opened project)."""
+    from opsloop_mlflow.settings import resolve
+    from opsloop_mlflow.store import MlflowModelStore
+
+    return project.memo(
+        "mlflow.store", lambda: MlflowModelStore(resolve(None, project), root=project.root)
+    )
 
 
 @hookimpl

@@ -43,29 +43,6 @@ class Settings(BaseModel):
     cache_dir: str = ""
 
 
-def load(project: Project, plugin: str = "mlflow") -> Settings:
-    """The project's validated ``[plugin.mlflow]`` settings; ConfigError names a bad key.
-
-    ``project.settings`` validates with this model when the plugin is registered under its
-    entry-point name; a plugin registered under another name (tests, notebooks) gets the
-    raw table, validated here the same way.
-    """
-    value = project.settings(plugin)
-    if isinstance(value, Settings):
-        return value
-    from pydantic import ValidationError
-
-    from opsloop.config import format_validation_error
-    from opsloop.errors import ConfigError
-
-    try:
-        return Settings.model_validate(dict(value or {}))
-    except ValidationError as exc:
-        raise ConfigError(
-            format_validation_error(exc, project.config.source, prefix=f"plugin.{plugin}")
-        ) from None
-
-
 @dataclass(frozen=True)
 class Resolved:
     """Settings with every default filled in for one project."""
@@ -139,7 +116,8 @@ def redact_uri(uri: str) -> str:
 def resolve(settings: Settings | None, project: Project) -> Resolved:
     """Fill the defaults of ``settings`` (default: the project's) from its home, root, name."""
     if settings is None:
-        settings = load(project)
+        settings = project.settings("mlflow")
+        assert isinstance(settings, Settings)
     home = project.home
     root = project.root
     tracking = _sqlite_uri(settings.tracking_uri, root) or f"sqlite:///{home / 'mlflow.db'}"

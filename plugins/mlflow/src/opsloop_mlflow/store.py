@@ -184,9 +184,11 @@ Check = Callable[[Path], list[str]]
 
 # ---------------------------------------------------------------------------- store
 class MlflowModelStore:
-    """The MLflow model registry behind ``opsloop.interfaces.ModelStore``."""
+    """The MLflow model registry behind ``opsloop.interfaces.ModelStore``, with governance
+    (provenance, per-file SHA-256, metadata, imports)."""
 
     name = "mlflow"
+    capabilities = frozenset({"governance"})
 
     def __init__(self, config: Resolved, *, root: Path) -> None:
         self.config = config

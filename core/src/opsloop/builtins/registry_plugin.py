@@ -1,4 +1,5 @@
-"""Built-in plugin: the promotion gates ``[registry.gate]`` and ``[registry.readiness]`` ask for.
+"""Built-in plugin: ``opsloop model ...`` and the promotion gates ``[registry.gate]`` and
+``[registry.readiness]`` ask for.
 
 The evaluation gate scores the candidate (and the alias's current holder) on a named
 holdout table, read through the ``read_dataset`` hook and loaded hash-checked through the
@@ -13,16 +14,25 @@ from opsloop import hookimpl
 from opsloop.interfaces import CheckResult, PluginInfo
 
 if TYPE_CHECKING:
+    import typer
+
     from opsloop.project import Project
 
 
 @hookimpl
 def describe_plugin() -> PluginInfo:
     return PluginInfo(
-        name="promotion",
+        name="registry",
         stage="registry",
-        summary="promotion gates: holdout thresholds, no regression, readiness",
+        summary="model commands; promotion gates: holdout thresholds, no regression, readiness",
     )
+
+
+@hookimpl
+def register_commands(cli: typer.Typer) -> None:
+    from opsloop.cli.commands_model import register_cli
+
+    register_cli(cli)
 
 
 @hookimpl
@@ -46,7 +56,7 @@ def register_checks(project: Project) -> list[CheckResult]:
     """`opsloop doctor`: the gate's metric names are known (the holdout is read at promotion)."""
     gate = project.config.registry.gate
     if gate is None:
-        return [CheckResult("promotion gate", True, "no gate configured", "promotion")]
+        return [CheckResult("promotion gate", True, "no gate configured", "registry")]
     from opsloop.errors import ConfigError
     from opsloop.evaluation import LOWER_IS_BETTER, check_metric_names
 
@@ -54,7 +64,7 @@ def register_checks(project: Project) -> list[CheckResult]:
         check_metric_names(list(gate.thresholds), "[registry.gate] thresholds")
         check_metric_names(list(gate.max_regression), "[registry.gate] max_regression")
     except ConfigError as exc:
-        return [CheckResult("promotion gate", False, str(exc), "promotion")]
+        return [CheckResult("promotion gate", False, str(exc), "registry")]
     figures = ", ".join(
         [
             f"{k} {'<=' if k in LOWER_IS_BETTER else '>='} {v:g}"
@@ -68,6 +78,6 @@ def register_checks(project: Project) -> list[CheckResult]:
             True,
             f"holdout {gate.holdout} ({figures or 'evaluation only'}) for @"
             + ", @".join(gate.aliases),
-            "promotion",
+            "registry",
         )
     ]
