@@ -136,15 +136,10 @@ class AfterPredict:
             for function, takes_arg, plugin in calls:
                 try:
                     function(batch) if takes_arg else function()
-                except Exception:
-                    logger.exception(
-                        "after_predict_batch hook of plugin %s raised (%d rows of %s v%s)",
-                        plugin,
-                        len(batch),
-                        batch.model.name,
-                        batch.model.version,
-                    )
-                    self.metrics.child(self.metrics.hook_errors, "after_predict_batch").inc()
+                except Exception:  # noqa: BLE001 - logged and counted by _hook_failed
+                    model = batch.model
+                    where = f"{len(batch)} rows of {model.name} v{model.version}"
+                    self._hook_failed("after_predict_batch", plugin, where)
 
     def _per_request(self, entries: list[tuple[Any, ...]]) -> None:
         calls = self._after_predict.calls()
@@ -163,10 +158,10 @@ class AfterPredict:
             for function, takes_arg, plugin in calls:
                 try:
                     function(ctx) if takes_arg else function()
-                except Exception:
-                    logger.exception(
-                        "after_predict hook of plugin %s raised (request_id %s)",
-                        plugin,
-                        ctx.request_id,
-                    )
-                    self.metrics.child(self.metrics.hook_errors, "after_predict").inc()
+                except Exception:  # noqa: BLE001 - logged and counted by _hook_failed
+                    self._hook_failed("after_predict", plugin, f"request_id {ctx.request_id}")
+
+    def _hook_failed(self, hook: str, plugin: str, where: str) -> None:
+        """Log the error being handled, with its traceback, and count it (never re-raised)."""
+        logger.exception("%s hook of plugin %s raised (%s)", hook, plugin, where)
+        self.metrics.child(self.metrics.hook_errors, hook).inc()
