@@ -120,7 +120,7 @@ def test_block_list_removes_plugins_builtins_included(tmp_path: Path) -> None:
     assert "alpha" not in pm.entries and "respond" not in pm.entries and "core" in pm.entries
 
 
-def test_hook_order_default_and_configured(tmp_path: Path) -> None:
+def test_plugin_order_default_and_configured(tmp_path: Path) -> None:
     folder = local_plugins(
         tmp_path, alpha=SOURCE_A.format(name="alpha"), beta=SOURCE_A.format(name="beta")
     )
@@ -146,23 +146,6 @@ def test_trace_hooks_prints_calls_and_results(
     err = capsys.readouterr().err
     assert "[opsloop hook] model_store(project=None) -> [alpha]" in err
     assert "[opsloop hook] model_store = 'alpha'" in err
-
-
-def test_startup_hook_runs_when_project_opens(tmp_path: Path) -> None:
-    calls: list[str] = []
-
-    class Plugin:
-        from opsloop import hookimpl
-
-        @hookimpl
-        def startup(self, project: Project) -> None:
-            calls.append(str(project.root))
-
-    from opsloop.testing import make_project
-
-    project = make_project(tmp_path / "p", Plugin())
-    assert calls == [str(project.root)]
-    project.close()
 
 
 def test_register_refuses_unknown_hook_on_manual_registration(tmp_path: Path) -> None:

@@ -290,7 +290,9 @@ def test_drift_triage_runs_on_a_real_incident(project: Project) -> None:
     assert run.parameters["incident_id"] == incident.id
     out = Path(run.output_path)
     text = outputs_text(out)
-    summary = json.loads(text[text.rindex("{\n") :])
+    printed, _ = json.JSONDecoder().raw_decode(text[text.index("{\n") :])
+    summary = run.result  # what the runbook declared, kept on the record
+    assert summary["summary"] and {k: summary[k] for k in printed} == printed
     assert summary["incident_id"] == incident.id
     assert summary["model"] == "churn"
     assert summary["signal_id"] == signal.id
@@ -318,6 +320,8 @@ def test_drift_triage_without_a_drift_signal_says_so(project: Project) -> None:
     assert run.status == "succeeded", run.error
     text = outputs_text(Path(run.output_path))
     assert "No drift signal for this incident" in text
-    summary = json.loads(text[text.rindex("{\n") :])
+    printed, _ = json.JSONDecoder().raw_decode(text[text.index("{\n") :])
+    summary = run.result  # what the runbook declared, kept on the record
+    assert summary["summary"] and {k: summary[k] for k in printed} == printed
     assert summary["recommendation"] == "no-drift-signal"
     assert summary["drifted_features"] == []

@@ -23,7 +23,7 @@ from opsloop.config_files import plugin_env_overrides
 from opsloop.errors import ConfigError, OpsloopError
 from opsloop.plugins import PluginManager
 from opsloop.records import Record
-from opsloop.registrations import Collected, Shadowed, collect_hook
+from opsloop.registrations import UNCACHED_HOOKS, Collected, Shadowed, collect_hook
 from opsloop.store import RecordStore
 
 T = TypeVar("T")
@@ -192,7 +192,8 @@ class Project:
         if cached is not None and cached[0] == self.plugins.generation:
             return cached[1]
         found = collect_hook(self, hook)
-        self._collected[hook] = (self.plugins.generation, found)
+        if hook not in UNCACHED_HOOKS:
+            self._collected[hook] = (self.plugins.generation, found)
         return found
 
     def memo(self, key: str, factory: Callable[[], T]) -> T:

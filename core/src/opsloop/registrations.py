@@ -5,7 +5,8 @@ plugin whose hooks run first keeps it — the one registered later (a project's 
 over an installed one, an installed one over a built-in) or named earlier in
 ``[plugins] order`` — and the other is *shadowed*: left out, and reported by
 ``opsloop plugins`` and ``opsloop doctor``. Lists are collected once per opened project
-(again only after a plugin is registered or removed), so plugins need no caches of their own.
+(again only after a plugin is registered or removed; runbooks, which are files, every
+time), so plugins need no caches of their own.
 
 A plugin whose ``register_*`` hook raises is a one-line :class:`PluginError` naming the
 plugin and the hook: a guard that silently lost a scanner would fail open.
@@ -45,6 +46,11 @@ NAMED_HOOKS: dict[str, Callable[[Any], str | None]] = {
     "register_runbooks": _name,
     "register_promotion_gates": _name,
 }
+#: Hooks whose answers change while a project is open, so they are collected afresh on every
+#: call: runbooks are notebook files a person adds while a server or JupyterLab runs, and a
+#: promotion gate reads its holdout when it is made (a long-running server must see a
+#: reloaded holdout at its next promotion).
+UNCACHED_HOOKS = frozenset({"register_runbooks", "register_promotion_gates"})
 
 
 @dataclass(frozen=True)

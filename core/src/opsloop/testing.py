@@ -3,8 +3,9 @@
 Fixtures:
 
 * ``opsloop_project``: a fresh project in a temporary folder, built-ins only.
-* ``opsloop_project_factory``: ``factory(*plugins, config="toml text")`` -> Project whose
-  plugin manager holds the built-ins plus exactly the plugins under test.
+* ``opsloop_project_factory``: ``factory(*plugins, config="toml text", environ={...})`` ->
+  Project whose plugin manager holds the built-ins plus exactly the plugins under test
+  (``environ`` is the project's whole environment: empty unless given).
 * ``opsloop_no_network``: any socket connection to a non-loopback address fails the test
   (opsloop is offline by default: no telemetry, no downloads). Yields the attempts.
 
@@ -105,8 +106,11 @@ def opsloop_project_factory(tmp_path: Path) -> Iterator[Callable[..., Project]]:
     made: list[Project] = []
     counter = iter(range(1_000_000))
 
-    def factory(*plugins: ModuleType | object, config: str = "") -> Project:
-        project = make_project(tmp_path / f"project{next(counter)}", *plugins, config=config)
+    def factory(
+        *plugins: ModuleType | object, config: str = "", environ: dict[str, str] | None = None
+    ) -> Project:
+        folder = tmp_path / f"project{next(counter)}"
+        project = make_project(folder, *plugins, config=config, environ=environ)
         made.append(project)
         return project
 
@@ -164,8 +168,14 @@ def _hookimpls(plugin: ModuleType | object) -> dict[str, Callable[..., Any]]:
     return out
 
 
-def check_plugin(plugin: ModuleType | object, root: Path) -> list[str]:
-    """Every way ``plugin`` breaks the opsloop plugin contract (empty list: it conforms)."""
+def check_plugin(
+    plugin: ModuleType | object, root: Path, environ: dict[str, str] | None = None
+) -> list[str]:
+    """Every way ``plugin`` breaks the opsloop plugin contract (empty list: it conforms).
+
+    ``environ`` is the environment of the project the check opens (empty unless given): a
+    plugin whose settings need a variable gets it here.
+    """
     problems: list[str] = []
     impls = _hookimpls(plugin)
     for name, fn in impls.items():
@@ -190,7 +200,8 @@ def check_plugin(plugin: ModuleType | object, root: Path) -> list[str]:
         module_name, _, attr = info.config_model.partition(":")
         try:
             model = getattr(importlib.import_module(module_name), attr)
-            model.model_validate({})
+            context = {"environ": environ or {}, "root": root, "source": "<defaults>"}
+            model.model_validate({}, context=context)
             if model.model_config.get("extra") != "forbid":
                 problems.append(f"settings model {info.config_model} must set extra='forbid'")
         except Exception as exc:  # noqa: BLE001 - report, do not crash the check
@@ -211,7 +222,7 @@ def check_plugin(plugin: ModuleType | object, root: Path) -> list[str]:
             problems.append(f"importing {module_name} imports vendor SDK(s) eagerly: {heavy}")
     if problems:
         return problems  # it could not even be registered
-    project = make_project(root, plugin)
+    project = make_project(root, plugin, environ=environ)
     try:
         for hook_name, expected in REGISTER_TYPES.items():
             if hook_name not in impls:
@@ -260,9 +271,12 @@ def _store_problems(store: Any) -> list[str]:
     return []
 
 
-def assert_plugin_conforms(plugin: ModuleType | object, root: Path) -> None:
-    """Fail the calling test with every contract problem ``plugin`` has."""
-    problems = check_plugin(plugin, root)
+def assert_plugin_conforms(
+    plugin: ModuleType | object, root: Path, environ: dict[str, str] | None = None
+) -> None:
+    """Fail the calling test with every contract problem ``plugin`` has (``environ``: the
+    environment of the project it is checked in)."""
+    problems = check_plugin(plugin, root, environ)
     if problems:
         name = getattr(plugin, "__name__", repr(plugin))
         pytest.fail(f"plugin {name} does not conform:\n- " + "\n- ".join(problems))

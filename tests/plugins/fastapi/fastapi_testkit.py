@@ -242,6 +242,8 @@ def trained_with_mlflow(root: Path) -> Any:
 
     from opsloop.interfaces import Dataset
 
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "opsloop.toml").write_text('[project]\nname = "train"\n', encoding="utf-8")
     project = Project.open(root, plugins=make_manager(opsloop_mlflow.plugin), environ={})
     try:
         data = Dataset(name="breast_cancer", frame=breast_cancer(), load_ids=["t1"])

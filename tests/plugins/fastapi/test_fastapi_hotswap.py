@@ -68,8 +68,8 @@ def test_reload_swaps_to_the_version_the_alias_names(at_version_1: Any) -> None:
 def test_the_poller_follows_the_alias(at_version_1: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     from opsloop.project import Project
 
-    monkeypatch.setenv("OPSLOOP_PLUGIN__FASTAPI__POLL_SECONDS", "0.2")
-    project = Project.open(at_version_1.root, plugins=at_version_1.plugins, environ={})
+    env = {"OPSLOOP_PLUGIN__FASTAPI__POLL_SECONDS": "0.2"}  # the project's environment
+    project = Project.open(at_version_1.root, plugins=at_version_1.plugins, environ=env)
     try:
         with start(project) as handle, httpx.Client(base_url=handle.url, trust_env=False) as c:
             registry.set_alias(project, MODEL, "champion", "2")

@@ -59,7 +59,7 @@ def post_rows(client: httpx.Client, start_row: int, stop_row: int, request_id: s
 
 # ---------------------------------------------------------------------- prediction log
 @pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
-def test_prediction_log_written_off_the_hot_path_and_read_back(
+def test_hook_read_predictions_reads_the_log_written_off_the_hot_path(
     project_factory: Any, fmt: str
 ) -> None:
     project = project_factory(config=FAST_LOG + f'log_format = "{fmt}"\n')

@@ -70,7 +70,7 @@ def post_rows(client: TestClient, frame: pd.DataFrame, request_id: str, route: s
     return response.json()
 
 
-def test_batch_hook_gets_columnar_rows_in_request_order(project_factory: Any) -> None:
+def test_hook_after_predict_batch_gets_columnar_rows_in_request_order(project_factory: Any) -> None:
     monitor = BatchRecorder()
     project = project_factory(("monitor", monitor))
     app = app_for(project)

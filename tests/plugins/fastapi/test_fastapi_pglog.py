@@ -297,8 +297,10 @@ def test_postgres_without_a_url_is_one_clear_config_error(
     assert "plugin.fastapi.log_postgres_url" in message and "$OPSLOOP_LOG_POSTGRES_URL" in message
     with pytest.raises(ConfigError, match="needs a database URL"):
         store_for(Settings(log_format="postgres"), "predictions")  # settings made in code
-    # the variable is enough, and it wins over the file
+    # the variable is enough, and it wins over the file (read from the environment the
+    # project is opened with)
     monkeypatch.setenv(LOG_POSTGRES_URL_ENV, "postgresql://from-env@db/x")
+    project = project_factory(config='[plugin.fastapi]\nlog_format = "postgres"\n')
     assert project.settings("fastapi").postgres_url() == "postgresql://from-env@db/x"
     in_file = Settings(log_format="postgres", log_postgres_url="postgresql://file@db/x")
     assert in_file.postgres_url() == "postgresql://from-env@db/x"

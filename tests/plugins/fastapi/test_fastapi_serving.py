@@ -235,7 +235,7 @@ def test_metrics_are_valid_prometheus_text(live: dict[str, Any]) -> None:
 
 
 # ---------------------------------------------------------------------- serve hooks
-def test_before_and_after_predict_hooks_see_each_request(live: dict[str, Any]) -> None:
+def test_hook_after_predict_sees_each_request(live: dict[str, Any]) -> None:
     frame = rows(50, 57)
     response = live["client"].post(
         PREDICT, json={"records": frame.to_dict("records")}, headers={"x-request-id": "req-hooks-1"}
@@ -254,7 +254,9 @@ def test_before_and_after_predict_hooks_see_each_request(live: dict[str, Any]) -
 
 
 @pytest.mark.parametrize(("refuse", "status"), [("yes", 400), ("403", 403)])
-def test_before_predict_refusal_becomes_4xx(live: dict[str, Any], refuse: str, status: int) -> None:
+def test_hook_before_predict_refusal_becomes_4xx(
+    live: dict[str, Any], refuse: str, status: int
+) -> None:
     request_id = f"req-refuse-{refuse}"
     response = live["client"].post(
         PREDICT,
@@ -270,7 +272,7 @@ def test_before_predict_refusal_becomes_4xx(live: dict[str, Any], refuse: str, s
     assert live["recorder"].of("after", request_id) == []
 
 
-def test_model_error_calls_on_predict_error_and_is_not_500(live: dict[str, Any]) -> None:
+def test_hook_on_predict_error_on_a_model_error_not_500(live: dict[str, Any]) -> None:
     response = live["client"].post(
         "/invocations",
         json={"dataframe_records": rows(0, 3).to_dict("records")},

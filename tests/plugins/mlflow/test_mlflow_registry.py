@@ -92,7 +92,7 @@ def test_train_model_holds_out_a_stratified_split(
     assert [name for name, _ in trained.model.steps] == ["scaler", "classifier"]
 
 
-def test_train_model_params_change_the_model(
+def test_hook_train_model_params_change_the_model(
     project: Project, breast_cancer: Dataset, trained: TrainedModel
 ) -> None:
     other = project.hook.train_model(
@@ -353,7 +353,7 @@ def test_store_keeps_mlflow_global_state(
     assert not (tmp_path / "users-own.db").exists()
 
 
-def test_core_wrapper_emits_and_audits(
+def test_hook_model_store_behind_the_core_registry_emits_and_audits(
     project: Project, trained: TrainedModel, lineage: dict[str, Any]
 ) -> None:
     from opsloop import registry

@@ -1,4 +1,4 @@
-"""Core commands: plugins, doctor, init, demo."""
+"""Core commands: plugins (list, new), doctor, init, demo."""
 
 from __future__ import annotations
 
@@ -14,6 +14,15 @@ if TYPE_CHECKING:
 
 
 def plugins_command(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """List plugins (as `plugins list`), or make one with `plugins new`."""
+    if ctx.invoked_subcommand is None:
+        plugins_list_command(as_json)
+
+
+def plugins_list_command(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """List plugins: name, version, stage, hooks, status. Exit 2 if one failed or is misconfigured.
@@ -68,6 +77,40 @@ def plugins_command(
         context.console.print(table)
     if any(status(e)[0] != "ok" for e in entries):
         raise typer.Exit(2)
+
+
+def plugins_new_command(
+    name: str = typer.Argument(
+        ..., help="Plugin name: lower-case letters, digits and '_' (the package: opsloop_NAME)."
+    ),
+    stage: str = typer.Option(
+        ...,
+        "--stage",
+        "-s",
+        help="The stage it plugs into: core, ingest, registry, serve, "
+        "monitor, guard, respond or jupyter.",
+    ),
+    path: Path = typer.Option(
+        Path("."), "--path", help="Folder to write the package folder (opsloop-NAME) into."
+    ),
+) -> None:
+    """Write a pip-installable plugin package for STAGE whose tests pass as written.
+
+    It implements the stage's first hook, with a settings model, a doctor check and a test
+    through the core's own code path; see docs/writing-a-plugin.md.
+    """
+    from importlib.metadata import entry_points
+
+    from opsloop.plugins import ENTRY_POINT_GROUP
+    from opsloop.scaffold import new_plugin
+
+    installed = {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    made = new_plugin(name, stage, path, taken=installed)
+    print(f"wrote {made.folder}: a {made.stage} plugin '{made.name}' ({', '.join(made.hooks)})")
+    for file in made.files:
+        print(f"  {file}")
+    shown = made.folder if path != Path(".") else made.folder.name
+    print(f"next: cd {shown} && pip install -e '.[test]' && pytest")
 
 
 def doctor_command() -> None:
@@ -140,7 +183,11 @@ def demo_command(
 
 
 def register_cli(app: typer.Typer) -> None:
-    app.command("plugins")(plugins_command)
+    plugins = typer.Typer(invoke_without_command=True)  # bare `opsloop plugins` lists
+    plugins.callback()(plugins_command)
+    plugins.command("list")(plugins_list_command)
+    plugins.command("new")(plugins_new_command)
+    app.add_typer(plugins, name="plugins")
     app.command("doctor")(doctor_command)
     app.command("init")(init_command)
     app.command("demo")(demo_command)
