@@ -239,7 +239,7 @@ def test_after_predict_hooks_behave_the_same_with_tracing_on_and_off(
 
 
 @pytest.mark.parametrize("trace", ["0", "1"])
-def test_hook_implementations_are_called_one_by_one_in_pluggy_order(trace: str) -> None:
+def test_implementations_are_called_one_by_one_in_pluggy_order(trace: str) -> None:
     from opsloop_fastapi.hookcalls import OneByOne
 
     from opsloop.plugins import make_manager
