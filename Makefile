@@ -3,11 +3,13 @@
 #   make test   runs lint, types and the test suite
 VENV ?= .venv
 PY := $(VENV)/bin/python
-PACKAGES := core $(sort $(wildcard plugins/*))
+# Every distribution: core, then each folder under plugins/ and extensions/ with a pyproject.toml.
+PACKAGES := core $(sort $(patsubst %/pyproject.toml,%,$(wildcard plugins/*/pyproject.toml extensions/*/pyproject.toml)))
+DIST ?= dist
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench dist clean
 
-$(VENV)/.installed: requirements-dev.txt core/pyproject.toml $(wildcard plugins/*/pyproject.toml)
+$(VENV)/.installed: requirements-dev.txt $(PACKAGES:%=%/pyproject.toml)
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check uv
 	$(VENV)/bin/uv pip install -q --python $(PY) --compile-bytecode $(foreach p,$(PACKAGES),-e ./$(p)) -r requirements-dev.txt
@@ -28,8 +30,18 @@ test: setup
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest $(ARGS)
 
+# An sdist and a wheel (built from the sdist) of every distribution — core, plugins/*,
+# extensions/* — into $(DIST)/, so `pip install --find-links dist opsloop-mlflow` works:
+# opsloop is on no index. Needs only uv, not the full set-up. DIST_FORMATS=--wheel skips
+# the sdists (the install test does).
+DIST_FORMATS ?=
+dist:
+	test -x $(VENV)/bin/uv || { test -x $(PY) || python3 -m venv $(VENV); \
+		$(PY) -m pip install -q --disable-pip-version-check uv; }
+	$(foreach p,$(PACKAGES),$(VENV)/bin/uv build -q --no-sources $(DIST_FORMATS) --out-dir $(DIST) ./$(p) &&) true
+
 bench: setup
 	$(PY) tests/benchmarks/run_all.py
 
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(DIST)

@@ -199,3 +199,23 @@ def test_demo_refuses_a_used_folder(tmp_path: Path) -> None:
     out = run("demo", str(tmp_path / "used"), cwd=tmp_path)
     assert out.returncode == 2
     assert len(out.stderr.strip().splitlines()) == 1 and "already holds" in out.stderr
+
+
+def test_bracketed_names_in_tables_print_literally(tmp_path: Path) -> None:
+    """rich took `[respond]`, `[plugin.x]` for style tags and dropped them from messages."""
+    from opsloop.audit import AuditLog
+
+    (tmp_path / "opsloop.toml").write_text('[respond]\nkernel = "no-such-kernel"\n')
+    site = tmp_path / "site"
+    fake_distribution(site, "brokenplug", "raise ImportError('set [plugin.brokenplug] token')\n")
+    env = {"PYTHONPATH": str(site), "COLUMNS": "400", "OPSLOOP_PLUGINS": "brokenplug"}
+    doctor = run("doctor", cwd=tmp_path, env=env)
+    assert doctor.returncode == 1
+    assert "kernel 'no-such-kernel' is not installed; set [respond] kernel" in doctor.stdout
+    assert "ImportError: set [plugin.brokenplug] token" in doctor.stdout
+    plugins = run("plugins", cwd=tmp_path, env=env)
+    assert "ImportError: set [plugin.brokenplug] token" in plugins.stdout
+
+    AuditLog(tmp_path / ".opsloop" / "audit.jsonl").append("[bold]x", "model[1]")
+    shown = run("audit", "show", cwd=tmp_path, env=env)
+    assert shown.returncode == 0 and "[bold]x model[1]" in shown.stdout

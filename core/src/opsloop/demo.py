@@ -135,8 +135,10 @@ class _Runner:
     ) -> None:
         seconds = time.perf_counter() - started if started else 0.0
         self.summary.steps.append(Step(name, ok, result, artefact, seconds))
-        mark = "[green]✓[/]" if ok else "[red]✗[/]"
-        self.progress.console.print(f"{mark} {name}: {result}")
+        from rich.text import Text
+
+        mark = ("✓", "green") if ok else ("✗", "red")  # result may name [config] tables
+        self.progress.console.print(Text.assemble(mark, f" {name}: {result}"))
         if not ok:
             raise _StepFailed(name, result)
 
@@ -181,7 +183,7 @@ def run_demo(
         )
     summary = DemoSummary(folder)
     runner = _Runner(summary, console)
-    console.print(f"[bold]opsloop demo[/] in {folder}")
+    console.print(f"opsloop demo in {folder}", style="bold", markup=False)
     try:
         with runner.progress:
             _run_steps(project, runner)
@@ -340,13 +342,14 @@ def _chunks(items: list[dict[str, float]], size: int) -> list[list[dict[str, flo
 
 def _print_summary(project: Project, summary: DemoSummary, console: Console) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title="opsloop demo: summary", title_justify="left", show_lines=False)
     for col in ("step", "ok", "seconds", "artefact"):
         table.add_column(col, overflow="fold")
     for s in summary.steps:
-        table.add_row(s.name, "[green]yes[/]" if s.ok else "[red]NO[/]", f"{s.seconds:.1f}",
-                      s.artefact)  # fmt: skip
+        table.add_row(Text(s.name), Text("yes", "green") if s.ok else Text("NO", "red"),
+                      f"{s.seconds:.1f}", Text(s.artefact))  # fmt: skip
     console.print(table)
     verdict = project.audit.verify()
     console.print(
@@ -354,7 +357,8 @@ def _print_summary(project: Project, summary: DemoSummary, console: Console) -> 
         f"audit log:    {project.audit.path} ({verdict.entries} entries, "
         f"chain {'intact' if verdict.ok else 'BROKEN'})\n"
         f"records:      {project.records.path}\n"
-        f"next:         opsloop -p {project.root} incident list | audit show | runbook list"
+        f"next:         opsloop -p {project.root} incident list | audit show | runbook list",
+        markup=False,
     )
     if not summary.ok:
-        console.print("[red]the demo did not complete[/]")
+        console.print("the demo did not complete", style="red")

@@ -237,6 +237,22 @@ class ReadinessVerdict(Record):
     actor: str = ""
 
 
+@dataclass(frozen=True, kw_only=True)
+class Approval(Record):
+    """A person approved a destructive action (opsloop.actions): who, what, from and to."""
+
+    kind: ClassVar[str] = "approval"
+    prefix: ClassVar[str] = "apv"
+
+    action: str  # "model.rollback", ...
+    target: str
+    summary: str = ""
+    approved_by: str = ""
+    before: dict[str, Any] = field(default_factory=dict)
+    after: dict[str, Any] = field(default_factory=dict)
+    reason: str = ""
+
+
 RECORD_TYPES: dict[str, type[Record]] = {
     cls.kind: cls
     for cls in (
@@ -250,5 +266,6 @@ RECORD_TYPES: dict[str, type[Record]] = {
         AliasMove,
         Evidence,
         ReadinessVerdict,
+        Approval,
     )
 }

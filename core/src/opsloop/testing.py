@@ -49,7 +49,9 @@ from opsloop.interfaces import (
 )
 
 if TYPE_CHECKING:
+    from opsloop.interfaces import TrainedModel
     from opsloop.project import Project
+    from opsloop.records import ModelVersionRef
 
 #: What each register_* hook must return a list of.
 REGISTER_TYPES: dict[str, Any] = {
@@ -117,6 +119,62 @@ def opsloop_project_factory(tmp_path: Path) -> Iterator[Callable[..., Project]]:
     yield factory
     for project in made:
         project.close()
+
+
+class MemoryModelStore:
+    """A ModelStore kept in memory (no governance capability): for tests of anything that
+    registers, promotes or rolls back through :mod:`opsloop.registry` without MLflow."""
+
+    name = "memory"
+
+    def __init__(self) -> None:
+        self.versions: dict[str, dict[str, tuple[TrainedModel, dict[str, Any]]]] = {}
+        self.aliases: dict[str, dict[str, str]] = {}
+
+    def register(self, name: str, trained: TrainedModel, *, lineage: Any) -> ModelVersionRef:
+        versions = self.versions.setdefault(name, {})
+        version = str(len(versions) + 1)
+        versions[version] = (trained, dict(lineage))
+        return self.resolve(name, version)
+
+    def set_alias(self, name: str, alias: str, version: str) -> str | None:
+        self.resolve(name, version)
+        aliases = self.aliases.setdefault(name, {})
+        previous = aliases.get(alias)
+        aliases[alias] = version
+        return previous
+
+    def resolve(self, name: str, alias_or_version: str) -> ModelVersionRef:
+        from opsloop.errors import OpsloopError
+        from opsloop.records import ModelVersionRef
+
+        if name not in self.versions:
+            raise OpsloopError(f"no model named '{name}' is registered")
+        aliases = self.aliases.get(name, {})
+        version = aliases.get(alias_or_version, alias_or_version)
+        if alias_or_version == "latest":
+            version = max(self.versions[name], key=int)
+        if version not in self.versions[name]:
+            raise OpsloopError(f"model '{name}' has no version or alias '{alias_or_version}'")
+        lineage = self.versions[name][version][1]
+        return ModelVersionRef(
+            name=name,
+            version=version,
+            uri=f"memory:/{name}/{version}",
+            store=self.name,
+            load_ids=list(lineage.get("load_ids", [])),
+            aliases=sorted(a for a, v in aliases.items() if v == version),
+        )
+
+    def load(self, ref: ModelVersionRef) -> Any:
+        return self.versions[ref.name][ref.version][0].model
+
+    def list_models(self) -> list[str]:
+        return sorted(self.versions)
+
+    def list_versions(self, name: str) -> list[ModelVersionRef]:
+        self.resolve(name, "latest")
+        return [self.resolve(name, v) for v in sorted(self.versions[name], key=int)]
 
 
 def _loopback(address: object) -> bool:

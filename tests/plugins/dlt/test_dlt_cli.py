@@ -91,3 +91,12 @@ def test_ingest_run_errors_are_one_line_with_exit_code_2(tmp_path: Path) -> None
     (root / "opsloop.toml").write_text("[plugin.dlt]\nsources = [{name = 'x'}]\n")
     config = opsloop(root, "ingest", "list")
     assert config.returncode == 2 and "needs 'path'" in config.stderr
+
+
+def test_no_sources_message_names_the_table(tmp_path: Path) -> None:
+    (tmp_path / "opsloop.toml").write_text("")
+    listed = opsloop(tmp_path, "ingest", "list")
+    assert listed.returncode == 0
+    assert listed.stdout == "no sources; declare them under [plugin.dlt] sources in opsloop.toml\n"
+    ran = opsloop(tmp_path, "ingest", "run")
+    assert ran.returncode == 2 and "declare them under [plugin.dlt] sources" in ran.stderr

@@ -9,8 +9,10 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
+import typer.main
 from typer.core import TyperGroup
 
 from opsloop import __version__
@@ -90,33 +92,99 @@ def _build_plugins(argv: list[str]) -> None:
     manager.hook.register_commands(cli=app)
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point."""
-    import click
+def _click_errors() -> tuple[tuple[type[BaseException], ...], ...]:
+    """(usage errors, other click errors, aborts, no-args-is-help), as typer raises them.
 
+    typer up to 0.25 raises click's exceptions; from 0.26 it raises those of the click copy
+    it bundles (``typer._click``), which ``except click.UsageError`` does not catch. The
+    module ``typer.BadParameter`` comes from is the one typer raises from, whatever the
+    version; click's own is added when something imported it (a plugin may raise it).
+    """
+    import importlib
+
+    modules = [importlib.import_module(typer.BadParameter.__module__)]
+    if "click.exceptions" in sys.modules and sys.modules["click.exceptions"] not in modules:
+        modules.append(sys.modules["click.exceptions"])
+
+    def named(name: str) -> tuple[type[BaseException], ...]:
+        return tuple(getattr(m, name) for m in modules if hasattr(m, name))
+
+    # typer >= 0.28 keeps Abort outside its click copy
+    aborts: tuple[type[BaseException], ...] = (typer.Abort, *named("Abort"))
+    # click >= 8.2 raises NoArgsIsHelpError (a UsageError) for `opsloop` and `opsloop model`
+    # alone; older click prints the help and exits 0 itself.
+    return named("UsageError"), named("ClickException"), aborts, named("NoArgsIsHelpError")
+
+
+def _plain_help(command: Any) -> None:
+    """Print ``[default: x]`` and ``[required]`` in help as written, with every typer.
+
+    typer 0.13 to 0.28 escape them for rich (``\\[required]``) even when help is click's
+    plain text, as here; a help formatter that drops the escape is set on every command
+    through click's documented ``Command.context_class``/``Context.formatter_class``.
+    """
+    base = command.context_class
+
+    class _Formatter(base.formatter_class):  # type: ignore[misc,name-defined]
+        def getvalue(self) -> str:
+            return str(super().getvalue()).replace("\\[", "[")
+
+    context_class = type("OpsloopContext", (base,), {"formatter_class": _Formatter})
+    stack = [command]
+    while stack:
+        cmd = stack.pop()
+        if cmd.context_class is base:
+            cmd.context_class = context_class
+        stack.extend(getattr(cmd, "commands", {}).values())
+
+
+def _where(exc: Any) -> str:
+    ctx = getattr(exc, "ctx", None)
+    path = str(getattr(ctx, "command_path", "") or "")
+    return f"opsloop {path.split(' ', 1)[1]}" if " " in path else "opsloop"
+
+
+def _is(exc: Any, types: tuple[type[BaseException], ...]) -> bool:
+    return isinstance(exc, types)  # a call, so mypy keeps exc as Any (types vary by version)
+
+
+def _exit_on_click_error(exc: Any) -> None:
+    """Exit with one line if ``exc`` is typer's or click's; return if it is neither."""
+    usage_errors, click_errors, aborts, no_args_help = _click_errors()
+    if _is(exc, no_args_help):
+        print(exc.format_message())  # the help text, as `--help` prints it
+        sys.exit(0)
+    if _is(exc, usage_errors):
+        message = " ".join(str(exc.format_message()).split())
+        print(f"opsloop: error: {message} (see `{_where(exc)} --help`)", file=sys.stderr)
+        sys.exit(2)
+    if _is(exc, aborts):
+        print("opsloop: aborted", file=sys.stderr)
+        sys.exit(1)
+    if _is(exc, click_errors):
+        print(f"opsloop: error: {' '.join(str(exc.format_message()).split())}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: usage errors are one line on stderr and exit 2."""
+    try:
+        _main(argv)
+    except BrokenPipeError:  # `opsloop ... | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
+
+
+def _main(argv: list[str] | None) -> None:
     from opsloop.errors import OpsloopError
 
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         _build_plugins(args)
-        result = app(args=args, prog_name="opsloop", standalone_mode=False)
+        command = typer.main.get_command(app)
+        _plain_help(command)
+        result = command.main(args=args, prog_name="opsloop", standalone_mode=False)
         sys.exit(result if isinstance(result, int) else 0)
-    except click.exceptions.UsageError as exc:
-        if type(exc).__name__ == "NoArgsIsHelpError":
-            sys.exit(0)  # the help text was already printed
-        where = (
-            f"opsloop {exc.ctx.command_path.split(' ', 1)[1]}"
-            if exc.ctx and " " in exc.ctx.command_path
-            else "opsloop"
-        )
-        print(f"opsloop: error: {exc.format_message()} (see `{where} --help`)", file=sys.stderr)
-        sys.exit(2)
-    except click.exceptions.Abort:
-        print("opsloop: aborted", file=sys.stderr)
-        sys.exit(1)
-    except click.exceptions.ClickException as exc:
-        print(f"opsloop: error: {exc.format_message()}", file=sys.stderr)
-        sys.exit(exc.exit_code)
     except OpsloopError as exc:
         context.err_console.print(
             f"opsloop: error: {exc}", markup=False, highlight=False, soft_wrap=True
@@ -126,6 +194,7 @@ def main(argv: list[str] | None = None) -> None:
         print("opsloop: interrupted", file=sys.stderr)
         sys.exit(130)
     except Exception as exc:
+        _exit_on_click_error(exc)
         if os.environ.get("OPSLOOP_DEBUG"):
             raise
         from opsloop.errors import one_line

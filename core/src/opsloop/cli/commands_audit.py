@@ -26,14 +26,18 @@ def show(
         for e in entries:
             print(json.dumps(e, sort_keys=True))
         return
+    from rich.text import Text
+
     console = context.console
     console.print(
-        f"[bold]audit log[/] {project.audit.path} ({len(entries)} shown)", highlight=False
+        Text.assemble(("audit log", "bold"), f" {project.audit.path} ({len(entries)} shown)"),
+        highlight=False,
     )
     for e in entries:
-        head = (
-            f"{e['seq']:>5} {e['time'][:19].replace('T', ' ')} {e['actor']:<10} "
-            f"[bold]{e['action']}[/] {e['target']}"
+        head = Text.assemble(
+            f"{e['seq']:>5} {e['time'][:19].replace('T', ' ')} {e['actor']:<10} ",
+            (str(e["action"]), "bold"),
+            f" {e['target']}",
         )
         console.print(head, highlight=False, overflow="fold")
         change = _change(e.get("before"), e.get("after"))

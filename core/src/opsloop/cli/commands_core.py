@@ -33,8 +33,8 @@ def plugins_list_command(
     """
     import json
 
-    from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
 
     manager = context.plugins()
     project = context.open_project(detached_ok=True)
@@ -71,7 +71,11 @@ def plugins_list_command(
         for e in entries:
             version = e.version or ("built-in" if e.source == "builtin" else e.source)
             state, error = status(e)
-            shown = "[green]ok[/]" if state == "ok" else f"[red]{state}[/]: {escape(error or '')}"
+            shown = (
+                Text("ok", "green")
+                if state == "ok"
+                else Text.assemble((state, "red"), f": {error or ''}")
+            )
             stage = e.info.stage if e.info else "?"
             table.add_row(e.name, version, stage, ", ".join(e.hooks) or "-", shown)
         context.console.print(table)
@@ -115,8 +119,8 @@ def plugins_new_command(
 
 def doctor_command() -> None:
     """Check the project, its plugins and their backends; exit 1 when a check fails."""
-    from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
 
     from opsloop.errors import one_line
     from opsloop.interfaces import CheckResult
@@ -139,7 +143,7 @@ def doctor_command() -> None:
         table.add_column(col, overflow="fold")
     for r in results:
         table.add_row(
-            escape(r.name), r.plugin, "[green]ok[/]" if r.ok else "[red]FAIL[/]", escape(r.detail)
+            r.name, r.plugin, Text("ok", "green") if r.ok else Text("FAIL", "red"), r.detail
         )
     context.console.print(table)
     failed = [r for r in results if not r.ok]

@@ -6,7 +6,6 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.markup import escape
 
 from opsloop.cli import context
 from opsloop.errors import ParameterError
@@ -24,6 +23,8 @@ def incident_list(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of lines."),
 ) -> None:
     """List incidents with their current status."""
+    from rich.text import Text
+
     from opsloop.respond import list_incidents
 
     project = context.open_project()
@@ -37,29 +38,34 @@ def incident_list(
         )
         return
     console = context.console
-    console.print(f"[bold]{len(views)} {'' if all_ else 'open '}incident(s)[/]", highlight=False)
+    console.print(
+        f"{len(views)} {'' if all_ else 'open '}incident(s)", style="bold", highlight=False
+    )
     colour = {"critical": "red", "warning": "yellow", "info": "blue"}
     for view in views:
         i = view.incident
-        sev = f"[{colour.get(i.severity, 'white')}]{i.severity}[/]"
-        console.print(
-            f"{i.id}  {view.status:<12} {sev:<8} {i.subject}  opened "
-            f"{i.created_at[:16].replace('T', ' ')} UTC, {len(view.runbook_runs)} runbook run(s)",
-            highlight=False,
+        line = Text.assemble(
+            f"{i.id}  {view.status:<12} ",
+            (f"{i.severity:<8}", colour.get(i.severity, "white")),
+            f" {i.subject}  opened {i.created_at[:16].replace('T', ' ')} UTC, "
+            f"{len(view.runbook_runs)} runbook run(s)",
         )
+        console.print(line, highlight=False)
         console.print(f"    {i.title}", highlight=False)
 
 
 @incident_app.command("show")
 def incident_show(incident_id: str) -> None:
     """Show an incident, its alerts, updates and runbook runs."""
+    from rich.text import Text
+
     from opsloop.respond import incident_view, runbook_runs_for
 
     project = context.open_project()
     view = incident_view(project, incident_id)
     i = view.incident
     c = context.console
-    c.print(f"[bold]{i.id}[/] {i.title}")
+    c.print(Text.assemble((i.id, "bold"), f" {i.title}"))
     c.print(f"severity {i.severity}, status {view.status}, opened {i.created_at}")
     for alert_id in i.alert_ids:
         alert = project.records.get(alert_id)
@@ -148,7 +154,7 @@ def runbook_list(
         table.add_column(col, overflow="fold")
     for row in rows:
         params = "\n".join(_brief_parameter(p) for p in row["parameters"]) or "-"
-        table.add_row(escape(row["name"]), escape(row["summary"]), escape(params))
+        table.add_row(row["name"], row["summary"], params)
     context.console.print(table)
 
 
@@ -188,10 +194,7 @@ def runbook_inspect(
         default = (
             "(secret)" if p["secret"] else ("" if p["default"] is None else repr(p["default"]))
         )
-        table.add_row(
-            escape(p["name"]), p["type"], escape(default), "yes" if p["required"] else "",
-            escape(p["help"]),
-        )  # fmt: skip
+        table.add_row(p["name"], p["type"], default, "yes" if p["required"] else "", p["help"])
     out.print(table)
     if declared:
         out.print("declares its result: " + ", ".join(map(str, declared)), markup=False)
@@ -268,10 +271,7 @@ def signals_command(
     for col in ("id", "time", "type", "severity", "subject", "summary"):
         table.add_column(col, overflow="fold")
     for s in project.records.list(Signal, limit=limit):
-        table.add_row(
-            s.id, s.created_at[:19], escape(s.type), s.severity, escape(s.subject),
-            escape(s.summary),
-        )  # fmt: skip
+        table.add_row(s.id, s.created_at[:19], s.type, s.severity, s.subject, s.summary)
     context.console.print(table)
 
 

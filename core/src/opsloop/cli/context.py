@@ -12,8 +12,11 @@ if TYPE_CHECKING:
     from opsloop.plugins import PluginManager
     from opsloop.project import Project
 
-console = Console()
-err_console = Console(stderr=True)
+# Markup off: messages name config tables and keys in brackets (`[plugin.dlt] sources`,
+# `[respond] kernel`) and carry user data; rich would take those for style tags and drop
+# them. Style with rich.text.Text or `style=` instead.
+console = Console(markup=False)
+err_console = Console(stderr=True, markup=False)
 
 _state: dict[str, object] = {
     "project_path": None,

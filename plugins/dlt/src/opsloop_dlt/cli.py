@@ -113,6 +113,7 @@ def loads_command(
 ) -> None:
     """Show recent loads (newest last): status, rows, dlt load ids."""
     from rich.table import Table
+    from rich.text import Text
 
     from opsloop.cli.context import console, open_project
     from opsloop.records import LoadRecord
@@ -132,7 +133,7 @@ def loads_command(
     for col in ("record", "finished", "source", "status", "rows", "load ids"):
         table.add_column(col, overflow="fold")
     for r in loads:
-        status = {"loaded": "[green]loaded[/]", "failed": "[red]failed[/]"}.get(r.status, r.status)
+        status = Text(r.status, {"loaded": "green", "failed": "red"}.get(r.status, ""))
         table.add_row(
             r.id,
             (r.finished_at or r.created_at)[:19].replace("T", " "),

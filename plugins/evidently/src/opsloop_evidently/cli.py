@@ -96,8 +96,9 @@ def _print(
 ) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    console = Console(soft_wrap=True)
+    console = Console(soft_wrap=True, markup=False)  # feature names may hold brackets
     table = Table(title=f"drift: {result.detector}", title_justify="left")
     table.add_column("feature")
     table.add_column("method")
@@ -110,15 +111,18 @@ def _print(
             f.method,
             f"{f.statistic:.4g}",
             f"{f.threshold:.4g}",
-            "[bold red]yes[/]" if f.drifted else "no",
+            Text("yes", "bold red") if f.drifted else "no",
         )
     console.print(table)
     n = sum(f.drifted for f in result.features)
-    verdict = "[bold red]DRIFT[/]" if result.drifted else "[green]no drift[/]"
+    verdict = ("DRIFT", "bold red") if result.drifted else ("no drift", "green")
     console.print(
-        f"{verdict}: {n} of {len(result.features)} features drifted "
-        f"({result.share_drifted:.0%}; the dataset drifts at {drift_share:.0%}); "
-        f"reference {result.reference_rows} rows, current {result.current_rows} rows"
+        Text.assemble(
+            verdict,
+            f": {n} of {len(result.features)} features drifted "
+            f"({result.share_drifted:.0%}; the dataset drifts at {drift_share:.0%}); "
+            f"reference {result.reference_rows} rows, current {result.current_rows} rows",
+        )
     )
     if result.report_path is not None:
         console.print(f"report: {result.report_path}", highlight=False)
