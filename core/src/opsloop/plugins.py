@@ -123,6 +123,15 @@ class PluginManager:
         """The hook relay: ``manager.hook.register_sources(project=...)``."""
         return self.pm.hook
 
+    @property
+    def tracing(self) -> bool:
+        """True when ``OPSLOOP_TRACE_HOOKS`` traces every hook call (a pluggy hook-call monitor).
+
+        Code that calls hook implementations' functions directly, for speed, calls them
+        through pluggy instead while this is on, so the trace misses nothing.
+        """
+        return self._trace
+
     # ------------------------------------------------------------------ discovery
     def _candidates(self) -> list[PluginEntry]:
         found = [PluginEntry(n, "builtin", m) for n, m in BUILTIN_PLUGINS]

@@ -27,10 +27,13 @@ def project_factory(tmp_path: Path) -> Iterator[Callable[..., Project]]:
     made: list[Project] = []
 
     def factory(
-        *plugins: tuple[str, Any], config: str = FAST_LOG, registry: bool = True
+        *plugins: tuple[str, Any],
+        config: str = FAST_LOG,
+        registry: bool = True,
+        environ: dict[str, str] | None = None,
     ) -> Project:
         project = open_project(tmp_path / f"p{len(made)}", *plugins, config=config,
-                               registry=registry)  # fmt: skip
+                               registry=registry, environ=environ)  # fmt: skip
         made.append(project)
         return project
 

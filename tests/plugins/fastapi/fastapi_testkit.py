@@ -174,12 +174,19 @@ class RecorderPlugin:
 
 
 def open_project(
-    root: Path, *plugins: tuple[str, Any], config: str = "", registry: bool = True
+    root: Path,
+    *plugins: tuple[str, Any],
+    config: str = "",
+    registry: bool = True,
+    environ: dict[str, str] | None = None,
 ) -> Project:
-    """A project with built-ins, the fastapi plugin (as "fastapi") and ``plugins``."""
+    """A project with built-ins, the fastapi plugin (as "fastapi") and ``plugins``.
+
+    ``environ`` is what the plugin manager reads (``OPSLOOP_TRACE_HOOKS``); default: os.environ.
+    """
     root.mkdir(parents=True, exist_ok=True)
     (root / "opsloop.toml").write_text(config or '[project]\nname = "t"\n', encoding="utf-8")
-    manager = make_manager()
+    manager = make_manager(environ=environ)
     manager.register(opsloop_fastapi.plugin, name="fastapi")
     if registry:
         manager.register(RegistryPlugin(breast_cancer_store()), name="memory-registry")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import re
 from typing import Any
 
 import numpy as np
@@ -160,6 +161,122 @@ def test_per_request_and_batch_hooks_both_run(project_factory: Any) -> None:
     (after,) = recorder.of("after", "both-1")
     assert after["outputs"] == expected(rows(0, 3)) and after["rows"] == 3
     assert [b.request_ids for b in monitor.batches] == [["both-1"] * 3]
+
+
+class Raising:
+    """A plugin whose after-predict hooks are broken."""
+
+    @hookimpl
+    def after_predict(self, context: Any) -> None:
+        raise RuntimeError("per-request monitor bug")
+
+    @hookimpl
+    def after_predict_batch(self, batch: PredictionBatch) -> None:
+        raise RuntimeError("batch monitor bug")
+
+
+class Seen:
+    """What the after-predict hooks of a working plugin were handed."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, Any, int, float]] = []
+        self.batches: list[tuple[list[str], list[Any]]] = []
+
+    @hookimpl
+    def after_predict(self, context: Any) -> None:
+        latency = context.latency_ms
+        self.requests.append((context.request_id, context.outputs, len(context.inputs), latency))
+
+    @hookimpl
+    def after_predict_batch(self, batch: PredictionBatch) -> None:
+        self.batches.append((batch.request_ids, list(batch.outputs)))
+
+
+def hook_errors(metrics: str) -> dict[str, float]:
+    """opsloop_serve_hook_errors_total by hook, from a /metrics page."""
+    found = re.findall(r'^opsloop_serve_hook_errors_total\{hook="(\w+)"\} (\S+)$', metrics, re.M)
+    return {hook: float(value) for hook, value in found}
+
+
+@pytest.mark.parametrize("route", ["v1", "mlflow"])
+def test_after_predict_hooks_behave_the_same_with_tracing_on_and_off(
+    project_factory: Any, capfd: pytest.CaptureFixture[str], route: str
+) -> None:
+    # "raising" is registered last, so pluggy's order calls it first: the working plugin
+    # must still see every request and batch, and each error is counted, traced or not.
+    outcomes = {}
+    for trace in ("0", "1"):
+        seen = Seen()
+        project = project_factory(
+            ("seen", seen), ("raising", Raising()), environ={"OPSLOOP_TRACE_HOOKS": trace}
+        )
+        app = app_for(project)
+        client = TestClient(app)
+        capfd.readouterr()
+        for i in range(3):
+            post_rows(client, rows(i, i + 1 + i), f"trace{trace}-{i}", route)
+        assert app.state.opsloop.scorer.after.drain(timeout=10)
+        traced = capfd.readouterr().err
+        requests = [(r[0].split("-")[1], r[1], r[2]) for r in seen.requests]
+        assert all(r[3] is not None and r[3] > 0 for r in seen.requests)
+        batches = [([i.split("-")[1] for i in ids], out) for ids, out in seen.batches]
+        outcomes[trace] = (requests, batches, hook_errors(client.get("/metrics").text))
+        calls = traced.count("[opsloop hook] after_predict(context=")
+        failed = traced.count("[opsloop hook] after_predict = raised RuntimeError")
+        batch_calls = traced.count("[opsloop hook] after_predict_batch(batch=")
+        # traced: each plugin's call shows (two plugins, three requests, one batch)
+        assert (calls, failed, batch_calls) == ((6, 3, 2) if trace == "1" else (0, 0, 0))
+    requests, batches, errors = outcomes["0"]
+    assert outcomes["1"] == outcomes["0"]
+    assert requests == [
+        ("0", expected(rows(0, 1)), 1),
+        ("1", expected(rows(1, 3)), 2),
+        ("2", expected(rows(2, 5)), 3),
+    ]
+    assert batches == [(["0", "1", "1", "2", "2", "2"], expected(rows(0, 1)) + expected(rows(1, 3))
+                        + expected(rows(2, 5)))]  # fmt: skip
+    assert errors == {"after_predict": 3.0, "after_predict_batch": 1.0}
+
+
+@pytest.mark.parametrize("trace", ["0", "1"])
+def test_implementations_are_called_one_by_one_in_pluggy_order(trace: str) -> None:
+    from opsloop_fastapi.hookcalls import OneByOne
+
+    from opsloop.plugins import make_manager
+
+    called: list[str] = []
+
+    class Early:
+        @hookimpl(tryfirst=True)
+        def after_predict(self, context: Any) -> None:
+            called.append(f"early:{context}")
+
+    class NoArgument:
+        @hookimpl
+        def after_predict(self) -> None:
+            called.append("no-argument")
+
+    class Wrapper:
+        @hookimpl(wrapper=True)
+        def after_predict(self, context: Any) -> Any:
+            called.append("wrapper")
+            return (yield)
+
+    manager = make_manager(environ={"OPSLOOP_TRACE_HOOKS": trace})
+    manager.register(Early(), name="early")
+    manager.register(NoArgument(), name="no-argument")
+    one_by_one = OneByOne(manager, "after_predict")
+    calls = one_by_one.calls()
+    assert [c.plugin for c in calls] == ["early", "no-argument"]  # tryfirst wins over LIFO
+    for function, takes_arg, _ in calls:
+        function("ctx") if takes_arg else function()
+    assert called == ["early:ctx", "no-argument"]
+    assert one_by_one.calls() is calls  # unchanged plugins: the same list, no rebuild
+    manager.register(Wrapper(), name="wrapper")
+    called.clear()
+    (wrapped,) = one_by_one.calls()  # a wrapper wraps them all: one call, as pluggy makes it
+    wrapped.function("ctx")
+    assert called == ["wrapper", "early:ctx", "no-argument"]
 
 
 def test_queued_log_entries_are_not_tracked_by_the_gc(project_factory: Any) -> None:

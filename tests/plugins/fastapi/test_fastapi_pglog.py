@@ -29,8 +29,9 @@ from fastapi_testkit import (
     one_row,
 )
 from opsloop_fastapi.entries import make_entry
+from opsloop_fastapi.logframe import META_COLUMNS
 from opsloop_fastapi.pglog import PostgresStore, catalog, read_log_postgres, store_for
-from opsloop_fastapi.predlog import META_COLUMNS, PredictionLog
+from opsloop_fastapi.predlog import PredictionLog
 from opsloop_fastapi.settings import LOG_POSTGRES_URL_ENV, Settings
 
 from opsloop.errors import ConfigError

@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from opsloop.errors import OpsloopError
+from opsloop.errors import OpsloopError, first_line
 from opsloop.interfaces import DriftResult, FeatureDrift
 from opsloop_evidently.frames import dataset_drifted, prepare, report_file
 from opsloop_evidently.offline import import_evidently
@@ -74,9 +74,8 @@ class EvidentlyDriftDetector:
                 reference_data=Dataset.from_pandas(windows.reference, data_definition=definition),
             )
         except ValueError as exc:
-            first = str(exc).strip().splitlines()[0]
             raise OpsloopError(
-                f"evidently could not compute drift: {first}; check [plugin.evidently] "
+                f"evidently could not compute drift: {first_line(exc)}; check [plugin.evidently] "
                 "method/threshold and the column types"
             ) from None
         features = features_from_snapshot(snapshot.dict(), windows.columns)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from opsloop.errors import OpsloopError
+from opsloop.errors import OpsloopError, one_line
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -35,5 +35,4 @@ def read_frame(path: Path, label: str) -> pd.DataFrame:
             f"--{label}: reading Parquet needs pyarrow: pip install 'opsloop-evidently[parquet]'"
         ) from None
     except (ValueError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise OpsloopError(f"--{label}: cannot read '{path}': {first}") from None
+        raise OpsloopError(f"--{label}: cannot read '{path}': {one_line(exc)}") from None

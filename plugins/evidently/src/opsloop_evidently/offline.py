@@ -20,6 +20,8 @@ from __future__ import annotations
 import os
 from types import ModuleType
 
+from opsloop.errors import first_line
+
 DO_NOT_TRACK_ENV = "DO_NOT_TRACK"
 
 
@@ -48,7 +50,7 @@ def import_hint(exc: BaseException) -> str:
         pandas_version = version("pandas")
     except PackageNotFoundError:
         pandas_version = ""
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    first = first_line(exc) or type(exc).__name__
     if pandas_version and int(pandas_version.split(".")[0]) >= 3:
         return (
             f"evidently cannot import with pandas {pandas_version} ({first}); "

@@ -7,8 +7,10 @@ hook with each, calls every ``after_predict`` hook once per request (in request 
 and hands the batches on to the prediction log, which writes them without converting
 again.
 
-A full deque skips the hooks for that request (counted; the log still gets it); a hook
-that raises is logged and counted. Neither ever affects a response.
+A full deque skips the hooks for that request (counted; the log still gets it). Each
+plugin's implementation is called on its own (:mod:`~opsloop_fastapi.hookcalls`): one that
+raises is logged and counted, and the others still run, with hook tracing on or off.
+Neither ever affects a response.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from opsloop_fastapi.context import LazyContext
 from opsloop_fastapi.entries import (
     CONTEXT,
     HEADERS,
@@ -31,9 +34,11 @@ from opsloop_fastapi.entries import (
     build_batches,
     entry_outputs,
 )
+from opsloop_fastapi.hookcalls import OneByOne, has_impls
 from opsloop_fastapi.ticker import Ticker
 
 if TYPE_CHECKING:
+    from opsloop.plugins import PluginManager
     from opsloop.records import ModelVersionRef
     from opsloop_fastapi.metrics import ServerMetrics
     from opsloop_fastapi.predlog import PredictionLog
@@ -49,14 +54,13 @@ class AfterPredict:
 
     def __init__(
         self,
-        hook: Any,
+        plugins: PluginManager,
         metrics: ServerMetrics,
         log: PredictionLog | None = None,
         *,
         size: int = 100_000,
         interval: float = 0.05,
     ) -> None:
-        self.hook = hook
         self.metrics = metrics
         self.log = log
         self.size = size
@@ -64,8 +68,10 @@ class AfterPredict:
         self.called = 0  # requests whose hooks ran
         self.dropped = 0  # requests whose hooks were skipped (queue full)
         self.refs = log.refs if log is not None else RefTable()
-        self.per_request = has_impls(hook, "after_predict")
-        self.batched = has_impls(hook, "after_predict_batch")
+        self.per_request = has_impls(plugins.hook, "after_predict")
+        self.batched = has_impls(plugins.hook, "after_predict_batch")
+        self._after_predict = OneByOne(plugins, "after_predict")
+        self._after_predict_batch = OneByOne(plugins, "after_predict_batch")
         self._deque: collections.deque[Any] = collections.deque()
         self._lock = threading.Lock()
         self._ticker = Ticker("opsloop-after-predict", interval, self.drain)
@@ -102,12 +108,11 @@ class AfterPredict:
         if not self._lock.acquire(timeout=timeout):
             return False
         try:
-            calls = direct_calls(self.hook, "after_predict") if self.per_request else []
             pop = self._deque.popleft
             while self._deque:
                 entries = [pop() for _ in range(min(len(self._deque), ROUND))]
                 if self.per_request:
-                    self._per_request(entries, calls)
+                    self._per_request(entries)
                 handed: list[Any] = entries
                 if self.batched:
                     batches, failed = build_batches(entries, self.refs)
@@ -126,23 +131,18 @@ class AfterPredict:
 
     def call_batch_hooks(self, batches: list[Any]) -> None:
         """Call every ``after_predict_batch`` hook with each batch; errors are counted."""
-        call = self.hook.after_predict_batch
+        calls = self._after_predict_batch.calls()
         for batch in batches:
-            try:
-                call(batch=batch)
-            except Exception:
-                logger.exception(
-                    "after_predict_batch hook raised (%d rows of %s v%s)",
-                    len(batch),
-                    batch.model.name,
-                    batch.model.version,
-                )
-                self.metrics.child(self.metrics.hook_errors, "after_predict_batch").inc()
+            for function, takes_arg, plugin in calls:
+                try:
+                    function(batch) if takes_arg else function()
+                except Exception:  # noqa: BLE001 - logged and counted by _hook_failed
+                    model = batch.model
+                    where = f"{len(batch)} rows of {model.name} v{model.version}"
+                    self._hook_failed("after_predict_batch", plugin, where)
 
-    def _per_request(self, entries: list[tuple[Any, ...]], calls: list[Any] | None) -> None:
-        from opsloop_fastapi.scoring import LazyContext
-
-        pluggy_call = self.hook.after_predict
+    def _per_request(self, entries: list[tuple[Any, ...]]) -> None:
+        calls = self._after_predict.calls()
         refs = self.refs
         for entry in entries:
             ctx = entry[CONTEXT]
@@ -155,54 +155,13 @@ class AfterPredict:
                 )
             ctx.outputs = entry_outputs(entry)
             ctx.latency_ms = entry[LATENCY_MS]
-            if calls is None:
-                self._guarded(pluggy_call, ctx, True)
-            else:
-                for function, wants_context in calls:
-                    self._guarded(function, ctx, wants_context, direct=True)
+            for function, takes_arg, plugin in calls:
+                try:
+                    function(ctx) if takes_arg else function()
+                except Exception:  # noqa: BLE001 - logged and counted by _hook_failed
+                    self._hook_failed("after_predict", plugin, f"request_id {ctx.request_id}")
 
-    def _guarded(
-        self, function: Any, ctx: Any, wants_context: bool, *, direct: bool = False
-    ) -> None:
-        try:
-            if direct:
-                function(ctx) if wants_context else function()
-            else:
-                function(context=ctx)
-        except Exception:
-            logger.exception("after_predict hook raised (request_id %s)", ctx.request_id)
-            self.metrics.child(self.metrics.hook_errors, "after_predict").inc()
-
-
-def has_impls(hook: Any, name: str) -> bool:
-    """True when some plugin implements hook ``name``."""
-    caller = getattr(hook, name, None)
-    try:
-        return bool(caller.get_hookimpls()) if caller is not None else False
-    except Exception:  # noqa: BLE001 - unknown hook objects: call them to be safe
-        return True
-
-
-def direct_calls(hook: Any, name: str) -> list[tuple[Any, bool]] | None:
-    """The implementations of a plain hook, in pluggy's call order, to call one by one.
-
-    None (call through pluggy) when any is a wrapper, when a hook-call monitor (tracing)
-    is installed, or when pluggy's internals are not what this was written against. Each
-    implementation is called even when another raised (pluggy would stop at the first).
-    """
-    try:
-        from pluggy._execution import _multicall
-    except ImportError:
-        return None
-    caller = getattr(hook, name, None)
-    manager = getattr(getattr(caller, "_hookexec", None), "__self__", None)
-    if caller is None or getattr(manager, "_inner_hookexec", None) is not _multicall:
-        return None
-    calls: list[tuple[Any, bool]] = []
-    for impl in reversed(caller.get_hookimpls()):
-        if impl.hookwrapper or impl.wrapper or impl.kwargnames:
-            return None
-        if impl.argnames not in ((), ("context",)):
-            return None
-        calls.append((impl.function, bool(impl.argnames)))
-    return calls
+    def _hook_failed(self, hook: str, plugin: str, where: str) -> None:
+        """Log the error being handled, with its traceback, and count it (never re-raised)."""
+        logger.exception("%s hook of plugin %s raised (%s)", hook, plugin, where)
+        self.metrics.child(self.metrics.hook_errors, hook).inc()

@@ -1,10 +1,11 @@
 """The scoring app: one factory, :func:`create_app`, and no module-level state.
 
-Everything a request needs hangs off ``app.state.opsloop`` (a :class:`ServingState`): the
-project, the :class:`ModelHolder` (swappable), the metrics, the prediction and feedback
-logs, the limiter, the model threads and the alias follower. The scoring routes are served
-by :class:`~opsloop_fastapi.front.Front` (plain ASGI, the hot path); FastAPI serves the
-rest and the OpenAPI document, whose request schemas list the served signature's columns.
+Everything a request needs hangs off ``app.state.opsloop`` (a
+:class:`~opsloop_fastapi.state.ServingState`): the project, the :class:`ModelHolder`
+(swappable), the metrics, the prediction and feedback logs, the limiter, the model threads
+and the alias follower. The scoring routes are served by
+:class:`~opsloop_fastapi.front.Front` (plain ASGI, the hot path); FastAPI serves the rest
+and the OpenAPI document, whose request schemas list the served signature's columns.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import os
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import FastAPI, Request
@@ -47,6 +47,7 @@ from opsloop_fastapi.schema import InputError
 from opsloop_fastapi.scoring import Scorer, ShadowRunner, loads
 from opsloop_fastapi.served import ModelHolder, ServedModel
 from opsloop_fastapi.settings import Settings
+from opsloop_fastapi.state import ServingState
 from opsloop_fastapi.threadname import name_native_thread
 
 if TYPE_CHECKING:
@@ -124,82 +125,6 @@ class RollbackRequest(BaseModel):
     reason: Annotated[str, Field(max_length=1000)] = ""
 
 
-@dataclass
-class ServingState:
-    """What the routes share: set once by :func:`create_app`, read by every request."""
-
-    project: Project
-    settings: Settings
-    holder: ModelHolder
-    metrics: ServerMetrics
-    scorer: Scorer
-    prediction_log: PredictionLog | None
-    feedback_log: FeedbackLog
-    router: Router
-    limiter: Any
-    pool: ThreadPoolExecutor
-    shadow: ShadowRunner | None
-    admin_token: str | None
-    follower: Follower | None = None
-    ready: bool = False
-    stopped: bool = field(default=False)
-
-    @property
-    def shadow_enabled(self) -> bool:
-        return self.shadow is not None
-
-    def start(self) -> None:
-        if self.stopped:  # started again after a stop (an ASGI host may restart the lifespan)
-            self.stopped = False
-            self.pool = ThreadPoolExecutor(
-                self.settings.model_threads,
-                thread_name_prefix="opsloop-model",
-                initializer=name_native_thread,
-            )
-        if self.prediction_log is not None:
-            self.prediction_log.start()
-        self.feedback_log.start()
-        if self.shadow is not None:
-            self.shadow.start()
-        if self.scorer.after is not None:
-            self.scorer.after.start()
-        if self.follower is not None:
-            self.follower.start()
-        freeze_heap()
-        self.ready = True
-
-    def stop(self) -> None:
-        """Stop taking traffic as ready, then flush the logs and stop the threads."""
-        self.ready = False
-        if self.stopped:
-            return
-        self.stopped = True
-        timeout = self.settings.shutdown_timeout
-        if self.follower is not None:
-            self.follower.stop(timeout)
-        if self.shadow is not None:
-            self.shadow.stop(timeout)
-        if self.scorer.after is not None:
-            self.scorer.after.stop(timeout)  # hands its last entries to the log
-        if self.prediction_log is not None:
-            self.prediction_log.close(timeout=timeout)
-        self.feedback_log.close(timeout=timeout)
-        self.pool.shutdown(wait=False, cancel_futures=True)
-
-
-def freeze_heap() -> None:
-    """Move everything alive now out of the cyclic GC's sight (the model, the libraries).
-
-    A server process holds a million long-lived objects (pandas, scikit-learn, MLflow);
-    a full collection walks them all and stalls every request for 100 ms or more. Frozen
-    objects are still freed by reference counting.
-    """
-    import gc
-
-    gc.collect()
-    gc.freeze()
-
-
 def create_app(
     project: Project,
     ref: ModelVersionRef,
@@ -254,7 +179,7 @@ def create_app(
     holder = ModelHolder(served, challenger if wants_challenger else None)
     metrics.set_models(holder.slots)
     shadow = ShadowRunner(metrics, log) if settings.shadow else None
-    after = AfterPredict(project.hook, metrics, log, size=settings.log_queue_size)
+    after = AfterPredict(project.plugins, metrics, log, size=settings.log_queue_size)
     from opsloop_fastapi.limits import make_limiter
 
     state = ServingState(

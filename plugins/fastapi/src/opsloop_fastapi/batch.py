@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from opsloop.errors import OpsloopError
+from opsloop.errors import OpsloopError, first_line, one_line
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -163,7 +163,7 @@ class _DuckdbSource(_Source):
                 f"SELECT count(*), coalesce(sum(hash(t)::HUGEINT), 0) FROM {self.table} t"
             ).fetchone()
         except duckdb.Error as exc:
-            raise OpsloopError(f"batch input '{spec}': {str(exc).splitlines()[0]}") from None
+            raise OpsloopError(f"batch input '{spec}': {first_line(exc)}") from None
 
     def fingerprint(self) -> str:
         return f"duckdb:{self.table}:{self.rows}:{self.sum}"
@@ -281,9 +281,8 @@ def _score(model: Any, frame: pd.DataFrame, ref: ModelVersionRef, start: int) ->
     except OpsloopError:
         raise
     except Exception as exc:  # noqa: BLE001 - the model's refusal, as one line
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise OpsloopError(
-            f"model {ref.name} v{ref.version} could not score input rows {start}..: {first}"
+            f"model {ref.name} v{ref.version} could not score input rows {start}..: {one_line(exc)}"
         ) from None
     out = frame.reset_index(drop=True).copy()
     values = np.asarray(predictions)

@@ -19,7 +19,7 @@ from opsloop_fastapi.served import ServedModel
 from opsloop_fastapi.ticker import Ticker
 
 if TYPE_CHECKING:
-    from opsloop_fastapi.app import ServingState
+    from opsloop_fastapi.state import ServingState
 
 logger = logging.getLogger("opsloop_fastapi.follow")
 

@@ -23,8 +23,8 @@ from opsloop_fastapi.limits import BodyTooLarge, ClientGone, read_body, retry_af
 from opsloop_fastapi.scoring import Job, error_body
 
 if TYPE_CHECKING:
-    from opsloop_fastapi.app import ServingState
     from opsloop_fastapi.served import ServedModel, Slots
+    from opsloop_fastapi.state import ServingState
 
 logger = logging.getLogger("opsloop_fastapi.front")
 

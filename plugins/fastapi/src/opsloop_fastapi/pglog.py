@@ -12,7 +12,7 @@ connection is opened again on the next write. psycopg is imported only when this
 used.
 
 :func:`read_log_postgres` reads a model's rows back through ``COPY (SELECT ...) TO STDOUT``,
-Arrow's CSV reader and DuckDB, then :func:`~opsloop_fastapi.predlog.log_frame`, so the frame
+Arrow's CSV reader and DuckDB, then :func:`~opsloop_fastapi.logframe.log_frame`, so the frame
 is the Parquet reader's, column for column.
 """
 
@@ -27,7 +27,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from opsloop_fastapi.entries import INPUT_PREFIX
-from opsloop_fastapi.predlog import META_COLUMNS, SERVED_ROLES, log_frame
+from opsloop_fastapi.logframe import META_COLUMNS, SERVED_ROLES, log_frame, memory_duckdb
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -520,9 +520,7 @@ def _without_empty_columns(table: Any) -> Any:
 
 def _to_pandas(table: Any) -> pd.DataFrame:
     """Through DuckDB, as the Parquet reader does, so both give the same dtypes."""
-    from opsloop_fastapi.predlog import _connect
-
-    con = _connect()
+    con = memory_duckdb()
     try:
         return con.from_arrow(table).df()
     finally:

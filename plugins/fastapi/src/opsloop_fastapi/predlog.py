@@ -11,7 +11,8 @@ replicas and ``--workers`` never share one. A full deque drops the entry and cou
 request never waits for the disk.
 
 Feedback (ground-truth labels sent to ``/v1/feedback``) is logged the same way under
-``<home>/feedback/<model>/``; :func:`read_log` joins it by request id and row.
+``<home>/feedback/<model>/``; :func:`read_log` joins it by request id and row (the column
+contract both stores' readers share is :mod:`~opsloop_fastapi.logframe`).
 
 ``log_format = "postgres"`` sends both to one PostgreSQL table instead (shared by every
 replica); :mod:`~opsloop_fastapi.pglog` holds that store and its reader.
@@ -40,7 +41,6 @@ if TYPE_CHECKING:
     from opsloop_fastapi.pglog import PostgresStore
 
 from opsloop_fastapi.entries import (
-    INPUT_PREFIX,
     RefTable,
     batch_table,
     build_batches,
@@ -49,23 +49,13 @@ from opsloop_fastapi.entries import (
     rows_of,
     table_key,
 )
+from opsloop_fastapi.logframe import SERVED_ROLES, log_frame, memory_duckdb
 from opsloop_fastapi.threadname import daemon_thread
 
 logger = logging.getLogger("opsloop_fastapi.predlog")
 
 LogFormat = Literal["parquet", "jsonl", "postgres"]
 Compression = Literal["lz4", "zstd", "snappy", "none"]
-META_COLUMNS = (
-    "request_id",
-    "row",
-    "model_version",
-    "role",
-    "logged_at",
-    "latency_ms",
-    "prediction",
-    "label",
-)
-SERVED_ROLES = ("champion", "challenger")
 
 
 class FeedbackEntry(NamedTuple):
@@ -500,53 +490,8 @@ def read_log(
     return log_frame(frames, model, since, roles, feedback)
 
 
-def log_frame(
-    frames: list[pd.DataFrame],
-    model: str,
-    since: datetime | None,
-    roles: tuple[str, ...] | None,
-    feedback: Callable[[], pd.DataFrame] | None,
-) -> pd.DataFrame:
-    """Frames as stored (``input.*``, JSON columns) as :func:`read_log` returns them.
-
-    Shared by the Parquet and the PostgreSQL readers, so both keep one column contract;
-    ``feedback`` returns :func:`read_feedback`'s frame, whose labels are joined.
-    """
-    import pandas as pd
-
-    frames = [_unflatten(f) for f in frames if not f.empty]
-    if not frames:
-        return pd.DataFrame(columns=list(META_COLUMNS))
-    for f in frames:
-        f["logged_at"] = pd.to_datetime(f["logged_at"], utc=True, format="ISO8601")
-    frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    if "model" in frame.columns:
-        frame = frame[frame["model"] == model].drop(columns=["model"])
-    if "role" not in frame.columns:
-        frame["role"] = "champion"
-    frame["role"] = frame["role"].fillna("champion")
-    if roles is not None:
-        frame = frame[frame["role"].isin(roles)]
-    if since is not None:
-        frame = frame[frame["logged_at"] >= pd.Timestamp(since)]
-    frame = frame.sort_values(["logged_at", "request_id", "row", "role"], kind="stable")
-    frame = frame.reset_index(drop=True)
-    frame["label"] = _labels(feedback(), frame) if feedback is not None else None
-    extra = [c for c in ("probabilities",) if c in frame.columns]
-    features = [c for c in frame.columns if c not in META_COLUMNS and c not in extra]
-    return frame[features + list(META_COLUMNS) + extra].reset_index(drop=True)
-
-
-def _connect() -> Any:
-    import duckdb
-
-    con = duckdb.connect(":memory:")
-    con.execute("SET TimeZone = 'UTC'")
-    return con
-
-
 def _read_parquet(files: list[Path], since: datetime | None) -> pd.DataFrame:
-    con = _connect()
+    con = memory_duckdb()
     try:
         # date=YYYY-MM-DD folders are not data: without hive_partitioning = false DuckDB
         # would add a "date" column, which monitoring would take for a feature
@@ -574,36 +519,6 @@ def _read_jsonl(file: Path) -> pd.DataFrame:
     return pd.read_json(io.StringIO(text), lines=True, dtype=False, convert_dates=False)
 
 
-def _unflatten(frame: pd.DataFrame) -> pd.DataFrame:
-    """``input.<feature>`` columns back to feature names, then the metadata."""
-    import pandas as pd
-
-    if "prediction_json" in frame.columns:
-        decoded = [json.loads(v) if isinstance(v, str) else None for v in frame["prediction_json"]]
-        if "prediction" in frame.columns:
-            frame["prediction"] = [
-                d if isinstance(j, str) else p
-                for p, j, d in zip(
-                    frame["prediction"], frame["prediction_json"], decoded, strict=True
-                )
-            ]
-        else:
-            frame["prediction"] = decoded
-        frame = frame.drop(columns=["prediction_json"])
-    if "probabilities_json" in frame.columns:
-        frame["probabilities"] = [
-            json.loads(v) if isinstance(v, str) else None for v in frame.pop("probabilities_json")
-        ]
-    size = len(INPUT_PREFIX)
-    inputs = {
-        c: c[size:]
-        for c in frame.columns
-        if c.startswith(INPUT_PREFIX) and c[size:] not in (*META_COLUMNS, "model")
-    }
-    meta = frame[[c for c in frame.columns if not c.startswith(INPUT_PREFIX)]]
-    return pd.concat([frame[list(inputs)].rename(columns=inputs), meta], axis=1)
-
-
 def read_feedback(directory: Path) -> pd.DataFrame:
     """Every label sent for a model: request_id, row, label, received_at (newest wins)."""
     import pandas as pd
@@ -611,7 +526,7 @@ def read_feedback(directory: Path) -> pd.DataFrame:
     parquet = _files(directory, "", ".parquet")
     frames: list[pd.DataFrame] = []
     if parquet:
-        con = _connect()
+        con = memory_duckdb()
         try:
             frames.append(
                 con.execute(
@@ -632,19 +547,3 @@ def read_feedback(directory: Path) -> pd.DataFrame:
     frame = frame.drop_duplicates(["request_id", "row"], keep="last")
     frame["label"] = [json.loads(v) for v in frame.pop("label_json")]
     return frame[["request_id", "row", "label", "received_at"]].reset_index(drop=True)
-
-
-def _labels(feedback: pd.DataFrame, frame: pd.DataFrame) -> Any:
-    import pandas as pd
-
-    if feedback.empty or frame.empty:
-        return pd.Series([None] * len(frame), index=frame.index, dtype=object)
-    keyed = feedback.set_index(["request_id", "row"])["label"]
-    index = pd.MultiIndex.from_arrays([frame["request_id"], frame["row"].astype("int64")])
-    labels = keyed.reindex(index)
-    values = labels.to_numpy(dtype=object)
-    series = pd.Series(values, index=frame.index, dtype=object)
-    numeric = [v for v in values if v is not None and not (isinstance(v, float) and v != v)]
-    if numeric and all(isinstance(v, int | float) and not isinstance(v, bool) for v in numeric):
-        return pd.to_numeric(series)
-    return series.where(series.notna(), None)

@@ -4,8 +4,8 @@ The event loop only reads the body and writes the bytes this module returns. The
 path (an all-``double`` signature and a verified :mod:`~opsloop_fastapi.fastmodel`) goes
 from JSON to a float64 array to the model without pandas; anything it does not accept
 goes through the pydantic validation of :mod:`~opsloop_fastapi.schema`, which names
-every bad field. The serve hooks see a :class:`PredictContext` whose ``inputs`` frame is
-built only when a hook reads it.
+every bad field. The serve hooks see a :class:`~opsloop_fastapi.context.LazyContext`
+whose ``inputs`` frame is built only when a hook reads it.
 """
 
 from __future__ import annotations
@@ -15,14 +15,13 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from opsloop.errors import OpsloopError
-from opsloop.interfaces import PredictContext
-from opsloop_fastapi.afterpredict import AfterPredict, has_impls
-from opsloop_fastapi.entries import entry_inputs, make_entry
+from opsloop.errors import OpsloopError, first_line, one_line
+from opsloop_fastapi.context import LazyContext
+from opsloop_fastapi.entries import make_entry
+from opsloop_fastapi.hookcalls import has_impls
 from opsloop_fastapi.outputs import ATOMS, to_jsonable
 from opsloop_fastapi.predlog import PredictionLog
 from opsloop_fastapi.schema import InputError
@@ -31,7 +30,7 @@ from opsloop_fastapi.threadname import daemon_thread
 if TYPE_CHECKING:
     import pandas as pd
 
-    from opsloop.records import ModelVersionRef
+    from opsloop_fastapi.afterpredict import AfterPredict
     from opsloop_fastapi.metrics import ServerMetrics
     from opsloop_fastapi.served import ServedModel
 
@@ -93,61 +92,6 @@ def refusal_status(error: BaseException) -> int:
     """The HTTP status for a refusal: the error's ``status_code`` when 4xx, else 400."""
     status = getattr(error, "status_code", None)
     return status if isinstance(status, int) and 400 <= status < 500 else 400
-
-
-class LazyContext(PredictContext):
-    """A PredictContext whose ``inputs`` DataFrame and ``headers`` are built on first access."""
-
-    def __init__(
-        self,
-        request_id: str,
-        model: ModelVersionRef,
-        raw_headers: list[tuple[bytes, bytes]],
-        *,
-        array: Any = None,
-        columns: tuple[str, ...] | None = None,
-        frame: Any = None,
-        entry: tuple[Any, ...] | None = None,
-    ) -> None:
-        self.request_id = request_id
-        self.model = model
-        self.outputs = None
-        self.latency_ms = None
-        self._raw_headers = raw_headers
-        self._headers: Mapping[str, str] | None = None
-        self._array = array
-        self._columns = columns
-        self._frame = frame
-        self._entry = entry  # a logged request: inputs decoded from it on first access
-        self.touched = False
-
-    @property  # type: ignore[override]
-    def inputs(self) -> pd.DataFrame:
-        self.touched = True
-        if self._frame is None:
-            import pandas as pd
-
-            if self._array is None and self._entry is not None:
-                self._array, self._columns, self._frame = entry_inputs(self._entry)
-            if self._frame is None:
-                self._frame = pd.DataFrame(self._array, columns=list(self._columns or ()))
-        return self._frame
-
-    @inputs.setter
-    def inputs(self, value: pd.DataFrame) -> None:
-        self.touched = True
-        self._frame = value
-
-    @property  # type: ignore[override]
-    def headers(self) -> Mapping[str, str]:
-        """The request headers, lower-case names."""
-        if self._headers is None:
-            self._headers = _headers(self._raw_headers)
-        return self._headers
-
-    @headers.setter
-    def headers(self, value: Mapping[str, str]) -> None:
-        self._headers = value
 
 
 @dataclass
@@ -342,9 +286,8 @@ class Scorer:
                 )
             self._model_error(job, ctx, exc)
             if isinstance(exc, ValueError | TypeError | OpsloopError):
-                raise PredictFailed(
-                    f"the model could not score these rows: {_first_line(exc)}", 400
-                ) from None
+                why = first_line(exc) or type(exc).__name__
+                raise PredictFailed(f"the model could not score these rows: {why}", 400) from None
             raise PredictFailed(
                 f"the model failed ({type(exc).__name__}); see the server log, request_id "
                 f"{job.request_id}",
@@ -395,7 +338,7 @@ class Scorer:
             ref.name,
             ref.version,
             job.request_id,
-            _first_line(error),
+            one_line(error),
             exc_info=error,
         )
         self._count_error(job.served, "model")
@@ -409,10 +352,6 @@ class Scorer:
     def _count_error(self, served: ServedModel, kind: str) -> None:
         m = self.metrics
         m.child(m.prediction_errors, served.ref.name, served.ref.version, kind).inc()
-
-
-def _headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
-    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in raw}
 
 
 def _to_frame(array: Any, columns: tuple[str, ...] | None) -> pd.DataFrame:
@@ -583,9 +522,3 @@ class ShadowRunner:
                 ),
                 len(predictions),
             )
-
-
-# ---------------------------------------------------------------------- outputs
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0][:300] if text else type(error).__name__

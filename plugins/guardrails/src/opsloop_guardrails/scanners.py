@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from opsloop.errors import first_line
 from opsloop.guard.scanners import ALL_TARGETS, INJECTION_TARGETS, check_target
 from opsloop.interfaces import Finding, ScanResult, ScanTarget
 from opsloop_guardrails import rules
@@ -98,8 +99,8 @@ class GuardrailsScanner:
             try:
                 outcome = guard.validate(text, metadata={"target": target})
             except ValidationError as exc:  # a validator with on_fail="exception"
-                first = (str(exc).strip().splitlines() or [""])[0]
-                finding = Finding(self.name, "guardrails.validation_error", detail=first)
+                detail = first_line(exc)
+                finding = Finding(self.name, "guardrails.validation_error", detail=detail)
                 return ScanResult(self.name, "block", text, [finding])
             finally:
                 guard.history.clear()  # never keep scanned text (PII, secrets) around

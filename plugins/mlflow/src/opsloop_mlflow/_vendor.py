@@ -80,13 +80,14 @@ def scoped_uris(tracking_uri: str, registry_uri: str) -> Iterator[None]:
                     os.environ[key] = value
 
 
-def error_text(exc: BaseException) -> str:
-    """The first line of an exception's message (MlflowException carries a long one)."""
-    message = getattr(exc, "message", None) or str(exc)
-    first = str(message).strip().splitlines()[0] if str(message).strip() else ""
-    return first or type(exc).__name__
-
-
 def error_code(exc: BaseException) -> str:
     """MLflow's error code (RESOURCE_DOES_NOT_EXIST, ...) or ""."""
     return str(getattr(exc, "error_code", "") or "")
+
+
+def is_mlflow_error(exc: BaseException) -> bool:
+    """True when ``exc`` is an MlflowException (MLflow imported offline to check)."""
+    import_mlflow()  # telemetry off, even if this is the first MLflow import
+    from mlflow.exceptions import MlflowException
+
+    return isinstance(exc, MlflowException)

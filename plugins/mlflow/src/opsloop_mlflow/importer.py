@@ -16,10 +16,11 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from opsloop.errors import OpsloopError
+from opsloop.errors import OpsloopError, first_line, one_line
 from opsloop.interfaces import TrainedModel
-from opsloop_mlflow._vendor import error_text
+from opsloop_mlflow._vendor import is_mlflow_error
 from opsloop_mlflow.loaded import read_mlmodel
+from opsloop_mlflow.tags import TAG_CONTENT_HASH, TAG_DATASET, TAG_LOAD_IDS, json_tag
 
 if TYPE_CHECKING:
     from opsloop_mlflow.store import MlflowModelStore
@@ -101,7 +102,6 @@ def _from_folder(
     store: MlflowModelStore, folder: Path, source: str, allow_pickle: bool
 ) -> tuple[TrainedModel, dict[str, Any]]:
     """An MLflow model folder: the sklearn flavor, its signature, example and run."""
-    from opsloop_mlflow.store import TAG_CONTENT_HASH, TAG_DATASET, TAG_LOAD_IDS, _json
 
     info = read_mlmodel(folder)
     flavors = info.get("flavors") or {}
@@ -120,7 +120,7 @@ def _from_folder(
     )
     _check_model(model, source)
     sig = info.get("signature") or {}
-    inputs = _json(sig.get("inputs"), [])
+    inputs = json_tag(sig.get("inputs"), [])
     features = [str(c["name"]) for c in inputs if isinstance(c, dict) and c.get("name")]
     meta = (info.get("metadata") or {}).get("opsloop") or {}
     lineage: dict[str, Any] = {"dataset": str(meta.get("dataset") or "")}
@@ -133,7 +133,7 @@ def _from_folder(
             params.update(dict(run.data.params))
             metrics = {k: float(v) for k, v in run.data.metrics.items()}
             tags = dict(run.data.tags)
-            lineage["load_ids"] = [str(x) for x in _json(tags.get(TAG_LOAD_IDS), [])]
+            lineage["load_ids"] = [str(x) for x in json_tag(tags.get(TAG_LOAD_IDS), [])]
             lineage["dataset"] = lineage["dataset"] or tags.get(TAG_DATASET, "")
             lineage["content_hash"] = tags.get(TAG_CONTENT_HASH, "")
     for key in ("target", "n_features"):
@@ -172,7 +172,7 @@ def _from_file(path: Path, allow_pickle: bool) -> tuple[TrainedModel, dict[str, 
     except OpsloopError:
         raise
     except Exception as exc:  # noqa: BLE001 - a broken file is a one-line error
-        raise OpsloopError(f"cannot read model file {path}: {error_text(exc)}") from None
+        raise OpsloopError(f"cannot read model file {path}: {one_line(exc)}") from None
     _check_model(model, str(path))
     trained = TrainedModel(
         model=model,
@@ -185,16 +185,14 @@ def _from_file(path: Path, allow_pickle: bool) -> tuple[TrainedModel, dict[str, 
 
 
 def _run(store: MlflowModelStore, run_id: str, *, required: bool = True) -> Any:
-    from opsloop_mlflow.store import _is_mlflow_error
-
     try:
         return store.client.get_run(run_id)
     except Exception as exc:
-        if not _is_mlflow_error(exc):
+        if not is_mlflow_error(exc):
             raise
         if not required:
             return None
-        raise OpsloopError(f"no run '{run_id}' in {store.where}: {error_text(exc)}") from None
+        raise OpsloopError(f"no run '{run_id}' in {store.where}: {first_line(exc)}") from None
 
 
 def _from_run(
@@ -202,13 +200,12 @@ def _from_run(
 ) -> tuple[TrainedModel, dict[str, Any]]:
     """The model a run logged (its only logged model, or ``runs:/<id>/<path>``)."""
     from opsloop_mlflow.settings import local_path
-    from opsloop_mlflow.store import TAG_CONTENT_HASH, TAG_DATASET, TAG_LOAD_IDS, _json
 
     run = _run(store, run_id)
     if path:
         location = f"runs:/{run_id}/{path.strip('/')}"
     else:
-        logged = store._call(
+        logged = store.call_mlflow(
             "looking up the run's logged models",
             store.client.search_logged_models,
             experiment_ids=[run.info.experiment_id],
@@ -226,7 +223,7 @@ def _from_run(
     try:
         folder = local_path(location)
         if folder is None or location.startswith("runs:/"):
-            store._download(location, staging / "model")
+            store.download(location, staging / "model")
             folder = staging / "model"
         if not (folder / "MLmodel").is_file():
             raise OpsloopError(f"'{location}' is not an MLflow model (no MLmodel file)")
@@ -240,7 +237,7 @@ def _from_run(
     trained.metrics = {k: float(v) for k, v in run.data.metrics.items()} or trained.metrics
     lineage.update(
         {
-            "load_ids": [str(x) for x in _json(tags.get(TAG_LOAD_IDS), [])]
+            "load_ids": [str(x) for x in json_tag(tags.get(TAG_LOAD_IDS), [])]
             or lineage.get("load_ids", []),
             "dataset": tags.get(TAG_DATASET) or lineage.get("dataset", ""),
             "content_hash": tags.get(TAG_CONTENT_HASH) or lineage.get("content_hash", ""),

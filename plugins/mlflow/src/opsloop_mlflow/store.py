@@ -23,9 +23,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from opsloop.errors import IntegrityError, OpsloopError
+from opsloop.errors import IntegrityError, OpsloopError, first_line, one_line
 from opsloop.records import ModelVersionRef
-from opsloop_mlflow._vendor import error_code, error_text, import_mlflow, scoped_uris
+from opsloop_mlflow._vendor import (
+    error_code,
+    import_mlflow,
+    is_mlflow_error,
+    scoped_uris,
+)
 from opsloop_mlflow.loaded import (
     LoadedModel,
     check_files,
@@ -36,6 +41,29 @@ from opsloop_mlflow.loaded import (
     unverified_allowed,
 )
 from opsloop_mlflow.settings import Resolved, local_path, redact_uri, sqlite_path
+from opsloop_mlflow.tags import (
+    TAG_CONTENT_HASH,
+    TAG_DATASET,
+    TAG_DIGEST,
+    TAG_ENVIRONMENT,
+    TAG_FLAVOR,
+    TAG_GIT_COMMIT,
+    TAG_GIT_DIRTY,
+    TAG_IMPORTED_FROM,
+    TAG_INPUT_EXAMPLE,
+    TAG_LOAD_IDS,
+    TAG_LOAD_IDS_TOTAL,
+    TAG_MANAGED,
+    TAG_MANIFEST,
+    TAG_MANIFEST_SHA,
+    TAG_METRICS,
+    TAG_PARAMS,
+    TAG_REGISTERED_BY,
+    TAG_SIGNATURE,
+    TAG_TARGET,
+    json_list_tag,
+    json_tag,
+)
 
 if TYPE_CHECKING:
     from opsloop.interfaces import TrainedModel
@@ -44,25 +72,6 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 ALIAS_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,127}$")
 RESERVED_ALIAS_RE = re.compile(r"^(latest|[vV]\d+)$")
 
-TAG_LOAD_IDS = "opsloop.load_ids"
-TAG_LOAD_IDS_TOTAL = "opsloop.load_ids_total"
-TAG_DATASET = "opsloop.dataset"
-TAG_CONTENT_HASH = "opsloop.content_hash"
-TAG_DIGEST = "opsloop.artifact_digest"
-TAG_SIGNATURE = "opsloop.signature"
-TAG_METRICS = "opsloop.metrics"
-TAG_TARGET = "opsloop.target"
-TAG_FLAVOR = "opsloop.flavor"
-TAG_GIT_COMMIT = "opsloop.git_commit"
-TAG_GIT_DIRTY = "opsloop.git_dirty"
-TAG_MANAGED = "opsloop.managed"
-TAG_MANIFEST = "opsloop.manifest"  # {artifact file: sha256}
-TAG_MANIFEST_SHA = "opsloop.manifest_sha256"
-TAG_ENVIRONMENT = "opsloop.environment"
-TAG_PARAMS = "opsloop.params"
-TAG_INPUT_EXAMPLE = "opsloop.input_example"
-TAG_REGISTERED_BY = "opsloop.registered_by"
-TAG_IMPORTED_FROM = "opsloop.imported_from"
 META_PREFIX = "opsloop.meta."  # governance metadata: owner, intended_use, ...
 MANIFEST_ARTIFACT = "opsloop/manifest.json"  # the manifest, also kept in the run
 META_KEY_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -76,25 +85,6 @@ PARAM_LIMIT = 6000
 
 
 # ---------------------------------------------------------------------------- helpers
-def _json_list_tag(values: list[str], limit: int) -> tuple[str, int]:
-    """JSON for as many of ``values`` as fit in ``limit`` characters, and how many fit."""
-    kept = list(values)
-    text = json.dumps(kept)
-    while len(text) > limit and kept:
-        kept = kept[: max(0, len(kept) * 3 // 4)]
-        text = json.dumps(kept)
-    return text, len(kept)
-
-
-def _json(text: str | None, default: Any) -> Any:
-    if not text:
-        return default
-    try:
-        return json.loads(text)
-    except ValueError:
-        return default
-
-
 def _listing(items: list[str], limit: int = 10) -> str:
     if not items:
         return "none"
@@ -149,8 +139,8 @@ def signature_dict(signature: Any) -> dict[str, list[dict[str, str]]]:
 def _signature_from_mlmodel(data: Mapping[str, Any]) -> dict[str, list[dict[str, str]]]:
     sig = data.get("signature") or {}
     return {
-        "inputs": _columns(_json(sig.get("inputs"), []), "input"),
-        "outputs": _columns(_json(sig.get("outputs"), []), "prediction"),
+        "inputs": _columns(json_tag(sig.get("inputs"), []), "input"),
+        "outputs": _columns(json_tag(sig.get("outputs"), []), "prediction"),
     }
 
 
@@ -244,15 +234,15 @@ class MlflowModelStore:
                 "(starting with a letter or digit, at most 128 characters)"
             )
 
-    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    def call_mlflow(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """Run an MLflow call; its failure becomes a one-line OpsloopError."""
         try:
             return fn(*args, **kwargs)
         except OpsloopError:
             raise
         except Exception as exc:
-            if _is_mlflow_error(exc) or isinstance(exc, OSError):
-                raise OpsloopError(f"{what} failed in {self.where}: {error_text(exc)}") from exc
+            if is_mlflow_error(exc) or isinstance(exc, OSError):
+                raise OpsloopError(f"{what} failed in {self.where}: {first_line(exc)}") from exc
             raise
 
     def _experiment(self) -> str:
@@ -261,7 +251,7 @@ class MlflowModelStore:
             return self._experiment_id
         name = self.config.experiment
         client = self.client
-        exp = self._call("looking up experiment", client.get_experiment_by_name, name)
+        exp = self.call_mlflow("looking up experiment", client.get_experiment_by_name, name)
         if exp is None:
             try:
                 exp_id = client.create_experiment(
@@ -271,10 +261,10 @@ class MlflowModelStore:
                 )
             except Exception as exc:
                 if error_code(exc) != "RESOURCE_ALREADY_EXISTS":
-                    if _is_mlflow_error(exc) or isinstance(exc, OSError):
+                    if is_mlflow_error(exc) or isinstance(exc, OSError):
                         raise OpsloopError(
                             f"creating experiment '{name}' failed in {self.where}: "
-                            f"{error_text(exc)}"
+                            f"{first_line(exc)}"
                         ) from exc
                     raise
                 exp_id = client.get_experiment_by_name(name).experiment_id
@@ -295,14 +285,14 @@ class MlflowModelStore:
         except Exception as exc:
             if error_code(exc) == "RESOURCE_DOES_NOT_EXIST":
                 return None
-            if _is_mlflow_error(exc):
+            if is_mlflow_error(exc):
                 raise OpsloopError(
-                    f"looking up model '{name}' failed in {self.where}: {error_text(exc)}"
+                    f"looking up model '{name}' failed in {self.where}: {first_line(exc)}"
                 ) from exc
             raise
 
     def _model_versions(self, name: str) -> list[Any]:
-        found = self._call(
+        found = self.call_mlflow(
             "listing model versions", self.client.search_model_versions, f"name='{name}'"
         )
         return sorted(found, key=lambda mv: int(mv.version))
@@ -312,7 +302,7 @@ class MlflowModelStore:
         names: list[str] = []
         token = None
         while True:
-            page = self._call(
+            page = self.call_mlflow(
                 "listing registered models",
                 self.client.search_registered_models,
                 max_results=1000,
@@ -345,9 +335,9 @@ class MlflowModelStore:
         except Exception as exc:
             if error_code(exc) in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
                 raise self._not_found(name, f"version {version}") from None
-            if _is_mlflow_error(exc):
+            if is_mlflow_error(exc):
                 raise OpsloopError(
-                    f"looking up {name} version {version} failed in {self.where}: {error_text(exc)}"
+                    f"looking up {name} version {version} failed in {self.where}: {first_line(exc)}"
                 ) from exc
             raise
 
@@ -369,9 +359,9 @@ class MlflowModelStore:
         except Exception as exc:
             if error_code(exc) in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
                 raise self._not_found(name, f"alias '{key}'") from None
-            if _is_mlflow_error(exc):
+            if is_mlflow_error(exc):
                 raise OpsloopError(
-                    f"looking up {name}@{key} failed in {self.where}: {error_text(exc)}"
+                    f"looking up {name}@{key} failed in {self.where}: {first_line(exc)}"
                 ) from exc
             raise
 
@@ -382,7 +372,7 @@ class MlflowModelStore:
         location = self._locations.get(key)
         if location is None:
             location = str(
-                self._call(
+                self.call_mlflow(
                     "resolving artifact location",
                     self.client.get_model_version_download_uri,
                     mv.name,
@@ -392,7 +382,7 @@ class MlflowModelStore:
             self._locations[key] = location
         return location
 
-    def _download(self, location: str, target: Path) -> None:
+    def download(self, location: str, target: Path) -> None:
         """Copy remote artifacts to ``target`` atomically (a partial copy never lands)."""
         import_mlflow()
         import mlflow.artifacts
@@ -400,7 +390,7 @@ class MlflowModelStore:
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}"
         try:
-            got = self._call(
+            got = self.call_mlflow(
                 "downloading model artifacts",
                 mlflow.artifacts.download_artifacts,
                 artifact_uri=location,
@@ -428,7 +418,7 @@ class MlflowModelStore:
         problems: list[str] = []
         for attempt in (1, 2):
             if attempt == 2 or not (cached / "MLmodel").is_file():
-                self._download(location, cached)
+                self.download(location, cached)
             problems = check(cached) if check else []
             if not problems:
                 break
@@ -448,7 +438,7 @@ class MlflowModelStore:
     @staticmethod
     def _check_for(tags: Mapping[str, str]) -> Check | None:
         """The integrity check a version's tags allow: the per-file manifest, else the digest."""
-        manifest = _json(tags.get(TAG_MANIFEST), None)
+        manifest = json_tag(tags.get(TAG_MANIFEST), None)
         if isinstance(manifest, dict) and manifest:
             recorded = tags.get(TAG_MANIFEST_SHA)
             text = manifest_json(manifest)
@@ -476,16 +466,16 @@ class MlflowModelStore:
         MLflow's search results carry no aliases; callers pass them from the registered model.
         """
         tags = dict(mv.tags or {})
-        metrics = _json(tags.get(TAG_METRICS), None)
+        metrics = json_tag(tags.get(TAG_METRICS), None)
         if metrics is None:
             metrics = {}
             if mv.run_id:
                 try:
                     metrics = dict(self.client.get_run(mv.run_id).data.metrics)
                 except Exception as exc:
-                    if not _is_mlflow_error(exc):
+                    if not is_mlflow_error(exc):
                         raise
-        signature = _json(tags.get(TAG_SIGNATURE), None)
+        signature = json_tag(tags.get(TAG_SIGNATURE), None)
         if signature is None:
             signature = self._signature_from_artifacts(mv)
         created = _iso(getattr(mv, "creation_timestamp", None), "microseconds")
@@ -497,7 +487,7 @@ class MlflowModelStore:
             store=self.name,
             run_id=mv.run_id or None,
             aliases=sorted(aliases if aliases is not None else getattr(mv, "aliases", None) or []),
-            load_ids=[str(x) for x in _json(tags.get(TAG_LOAD_IDS), [])],
+            load_ids=[str(x) for x in json_tag(tags.get(TAG_LOAD_IDS), [])],
             metrics={k: float(v) for k, v in metrics.items()},
             signature=signature,
         )
@@ -566,7 +556,7 @@ class MlflowModelStore:
         version = str(int(version))
         self._get_version(name, version)  # a clear error when the model or version is absent
         previous = _aliases(self._registered(name)).get(alias)
-        self._call(
+        self.call_mlflow(
             f"setting alias {name}@{alias}",
             self.client.set_registered_model_alias,
             name,
@@ -596,8 +586,8 @@ class MlflowModelStore:
         except OpsloopError:
             raise
         except Exception as exc:
-            raise OpsloopError(f"{what} could not be loaded: {error_text(exc)}") from exc
-        signature = _json(tags.get(TAG_SIGNATURE), None) or ref.signature or {}
+            raise OpsloopError(f"{what} could not be loaded: {one_line(exc)}") from exc
+        signature = json_tag(tags.get(TAG_SIGNATURE), None) or ref.signature or {}
         features = [c["name"] for c in signature.get("inputs", []) if c.get("name")]
         return LoadedModel(
             model, name=ref.name, version=str(mv.version), features=features, flavor=flavor
@@ -631,18 +621,18 @@ class MlflowModelStore:
             try:
                 run = self.client.get_run(mv.run_id)
             except Exception as exc:
-                if not _is_mlflow_error(exc):
+                if not is_mlflow_error(exc):
                     raise
         run_tags = dict(run.data.tags) if run is not None else {}
-        params = _json(tags.get(TAG_PARAMS), None)
+        params = json_tag(tags.get(TAG_PARAMS), None)
         if params is None:
             params = dict(run.data.params) if run is not None else {}
-        metrics = _json(tags.get(TAG_METRICS), None)
+        metrics = json_tag(tags.get(TAG_METRICS), None)
         if metrics is None:
             metrics = dict(run.data.metrics) if run is not None else {}
-        manifest = _json(tags.get(TAG_MANIFEST), None)
+        manifest = json_tag(tags.get(TAG_MANIFEST), None)
         dirty = tags.get(TAG_GIT_DIRTY, run_tags.get(TAG_GIT_DIRTY))
-        load_ids = _json(tags.get(TAG_LOAD_IDS), [])
+        load_ids = json_tag(tags.get(TAG_LOAD_IDS), [])
         total = tags.get(TAG_LOAD_IDS_TOTAL)
         return {
             "registered_at": _iso(mv.creation_timestamp),
@@ -663,9 +653,9 @@ class MlflowModelStore:
             },
             "parameters": {str(k): v for k, v in params.items()},
             "metrics": {k: float(v) for k, v in metrics.items()},
-            "environment": _json(tags.get(TAG_ENVIRONMENT), None),
-            "signature": _json(tags.get(TAG_SIGNATURE), None) or ref.signature or None,
-            "input_example": _json(tags.get(TAG_INPUT_EXAMPLE), None),
+            "environment": json_tag(tags.get(TAG_ENVIRONMENT), None),
+            "signature": json_tag(tags.get(TAG_SIGNATURE), None) or ref.signature or None,
+            "input_example": json_tag(tags.get(TAG_INPUT_EXAMPLE), None),
             "flavor": tags.get(TAG_FLAVOR) or None,
             "artifacts": {
                 "location": self._location(mv),
@@ -726,15 +716,17 @@ class MlflowModelStore:
         for key, value in values.items():
             tag = META_PREFIX + key
             if str(value).strip():
-                self._call(f"setting {key} on {target}", setter, *args, tag, str(value).strip())
+                self.call_mlflow(
+                    f"setting {key} on {target}", setter, *args, tag, str(value).strip()
+                )
             else:
                 try:
                     deleter(*args, tag)
                 except Exception as exc:
-                    if error_code(exc) != "RESOURCE_DOES_NOT_EXIST" and _is_mlflow_error(exc):
+                    if error_code(exc) != "RESOURCE_DOES_NOT_EXIST" and is_mlflow_error(exc):
                         raise OpsloopError(
                             f"removing {key} from {target} failed in {self.where}: "
-                            f"{error_text(exc)}"
+                            f"{first_line(exc)}"
                         ) from exc
 
     # ------------------------------------------------------------------ import
@@ -803,7 +795,7 @@ class MlflowModelStore:
             note = "; cleanup also failed: " + "; ".join(problems) if problems else ""
             raise OpsloopError(
                 f"registering model '{name}' in {self.where} failed: "
-                f"{type(exc).__name__}: {error_text(exc)}; nothing was registered{note}"
+                f"{one_line(exc)}; nothing was registered{note}"
             ) from exc
 
     def _register(
@@ -834,7 +826,7 @@ class MlflowModelStore:
         sig = signature_dict(signature)
         metrics = {k: float(v) for k, v in trained.metrics.items()}
 
-        ids_run, kept_run = _json_list_tag(load_ids, RUN_TAG_LIMIT)
+        ids_run, kept_run = json_list_tag(load_ids, RUN_TAG_LIMIT)
         run_tags = {
             "mlflow.runName": f"{name}-train",
             "mlflow.source.name": "opsloop",
@@ -907,7 +899,7 @@ class MlflowModelStore:
             except Exception as exc:
                 if error_code(exc) != "RESOURCE_ALREADY_EXISTS":
                     raise
-        ids_version, kept_version = _json_list_tag(load_ids, VERSION_TAG_LIMIT // 2)
+        ids_version, kept_version = json_list_tag(load_ids, VERSION_TAG_LIMIT // 2)
         version_tags = {
             TAG_LOAD_IDS: ids_version,
             TAG_CONTENT_HASH: content_hash,
@@ -963,7 +955,7 @@ class MlflowModelStore:
             try:
                 fn(*args)
             except Exception as exc:  # noqa: BLE001 - report every leftover, keep cleaning
-                problems.append(f"{label}: {error_text(exc)}")
+                problems.append(f"{label}: {one_line(exc)}")
 
         if "version" in created:
             version = created["version"]
@@ -993,10 +985,3 @@ def _aliases(model: Any) -> dict[str, str]:
     if isinstance(raw, Mapping):
         return {str(k): str(v) for k, v in raw.items()}
     return {str(a.alias): str(a.version) for a in raw}
-
-
-def _is_mlflow_error(exc: BaseException) -> bool:
-    import_mlflow()  # telemetry off, even if this is the first MLflow import
-    from mlflow.exceptions import MlflowException
-
-    return isinstance(exc, MlflowException)
