@@ -13,7 +13,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 from guardrails_testdata import DEMO_MESSAGE, DEMO_REDACTED
@@ -62,6 +61,8 @@ SCAN = textwrap.dedent(
     started = time.perf_counter()
     from opsloop_guardrails import scanners
     imported = time.perf_counter() - started
+    import sys
+    guardrails_at_import = "guardrails" in sys.modules
     chain = [scanners.injection_scanner(), scanners.secrets_scanner(), scanners.pii_scanner()]
     started = time.perf_counter()
     first = [s.scan(MESSAGE, target="input") for s in chain]
@@ -78,6 +79,7 @@ SCAN = textwrap.dedent(
     assert bridged.validate(MESSAGE).validated_output == first[2].text
     print(json.dumps({
         "verdicts": [r.verdict for r in first],
+        "guardrails_at_import": guardrails_at_import,
         "text": first[2].text,
         "import_s": imported,
         "first_scan_s": first_scan,
@@ -166,8 +168,9 @@ def test_scanning_makes_no_network_call_and_writes_nothing_home(tmp_path: Path) 
         f"\nscanners import {cold['import_s'] * 1000:.0f} ms, first scan (imports guardrails) "
         f"{cold['first_scan_s']:.2f} s, warm 3-scanner chain {cold['warm_chain_ms']:.2f} ms"
     )
-    assert cold["import_s"] < 1.0  # guardrails is not imported until the first scan
-    assert cold["warm_chain_ms"] < 50
+    # Figures are printed, not asserted (no timed assertions in the unit suite); what the
+    # import must not do is load guardrails-ai before the first scan.
+    assert cold["guardrails_at_import"] is False
 
 
 def test_entry_module_and_registration_do_not_import_guardrails(tmp_path: Path) -> None:
@@ -187,7 +190,6 @@ def test_entry_module_and_registration_do_not_import_guardrails(tmp_path: Path) 
         }))
         """
     )
-    started = time.perf_counter()
     out = subprocess.run(
         [sys.executable, "-c", code, str(tmp_path / "p")],
         capture_output=True,
@@ -198,5 +200,3 @@ def test_entry_module_and_registration_do_not_import_guardrails(tmp_path: Path) 
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert report["scanners"] == ["prompt_injection", "secrets", "pii"]
     assert report["loaded"] == []  # neither guardrails nor nltk until the first scan
-    assert report["entry_s"] < 0.3
-    assert time.perf_counter() - started < 30
