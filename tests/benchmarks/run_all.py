@@ -1,7 +1,7 @@
 """Run every benchmark and write the figures into docs/benchmarks.md (between markers).
 
 The serving benchmark (about 9 minutes) needs wrk; without it that section is left as it
-was and the run says so.
+was and the run says so. The drift benchmarks take about 7 minutes.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import bench_cli_start
 import bench_demo
+import bench_drift
+import bench_drift_calibration
 import bench_registry_load
 import bench_serving
 
@@ -92,6 +94,13 @@ def main() -> None:
     text = _replace(text, REGISTRY_START, REGISTRY_END, registry_lines(reg))
     DOC.write_text(text)
     print(f"wrote {DOC}")
+    bench_drift.write_doc(bench_drift.doc_lines(bench_drift.main()))
+    calibration = bench_drift_calibration.main()
+    bench_drift.write_doc(
+        bench_drift_calibration.doc_lines(calibration),
+        bench_drift_calibration.START,
+        bench_drift_calibration.END,
+    )
     if shutil.which("wrk") is None:  # the serving benchmark drives the servers with wrk
         print("skipped the serving benchmark: wrk is not installed (apt-get install -y wrk)")
         return

@@ -17,7 +17,10 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_defaults_without_a_file() -> None:
     config = load_config(None, environ={})
     assert config.project.home == ".opsloop"
-    assert config.monitor.drift_share == 0.5
+    # the built-in detector; one drifted feature is enough for a dataset verdict
+    assert config.monitor.detector == "profile"
+    assert (config.monitor.min_drifted_features, config.monitor.drift_share) == (1, 0.0)
+    assert config.monitor.alpha == 0.05
     assert config.source == "<defaults>"
 
 
@@ -25,6 +28,14 @@ def test_starter_file_loads_and_matches_defaults(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, STARTER.format(name="x")), environ={})
     assert config.project.name == "x"
     assert config.respond.runbook_timeout == 600
+    assert config.monitor == load_config(None, environ={}).monitor  # [monitor] shows defaults
+
+
+def test_monitor_durations_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"monitor\.window.*not a duration.*5m"):
+        load_config(write(tmp_path, '[monitor]\nwindow = "an hour"\n'), environ={})
+    config = load_config(write(tmp_path, '[monitor]\nwindow = "90m"\ninterval = "30s"\n'))
+    assert (config.monitor.window, config.monitor.interval) == ("90m", "30s")
 
 
 def test_unknown_key_names_key_and_file(tmp_path: Path) -> None:

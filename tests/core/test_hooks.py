@@ -689,13 +689,16 @@ REFERENCE = pd.DataFrame({"x": [0.0, 1.0, 2.0]})
 
 def test_hook_register_drift_detectors(tmp_path: Path) -> None:
     plugin = Monitor()
-    project = make_project(tmp_path, plugin)
-    assert [d.name for d in monitor.list_detectors(project)] == ["mean-gap", "strict"]
+    project = make_project(tmp_path, plugin, config='[monitor]\ndetector = ""\n')
+    # the plugin's detectors, then the monitor built-in's 'profile' detector
+    assert [d.name for d in monitor.list_detectors(project)] == ["mean-gap", "strict", "profile"]
     monitor.check_drift(project, "m", REFERENCE, REFERENCE, columns=["x"])
     first, second = plugin.detectors
     assert first.calls == [
         {"columns": ["x"], "report_dir": project.home / "reports" / "drift" / "m", "rows": 3}
-    ]  # the first registered runs by default
+    ]  # an empty [monitor] detector: the first registered runs
+    default = make_project(tmp_path / "default", plugin)
+    assert monitor.check_drift(default, "m", REFERENCE, REFERENCE)[0].detector == "profile"
     configured = make_project(tmp_path / "cfg", plugin, config='[monitor]\ndetector = "strict"\n')
     result, _ = monitor.check_drift(configured, "m", REFERENCE, REFERENCE)
     assert result.detector == "strict" and len(second.calls) == 1
@@ -705,7 +708,7 @@ def test_hook_register_drift_detectors(tmp_path: Path) -> None:
 
 def test_hook_after_drift_check(tmp_path: Path) -> None:
     plugin = Monitor()
-    project = make_project(tmp_path, plugin)
+    project = make_project(tmp_path, plugin, config='[monitor]\ndetector = "mean-gap"\n')
     calm, none = monitor.check_drift(project, "m", REFERENCE, REFERENCE)
     drifted, signal = monitor.check_drift(project, "m", REFERENCE, REFERENCE + 5)
     assert none is None and signal is not None
@@ -820,8 +823,9 @@ class Paging:
 
 def test_hook_register_alert_rules(tmp_path: Path) -> None:
     project = make_project(tmp_path, Paging())
+    # the plugin's rules, then the monitor and respond built-ins'
     assert [r.name for r in respond.list_rules(project)] == [
-        "slo-page", "slo-ticket", "model-drift",
+        "slo-page", "slo-ticket", "data-quality", "model-quality", "model-drift",
     ]  # fmt: skip
     project.emit(Signal(source="slo", type="slo_burn", severity="warning", subject="api"))
     (ticket,) = project.records.list(Alert)

@@ -131,7 +131,11 @@ class Tables:
 def open_project(root: Path, config: str = "", *, tables: Tables | None = None) -> Project:
     """A project with built-ins + opsloop-mlflow + the Tables plugin, on a copy of the store."""
     root.mkdir(parents=True, exist_ok=True)
-    text = '[project]\nname = "reg-test"\n\n[audit]\nactor = "alice"\n' + config
+    # registrations here are about the registry: no reference profiles (test_monitor_stage)
+    text = (
+        '[project]\nname = "reg-test"\n\n[audit]\nactor = "alice"\n\n'
+        "[monitor]\nprofile_on_register = false\n" + config
+    )
     (root / "opsloop.toml").write_text(text, encoding="utf-8")
     home = root / ".opsloop"
     home.mkdir(exist_ok=True)

@@ -9,12 +9,20 @@ from typing import Any
 import pytest
 
 from opsloop import hookimpl
-from opsloop.builtins import core_plugin, guard_plugin, papermill_plugin, respond_plugin
+from opsloop.builtins import (
+    core_plugin,
+    guard_plugin,
+    monitor_plugin,
+    papermill_plugin,
+    respond_plugin,
+)
 from opsloop.interfaces import PluginInfo
 from opsloop.testing import assert_plugin_conforms, check_plugin
 
 
-@pytest.mark.parametrize("plugin", [core_plugin, respond_plugin, papermill_plugin, guard_plugin])
+@pytest.mark.parametrize(
+    "plugin", [core_plugin, respond_plugin, papermill_plugin, guard_plugin, monitor_plugin]
+)
 def test_builtins_conform(plugin: ModuleType, tmp_path: Path) -> None:
     assert_plugin_conforms(plugin, tmp_path)
 
@@ -58,7 +66,7 @@ def test_conformance_flags_non_list_results(tmp_path: Path) -> None:
 
 def test_project_fixture_holds_only_builtins(opsloop_project: Any) -> None:
     assert set(opsloop_project.plugins.entries) == {
-        "core", "respond", "papermill", "registry", "guard",
+        "core", "respond", "papermill", "registry", "monitor", "guard",
     }  # fmt: skip
     results = [r for group in opsloop_project.hook.register_checks(project=opsloop_project)
                for r in group]  # fmt: skip

@@ -18,6 +18,7 @@ from opsloop.records import (
     IncidentUpdate,
     LoadRecord,
     ModelVersionRef,
+    ProfileRecord,
     RunbookRun,
     Signal,
 )
@@ -119,7 +120,12 @@ def test_demo_records_tell_the_whole_story(
         assert model.load_ids == loads[0].load_ids  # lineage: model -> training loads
         drift = [s for s in project.records.list(Signal) if s.type == "drift"]
         assert len(drift) == 1 and drift[0].subject == "breast-cancer"
-        assert Path(drift[0].data["report_path"]).stat().st_size > 10_000
+        # checked against the profile stored when the version was registered
+        (profile,) = project.records.list(ProfileRecord)
+        assert (profile.model, profile.version, profile.rows) == ("breast-cancer", "1", 400)
+        assert drift[0].data["detector"] == "profile"
+        assert drift[0].data["profile_id"] == profile.profile_id
+        assert drift[0].data["features"][0]["effect"]  # effect sizes beside the p-values
         blocks = [s for s in project.records.list(Signal) if s.type == "guard_block"]
         assert len(blocks) == 1 and "jane.doe" not in blocks[0].to_json()
         (alert,) = project.records.list(Alert)
@@ -138,8 +144,8 @@ def test_demo_records_tell_the_whole_story(
                    for o in outputs), "the triage notebook draws a chart"  # fmt: skip
         assert project.audit.verify().ok
         actions = [e["action"] for e in project.audit.entries()]
-        for action in ("ingest.load", "model.register", "model.alias", "serve.start",
-                       "alert.fire", "incident.open", "runbook.run"):  # fmt: skip
+        for action in ("ingest.load", "model.register", "monitor.profile", "model.alias",
+                       "serve.start", "alert.fire", "incident.open", "runbook.run"):  # fmt: skip
             assert action in actions, action
     finally:
         project.close()

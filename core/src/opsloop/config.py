@@ -53,8 +53,44 @@ class PluginsSection(_Section):
 
 
 class MonitorSection(_Section):
-    detector: str = ""  # drift detector by name; empty = the first registered
-    drift_share: float = Field(default=0.5, ge=0, le=1)  # dataset drifts above this share
+    """``[monitor]``: the drift detector, its verdict rule, profiles and scheduled checks."""
+
+    detector: str = "profile"  # drift detector by name; empty = the first registered
+    # a feature drifts when its Benjamini-Hochberg adjusted p-value is <= alpha ...
+    alpha: float = Field(default=0.05, gt=0, lt=1)
+    # ... and one effect size reaches its threshold
+    psi_threshold: float = Field(default=0.1, gt=0)
+    js_threshold: float = Field(default=0.1, gt=0, le=1)
+    wasserstein_threshold: float = Field(default=0.1, gt=0)  # in reference standard deviations
+    # the dataset drifts when at least min_drifted_features features drifted and they are
+    # at least drift_share of the features compared
+    min_drifted_features: int = Field(default=1, ge=1)
+    drift_share: float = Field(default=0.0, ge=0, le=1)
+    # data quality: a missing-rate change at least this large (and significant) is a finding
+    missing_rate_change: float = Field(default=0.05, gt=0, le=1)
+    unseen_share: float = Field(default=0.01, gt=0, le=1)  # rows in never-seen categories
+    psi_bins: int = Field(default=10, ge=2, le=100)  # most coarse bins for PSI/JS
+    # reference profiles
+    bins: int = Field(default=100, ge=2, le=1000)  # quantile bins per numeric feature
+    max_categories: int = Field(default=100, ge=1, le=10_000)
+    profile_on_register: bool = True  # profile the training data when a version is registered
+    # checks of served traffic (`opsloop monitor check` / `watch`)
+    alias: str = "champion"  # the served version of each model
+    window: str = "1h"  # how far back a check reads the prediction log
+    min_rows: int = Field(default=30, ge=1)  # fewer rows in a window: the check is skipped
+    interval: str = "5m"  # `opsloop monitor watch`: time between rounds
+    # model quality from feedback labels, against the version's registered metrics
+    min_labels: int = Field(default=100, ge=1)
+    quality_drop: float = Field(default=0.05, gt=0)  # accuracy, f1, roc_auc, r2, ... (absolute)
+    quality_increase: float = Field(default=0.1, gt=0)  # log_loss, mae, rmse (relative)
+
+    @field_validator("window", "interval")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        from opsloop.durations import parse_duration
+
+        parse_duration(value)  # raises ValueError with the accepted forms
+        return value
 
 
 class RespondSection(_Section):
@@ -233,7 +269,7 @@ def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> 
 STARTER = """\
 # opsloop project settings. Every key is optional; the values shown are the defaults.
 # Environment variables override any key: OPSLOOP_<SECTION>__<KEY>, e.g.
-# OPSLOOP_MONITOR__DRIFT_SHARE=0.3
+# OPSLOOP_MONITOR__ALPHA=0.01
 
 [project]
 name = "{name}"
@@ -256,8 +292,20 @@ paths = []                     # folders of one-off project plugins (*.py files)
 order = []                     # plugins whose hooks run first, in this order
 
 [monitor]
-detector = ""                  # drift detector by name (empty: the first registered)
-drift_share = 0.5              # a dataset drifts when this share of features drifted
+detector = "profile"           # drift detector by name: profile (built in), evidently, psi-ks
+alpha = 0.05                   # false-alarm rate across features (Benjamini-Hochberg)
+psi_threshold = 0.1            # a significant feature drifts when an effect size reaches
+js_threshold = 0.1             #   its threshold: PSI, Jensen-Shannon distance, or the
+wasserstein_threshold = 0.1    #   Wasserstein distance in reference standard deviations
+min_drifted_features = 1       # the dataset drifts when at least this many features drifted
+drift_share = 0.0              #   and they are at least this share of the features (0: any)
+missing_rate_change = 0.05     # data quality: missing-rate changes at least this large
+bins = 100                     # reference profiles: quantile bins per numeric feature
+profile_on_register = true     # profile the training data of every registered version
+window = "1h"                  # `opsloop monitor check`: how far back to read served traffic
+interval = "5m"                # `opsloop monitor watch`: time between checks
+min_labels = 100               # model quality: labelled rows needed to compare metrics
+quality_drop = 0.05            #   degraded when accuracy, f1, roc_auc, ... drop this much
 
 [respond]
 runbook_timeout = 600          # seconds a runbook cell may run

@@ -44,7 +44,7 @@ REQUIRED = {
     "model_store": "opsloop-mlflow",
     "start_server": "opsloop-fastapi",
     "read_predictions": "opsloop-fastapi",
-    "register_drift_detectors": "opsloop-evidently",
+    "register_drift_detectors": "opsloop (built-in monitor)",
     "register_scanners": "opsloop (built-in guard)",
     "execute_notebook": "opsloop (built-in papermill)",
 }
@@ -198,6 +198,7 @@ def run_demo(
 def _run_steps(project: Project, runner: _Runner) -> None:
     from opsloop import guard, ingest, monitor, registry, respond, serve
     from opsloop.interfaces import SourceSpec
+    from opsloop.profile_store import load_profile
     from opsloop.runbooks import run_runbook
 
     header, rows = dataset_rows()
@@ -277,9 +278,12 @@ def _run_steps(project: Project, runner: _Runner) -> None:
     t0 = time.perf_counter()
     runner.advance("monitor: drift")
     logged = project.hook.read_predictions(project=project, model=MODEL, since=None)
-    reference = data.frame[features]
-    before = logged[logged["request_id"].isin(windows["baseline"])][features]
-    after = logged[logged["request_id"].isin(windows["shifted"])][features]
+    # the training data was profiled when the version was registered; the checks read
+    # that stored profile (hash-checked), not the training data
+    reference = load_profile(project, MODEL, ref.version)
+    columns = [*features, "prediction"]
+    before = logged[logged["request_id"].isin(windows["baseline"])][columns]
+    after = logged[logged["request_id"].isin(windows["shifted"])][columns]
     quiet, _ = monitor.check_drift(project, MODEL, reference, before, window="baseline")
     result, signal = monitor.check_drift(
         project, MODEL, reference, after, window="shifted",
@@ -288,9 +292,10 @@ def _run_steps(project: Project, runner: _Runner) -> None:
     runner.step(
         "monitor",
         not quiet.drifted and result.drifted and signal is not None,
-        f"ordinary window: {quiet.share_drifted:.0%} features drifted (no drift); shifted window:"
+        f"against the stored profile {reference.id}: ordinary window "
+        f"{quiet.share_drifted:.0%} features drifted (no drift); shifted window:"
         f" {result.share_drifted:.0%} drifted -> signal {signal.id if signal else '-'}",
-        str(result.report_path or ""),
+        str(project.home / "profiles"),
         t0,
     )
 

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
         TrainedModel,
     )
     from opsloop.project import Project
+    from opsloop.quality import QualityResult
     from opsloop.records import LoadRecord, ModelVersionRef, Record, RunbookRun
 
 hookspec = pluggy.HookspecMarker("opsloop")
@@ -197,12 +198,21 @@ def score_batch(
 # ============================================================================ monitor
 @hookspec
 def register_drift_detectors(project: Project) -> list[DriftDetector]:  # type: ignore[empty-body]
-    """Return drift detectors; ``[monitor] detector`` in config picks one by name."""
+    """Return drift detectors; ``[monitor] detector`` in config picks one by name.
+
+    A detector with a ``check(profile, current)`` method can also work from a stored
+    reference profile (see ``opsloop.interfaces.ProfileDriftDetector``).
+    """
 
 
 @hookspec
 def after_drift_check(project: Project, model: str, result: DriftResult) -> None:
-    """Called after a drift check, drifted or not."""
+    """Called after a drift check, drifted or not, with per-feature tests and effect sizes."""
+
+
+@hookspec
+def after_quality_check(project: Project, model: str, result: QualityResult) -> None:
+    """Called after a window's model quality was compared with the registered metrics."""
 
 
 # ============================================================================ guard

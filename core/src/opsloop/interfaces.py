@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 if TYPE_CHECKING:
     import pandas as pd
 
+    from opsloop.profiles import ReferenceProfile
     from opsloop.records import ModelVersionRef
 
 Stage = Literal["core", "ingest", "registry", "serve", "monitor", "guard", "respond", "jupyter"]
@@ -286,16 +287,57 @@ class PredictionBatch:
 # ---------------------------------------------------------------------------- monitor
 @dataclass
 class FeatureDrift:
+    """One feature's drift verdict.
+
+    ``method``, ``statistic``, ``threshold`` and ``drifted`` are what every detector fills
+    in. A detector that tests significance and measures effect size (the built-in
+    ``profile`` detector does) also sets ``p_value`` (raw), ``effect`` (``psi``,
+    ``jensen_shannon``, ``wasserstein``: normalized by the reference's standard
+    deviation), ``significant`` and ``material``; then ``statistic`` is the p-value
+    adjusted across features and ``threshold`` the false-alarm rate it is held to.
+    """
+
     feature: str
     method: str
     statistic: float
     threshold: float
     drifted: bool
+    p_value: float | None = None
+    effect: dict[str, float] = field(default_factory=dict)
+    significant: bool | None = None  # the adjusted p-value is at or below the threshold
+    material: bool | None = None  # an effect size reached its threshold
+    kind: str = ""  # "numeric" or "categorical"
+    rows: int = 0  # values compared in the current window
+    missing_rate: float | None = None  # in the current window
+    reference_missing_rate: float | None = None
+
+
+@dataclass
+class QualityFinding:
+    """A data-quality problem a drift check found: reported, never a crash.
+
+    ``type``: ``missing_rate`` (the share of missing values changed), ``unseen_categories``,
+    ``new_column``, ``missing_column``, ``retyped_column``, ``constant_column`` or
+    ``empty_column``. ``value`` is the window's figure and ``reference`` the profile's.
+    """
+
+    column: str
+    type: str
+    severity: Literal["info", "warning", "critical"]
+    detail: str
+    value: float | None = None
+    reference: float | None = None
+    p_value: float | None = None
 
 
 @dataclass
 class DriftResult:
-    """A dataset-level drift verdict with per-feature detail and an optional report file."""
+    """A dataset-level drift verdict with per-feature detail and an optional report file.
+
+    ``rule`` says in words when the dataset counts as drifted; ``quality`` holds the
+    data-quality findings and ``prediction`` the model output's own drift verdict, when
+    the detector checks them.
+    """
 
     detector: str
     drifted: bool
@@ -304,11 +346,26 @@ class DriftResult:
     report_path: Path | None = None
     reference_rows: int = 0
     current_rows: int = 0
+    quality: list[QualityFinding] = field(default_factory=list)
+    prediction: FeatureDrift | None = None
+    rule: str = ""
+    profile_id: str = ""  # the stored reference profile checked against, if any
+    model_version: str = ""
+    window: str = ""
+
+    @property
+    def drifted_features(self) -> list[str]:
+        return [f.feature for f in self.features if f.drifted]
 
 
 @runtime_checkable
 class DriftDetector(Protocol):
-    """Compares a current window with a reference and says whether it drifted."""
+    """Compares a current window with a reference and says whether it drifted.
+
+    ``detect`` gets the reference as a frame. A detector that can also work from a stored
+    :class:`~opsloop.profiles.ReferenceProfile` (no raw reference needed) implements
+    ``check(profile, current, *, columns=None)`` as well: see :class:`ProfileDriftDetector`.
+    """
 
     name: str
 
@@ -319,6 +376,19 @@ class DriftDetector(Protocol):
         *,
         columns: list[str] | None = None,
         report_dir: Path | None = None,
+    ) -> DriftResult: ...
+
+
+@runtime_checkable
+class ProfileDriftDetector(DriftDetector, Protocol):
+    """A drift detector that checks a window against a stored reference profile."""
+
+    def check(
+        self,
+        profile: ReferenceProfile,
+        current: pd.DataFrame,
+        *,
+        columns: list[str] | None = None,
     ) -> DriftResult: ...
 
 

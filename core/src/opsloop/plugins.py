@@ -34,6 +34,7 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("respond", "opsloop.builtins.respond_plugin"),
     ("papermill", "opsloop.builtins.papermill_plugin"),
     ("registry", "opsloop.builtins.registry_plugin"),
+    ("monitor", "opsloop.builtins.monitor_plugin"),
     ("guard", "opsloop.builtins.guard_plugin"),
 )
 #: The built-in no allow- or block-list removes: without it there is no project to open.

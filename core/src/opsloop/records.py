@@ -238,6 +238,29 @@ class ReadinessVerdict(Record):
 
 
 @dataclass(frozen=True, kw_only=True)
+class ProfileRecord(Record):
+    """A reference profile stored for a model version: where its file is and its SHA-256.
+
+    The newest record of a version is the profile its drift checks use; the file is
+    checked against ``sha256`` before every use.
+    """
+
+    kind: ClassVar[str] = "profile"
+    prefix: ClassVar[str] = "prr"
+
+    model: str
+    version: str
+    profile_id: str
+    path: str  # relative to the project home
+    sha256: str
+    rows: int = 0
+    columns: list[str] = field(default_factory=list)
+    prediction: bool = False  # the model's output is profiled too
+    source: dict[str, Any] = field(default_factory=dict)  # table/file, load ids, content hash
+    actor: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
 class Approval(Record):
     """A person approved a destructive action (opsloop.actions): who, what, from and to."""
 
@@ -266,6 +289,7 @@ RECORD_TYPES: dict[str, type[Record]] = {
         AliasMove,
         Evidence,
         ReadinessVerdict,
+        ProfileRecord,
         Approval,
     )
 }

@@ -30,7 +30,10 @@ def open_project(tmp_path: Path, toml: str = "") -> Project:
 
 
 def detectors(project: Project) -> list[DriftDetector]:
-    return [d for group in project.hook.register_drift_detectors(project=project) for d in group]
+    """This plugin's detectors (the core's built-in 'profile' detector is registered too)."""
+    found = [d for group in project.hook.register_drift_detectors(project=project) for d in group]
+    assert "profile" in [d.name for d in found]
+    return [d for d in found if d.name != "profile"]
 
 
 def test_describe_plugin() -> None:
@@ -86,8 +89,21 @@ def test_register_drift_detectors_reads_project_config(tmp_path: Path) -> None:
 
 def test_defaults_without_settings(tmp_path: Path) -> None:
     evidently, light = detectors(open_project(tmp_path))
+    # [monitor] drift_share is 0 by default (the built-in detector needs no share), but these
+    # detectors' per-column verdicts are uncorrected: they keep a share of 0.5
     assert (evidently.drift_share, evidently.method, evidently.threshold) == (0.5, None, None)
-    assert (light.alpha, light.psi_threshold, light.max_bins) == (0.05, 0.2, 10)
+    assert (light.drift_share, light.alpha, light.psi_threshold, light.max_bins) == (
+        0.5,
+        0.05,
+        0.2,
+        10,
+    )
+
+
+def test_plugin_drift_share_wins_over_monitor_drift_share(tmp_path: Path) -> None:
+    toml = "[monitor]\ndrift_share = 0.3\n[plugin.evidently]\ndrift_share = 0.2\n"
+    evidently, light = detectors(open_project(tmp_path, toml))
+    assert (evidently.drift_share, light.drift_share) == (0.2, 0.2)
 
 
 def test_unknown_setting_is_a_one_line_config_error(tmp_path: Path) -> None:

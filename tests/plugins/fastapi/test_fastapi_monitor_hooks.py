@@ -72,7 +72,7 @@ def post_rows(client: TestClient, frame: pd.DataFrame, request_id: str, route: s
 
 def test_hook_after_predict_batch_gets_columnar_rows_in_request_order(project_factory: Any) -> None:
     monitor = BatchRecorder()
-    project = project_factory(("monitor", monitor))
+    project = project_factory(("batch-monitor", monitor))
     app = app_for(project)
     client = TestClient(app)  # no lifespan: the test drains the hook queue itself
     sent = [rows(i, i + 1) for i in range(5)] + [rows(10, 13)]
@@ -103,7 +103,7 @@ def test_without_the_log_the_after_predict_thread_calls_batch_hooks(
     project_factory: Any,
 ) -> None:
     monitor = BatchRecorder()
-    project = project_factory(("monitor", monitor))
+    project = project_factory(("batch-monitor", monitor))
     app = app_for(project, log_predictions=False)
     client = TestClient(app)
     for i in range(4):
@@ -117,7 +117,7 @@ def test_without_the_log_the_after_predict_thread_calls_batch_hooks(
 
 def test_batch_hooks_and_the_log_share_one_conversion(project_factory: Any) -> None:
     monitor = BatchRecorder()
-    project = project_factory(("monitor", monitor))
+    project = project_factory(("batch-monitor", monitor))
     app = app_for(project)
     client = TestClient(app)
     for i in range(4):
@@ -136,7 +136,7 @@ def test_a_raising_batch_hook_is_counted_and_the_rows_are_still_logged(
     project_factory: Any,
 ) -> None:
     monitor = BatchRecorder(fail=True)
-    project = project_factory(("monitor", monitor))
+    project = project_factory(("batch-monitor", monitor))
     app = app_for(project)
     client = TestClient(app)
     answer = post_rows(client, rows(0, 2), "boom-1", "v1")
@@ -153,7 +153,7 @@ def test_a_raising_batch_hook_is_counted_and_the_rows_are_still_logged(
 
 def test_per_request_and_batch_hooks_both_run(project_factory: Any) -> None:
     monitor, recorder = BatchRecorder(), RecorderPlugin()
-    project = project_factory(("monitor", monitor), ("recorder", recorder))
+    project = project_factory(("batch-monitor", monitor), ("recorder", recorder))
     app = app_for(project)
     client = TestClient(app)
     post_rows(client, rows(0, 3), "both-1", "v1")

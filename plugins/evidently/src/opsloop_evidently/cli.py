@@ -61,13 +61,7 @@ def drift(
         report_dir=report if project.detached else None,
     )
     copied = _copy_report(project, result, report) if report is not None else None
-    _print(
-        result,
-        project.config.monitor.drift_share,
-        signal.id if signal is not None else None,
-        copied,
-        report is not None,
-    )
+    _print(result, signal.id if signal is not None else None, copied, report is not None)
     raise typer.Exit(EXIT_DRIFT if result.drifted else EXIT_NO_DRIFT)
 
 
@@ -89,7 +83,6 @@ def _copy_report(project: Project, result: DriftResult, folder: Path) -> Path | 
 
 def _print(
     result: DriftResult,
-    drift_share: float,
     signal_id: str | None,
     copied: Path | None,
     wanted_report: bool,
@@ -120,10 +113,12 @@ def _print(
         Text.assemble(
             verdict,
             f": {n} of {len(result.features)} features drifted "
-            f"({result.share_drifted:.0%}; the dataset drifts at {drift_share:.0%}); "
+            f"({result.share_drifted:.0%}); "
             f"reference {result.reference_rows} rows, current {result.current_rows} rows",
         )
     )
+    if result.rule:
+        console.print(f"rule: {result.rule}", highlight=False, markup=False)
     if result.report_path is not None:
         console.print(f"report: {result.report_path}", highlight=False)
     if copied is not None:
@@ -140,6 +135,6 @@ def register(cli: typer.Typer) -> None:
         if group.name == "monitor" and group.typer_instance is not None:
             group.typer_instance.command("drift")(drift)
             return
-    app = typer.Typer(help="Monitor: drift checks between data windows.", no_args_is_help=True)
+    app = typer.Typer(help="Monitor: drift, data quality and model quality.", no_args_is_help=True)
     app.command("drift")(drift)
     cli.add_typer(app, name="monitor")

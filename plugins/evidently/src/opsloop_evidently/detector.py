@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from opsloop.errors import OpsloopError, first_line
 from opsloop.interfaces import DriftResult, FeatureDrift
-from opsloop_evidently.frames import dataset_drifted, prepare, report_file
+from opsloop_evidently.frames import dataset_drifted, prepare, report_file, share_rule
 from opsloop_evidently.offline import import_evidently
 
 if TYPE_CHECKING:
@@ -94,6 +94,7 @@ class EvidentlyDriftDetector:
             report_path=path,
             reference_rows=len(reference),
             current_rows=len(current),
+            rule=share_rule(self.drift_share),
         )
 
 

@@ -100,6 +100,11 @@ def report_file(report_dir: Path, prefix: str) -> Path:
     return path
 
 
+def share_rule(drift_share: float) -> str:
+    """The dataset verdict in words (``DriftResult.rule``)."""
+    return f"the dataset drifts when at least {drift_share:.0%} of the columns drifted"
+
+
 def dataset_drifted(drifted: int, total: int, drift_share: float) -> tuple[bool, float]:
     """The dataset verdict: at least one feature drifted and their share >= ``drift_share``."""
     share = drifted / total if total else 0.0

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from opsloop_evidently.settings import Settings
 
 NAME = "evidently"
+#: The share of drifted columns that makes a dataset drift, unless configured.
+DEFAULT_DRIFT_SHARE = 0.5
 
 
 @hookimpl
@@ -37,7 +39,9 @@ def register_drift_detectors(project: Project) -> list[DriftDetector]:
     from opsloop_evidently.psi_ks import PsiKsDetector
 
     settings: Settings = project.settings(NAME)
-    share = project.config.monitor.drift_share
+    share = settings.drift_share
+    if share is None:
+        share = project.config.monitor.drift_share or DEFAULT_DRIFT_SHARE
     return [
         EvidentlyDriftDetector(share, method=settings.method, threshold=settings.threshold),
         PsiKsDetector(

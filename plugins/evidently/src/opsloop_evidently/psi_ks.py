@@ -26,7 +26,7 @@ import numpy as np
 from scipy import stats
 
 from opsloop.interfaces import DriftResult, FeatureDrift
-from opsloop_evidently.frames import dataset_drifted, prepare
+from opsloop_evidently.frames import dataset_drifted, prepare, share_rule
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -131,6 +131,7 @@ class PsiKsDetector:
             report_path=None,
             reference_rows=len(reference),
             current_rows=len(current),
+            rule=share_rule(self.drift_share),
         )
 
     def _feature(

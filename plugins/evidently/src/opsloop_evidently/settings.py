@@ -6,7 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class Settings(BaseModel):
-    """Drift-method options; the dataset-level share comes from ``[monitor] drift_share``."""
+    """Drift-method options of the ``evidently`` and ``psi-ks`` detectors."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -21,3 +21,7 @@ class Settings(BaseModel):
     psi_threshold: float = Field(default=0.2, gt=0)
     # psi-ks: most reference-quantile bins for PSI (fewer on small windows, see the docs).
     psi_bins: int = Field(default=10, ge=2, le=100)
+    # Both: the dataset drifts when at least this share of the columns drifted. Their
+    # per-column verdicts are not both significant and material, so one column is not
+    # enough. Unset: [monitor] drift_share when it is above 0, else 0.5.
+    drift_share: float | None = Field(default=None, ge=0, le=1)
