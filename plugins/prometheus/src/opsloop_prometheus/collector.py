@@ -187,9 +187,9 @@ class MonitorCollector(Collector):
         mv = [model, str(quality.get("version", ""))]
         degraded = set(quality.get("degraded") or [])
         for metric, value in sorted((quality.get("metrics") or {}).items()):
-            if value is None:
-                continue
-            f["quality"].add_metric([*mv, metric], float(value))
+            if value is not None:
+                f["quality"].add_metric([*mv, metric], float(value))
+        for metric in quality.get("compared") or []:  # the metrics with a registered figure
             f["metric_degraded"].add_metric([*mv, metric], 1.0 if metric in degraded else 0.0)
         for metric, value in sorted((quality.get("baseline") or {}).items()):
             if value is not None:

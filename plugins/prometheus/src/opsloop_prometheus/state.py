@@ -77,6 +77,7 @@ def quality_entry(result: QualityResult, when: float) -> dict[str, Any]:
         "rows": int(result.rows),
         "metrics": {k: _num(v) for k, v in result.metrics.items()},
         "baseline": {k: _num(v) for k, v in result.baseline.items()},
+        "compared": sorted(c.metric for c in result.changes),
         "degraded": sorted(result.degraded),
         "skipped": result.skipped,
         "at": when,
