@@ -197,7 +197,9 @@ class Prometheus:
 
 
 @contextmanager
-def run_prometheus(folder: Path, targets: list[str], rule_files: list[Path]) -> Iterator[Prometheus]:
+def run_prometheus(
+    folder: Path, targets: list[str], rule_files: list[Path]
+) -> Iterator[Prometheus]:
     """Start ``prometheus`` on a free loopback port, scraping ``targets`` every second and
     evaluating ``rule_files`` every second, with its storage in ``folder``; stop it after."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -20,13 +20,13 @@ from typing import Any
 
 import httpx
 import pytest
+from opsloop_prometheus.dashboard import build_dashboard, queries
+from opsloop_prometheus.rules import render_rules
 from prom_testkit import FAIL, MODEL, SLOW, TARGET, breast_cancer, features, open_project, promtool
 from prom_testkit import run_prometheus as start_prometheus
 
 from opsloop.reference import profile_version
 from opsloop.watch import check_model
-from opsloop_prometheus.dashboard import build_dashboard, queries
-from opsloop_prometheus.rules import render_rules
 
 pytestmark = pytest.mark.slow
 
@@ -124,8 +124,9 @@ def test_prometheus_scrapes_serving_app_and_fires_every_alert(tmp_path: Path) ->
                     ("OpsloopDataQuality", "warning", ""),
                     ("OpsloopModelQualityDegraded", "warning", ""),
                 }
-                fired = server.wait_for("every alert to fire",
-                                        lambda: expected <= firing(server) and firing(server))  # fmt: skip
+                fired = server.wait_for(
+                    "every alert to fire", lambda: expected <= firing(server) and firing(server)
+                )
                 assert not any(name == "OpsloopMonitorStale" for name, _, _ in fired)
 
                 (ratio,) = server.query('model:opsloop_prediction_errors:ratio_rate5m{model="bc"}')

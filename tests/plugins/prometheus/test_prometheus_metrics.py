@@ -20,6 +20,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
+from opsloop_prometheus.exporter import start_exporter
+from opsloop_prometheus.state import MonitorState
 from prom_testkit import MODEL, TARGET, Store, breast_cancer, features, open_project, promtool
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -30,8 +32,6 @@ from opsloop.monitor import run_check
 from opsloop.profiles import profile_frame
 from opsloop.project import Project
 from opsloop.quality import check_quality
-from opsloop_prometheus.exporter import start_exporter
-from opsloop_prometheus.state import MonitorState
 
 OPSLOOP = Path(sys.executable).parent / "opsloop"
 
@@ -270,7 +270,8 @@ def test_cli_exporter_rules_and_dashboard(tmp_path: Path) -> None:
     assert json.loads(dashboard.read_text())["uid"] == "opsloop-monitor"
 
     (root / "opsloop.toml").write_text(
-        (root / "opsloop.toml").read_text() + "\n[plugin.prometheus.slo.other]\nlatency_seconds = 0.3\n"
+        (root / "opsloop.toml").read_text()
+        + "\n[plugin.prometheus.slo.other]\nlatency_seconds = 0.3\n"
     )
     bad = opsloop(root, "rules")
     out, err = bad.communicate(timeout=60)

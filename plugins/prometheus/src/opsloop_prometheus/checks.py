@@ -45,8 +45,12 @@ def rules_check(project: Project) -> CheckResult:
             return CheckResult(name, False, f"promtool did not run: {exc}", PLUGIN)
     if done.returncode != 0:
         lines = (done.stderr or done.stdout).strip().splitlines()
-        return CheckResult(name, False, f"promtool: {lines[-1] if lines else done.returncode}", PLUGIN)
-    return CheckResult(name, True, f"{count} rules for {slos} SLO entr(ies); promtool agrees", PLUGIN)
+        return CheckResult(
+            name, False, f"promtool: {lines[-1] if lines else done.returncode}", PLUGIN
+        )
+    return CheckResult(
+        name, True, f"{count} rules for {slos} SLO entr(ies); promtool agrees", PLUGIN
+    )
 
 
 def checks(project: Project) -> list[CheckResult]:

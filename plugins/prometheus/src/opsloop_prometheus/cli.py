@@ -74,7 +74,10 @@ def exporter(
         False, "--watch", help="Also check every served model each --interval (monitor watch)."
     ),
     interval: str | None = typer.Option(
-        None, "--interval", "-i", help="Time between checks with --watch (default: [monitor] interval)."
+        None,
+        "--interval",
+        "-i",
+        help="Time between checks with --watch (default: [monitor] interval).",
     ),
 ) -> None:
     """Serve the drift, data-quality and model-quality metrics on their own /metrics until

@@ -138,7 +138,7 @@ class MonitorCollector(Collector):
             f["p_value"] = GaugeMetricFamily(
                 "opsloop_feature_drift_p_value",
                 "P-value of a feature's drift test, adjusted across features "
-                "(Benjamini-Hochberg) unless adjusted=\"false\".",
+                '(Benjamini-Hochberg) unless adjusted="false".',
                 labels=["model", "feature", "adjusted"],
             )
             f["drifted"] = GaugeMetricFamily(

@@ -49,71 +49,88 @@ def _row(title: str) -> dict[str, Any]:
             "gridPos": {"h": 1, "w": 24, "x": 0, "y": 0}}  # fmt: skip
 
 
+def _rate(metric: str, by: str, matchers: str = M) -> str:
+    return f"sum by ({by}) (rate({metric}{{{matchers}}}[$__rate_interval]))"
+
+
+def _quantile(q: float) -> str:
+    buckets = _rate("opsloop_predict_duration_seconds_bucket", "model, le", f'{M}, role!="shadow"')
+    return f"histogram_quantile({q:g}, {buckets})"
+
+
 def panels() -> list[dict[str, Any]]:
     """Rows and panels in order, without positions."""
-    r = "[$__rate_interval]"
     return [
         _row("Serving"),
         _panel(
             "Predictions per second",
-            [(f'sum by (model, role) (rate(opsloop_predict_duration_seconds_count{{{M}}}{r}))',
-              "{{model}} {{role}}")],  # fmt: skip
+            [
+                (
+                    _rate("opsloop_predict_duration_seconds_count", "model, role"),
+                    "{{model}} {{role}}",
+                )
+            ],
             unit="reqps",
         ),
         _panel(
             "Prediction errors per second, by kind",
-            [(f"sum by (model, kind) (rate(opsloop_prediction_errors_total{{{M}}}{r}))",
-              "{{model}} {{kind}}")],  # fmt: skip
+            [(_rate("opsloop_prediction_errors_total", "model, kind"), "{{model}} {{kind}}")],
             unit="reqps",
             description="model and timeout are the server's fault and spend the availability "
             "budget; input, refused, rate_limited, too_large, not_found are the client's.",
         ),
         _panel(
             "Predict latency (p50, p99)",
-            [
-                (f'histogram_quantile(0.5, sum by (model, le) (rate(opsloop_predict_duration_seconds_bucket{{{M}, role!="shadow"}}{r})))',
-                 "{{model}} p50"),
-                (f'histogram_quantile(0.99, sum by (model, le) (rate(opsloop_predict_duration_seconds_bucket{{{M}, role!="shadow"}}{r})))',
-                 "{{model}} p99"),
-            ],  # fmt: skip
+            [(_quantile(0.5), "{{model}} p50"), (_quantile(0.99), "{{model}} p99")],
             unit="s",
         ),
         _panel(
             "HTTP requests by route and status",
-            [(f"sum by (route, status) (rate(opsloop_http_requests_total{r}))",
-              "{{route}} {{status}}")],  # fmt: skip
+            [(_rate("opsloop_http_requests_total", "route, status", ""), "{{route}} {{status}}")],
             unit="reqps",
         ),
         _panel(
             "Prediction log rows written per second",
-            [(f"sum by (model) (rate(opsloop_prediction_log_written_rows_total{{{M}}}{r}))",
-              "{{model}}")],  # fmt: skip
+            [(_rate("opsloop_prediction_log_written_rows_total", "model"), "{{model}}")],
             unit="rowsps",
         ),
         _panel(
             "Served versions",
-            [("max by (name, version, slot) (opsloop_model_info{name=~\"$model\"})",
-              "{{name}} v{{version}} {{slot}}")],  # fmt: skip
+            [
+                (
+                    'max by (name, version, slot) (opsloop_model_info{name=~"$model"})',
+                    "{{name}} v{{version}} {{slot}}",
+                )
+            ],
             kind="table",
         ),
         _row("Service-level objectives"),
         _panel(
             "Availability: failed share (5m, 1h)",
-            [(f"model:opsloop_prediction_errors:ratio_rate5m{{{M}}}", "{{model}} 5m"),
-             (f"model:opsloop_prediction_errors:ratio_rate1h{{{M}}}", "{{model}} 1h")],  # fmt: skip
+            [
+                (f"model:opsloop_prediction_errors:ratio_rate5m{{{M}}}", "{{model}} 5m"),
+                (f"model:opsloop_prediction_errors:ratio_rate1h{{{M}}}", "{{model}} 1h"),
+            ],
             unit="percentunit",
             description="Recording rules of `opsloop monitor rules`.",
         ),
         _panel(
             "Latency: share slower than the objective (5m, 1h)",
-            [(f"model:opsloop_prediction_slow:ratio_rate5m{{{M}}}", "{{model}} 5m"),
-             (f"model:opsloop_prediction_slow:ratio_rate1h{{{M}}}", "{{model}} 1h")],  # fmt: skip
+            [
+                (f"model:opsloop_prediction_slow:ratio_rate5m{{{M}}}", "{{model}} 5m"),
+                (f"model:opsloop_prediction_slow:ratio_rate1h{{{M}}}", "{{model}} 1h"),
+            ],
             unit="percentunit",
         ),
         _panel(
             "Firing opsloop alerts",
-            [('sum by (alertname, severity) (ALERTS{alertstate="firing", alertname=~"Opsloop.*"})',
-              "{{alertname}} {{severity}}")],  # fmt: skip
+            [
+                (
+                    'sum by (alertname, severity) (ALERTS{alertstate="firing", '
+                    'alertname=~"Opsloop.*"})',
+                    "{{alertname}} {{severity}}",
+                )
+            ],
             kind="table",
         ),
         _row("Drift and data quality"),
@@ -129,33 +146,51 @@ def panels() -> list[dict[str, Any]]:
         ),
         _panel(
             "Time since the newest drift check",
-            [(f"time() - max by (model) (opsloop_drift_check_timestamp_seconds{{{M}}})",
-              "{{model}}")],  # fmt: skip
+            [
+                (
+                    f"time() - max by (model) (opsloop_drift_check_timestamp_seconds{{{M}}})",
+                    "{{model}}",
+                )
+            ],
             unit="s",
         ),
         _panel(
             "Top features by PSI",
-            [(f'topk(10, opsloop_feature_drift_score{{{M}, metric="psi"}})',
-              "{{model}} {{feature}}")],  # fmt: skip
+            [
+                (
+                    f'topk(10, opsloop_feature_drift_score{{{M}, metric="psi"}})',
+                    "{{model}} {{feature}}",
+                )
+            ],
             kind="bargauge",
         ),
         _panel(
             "Top features by Wasserstein distance (reference sd)",
-            [(f'topk(10, opsloop_feature_drift_score{{{M}, metric="wasserstein"}})',
-              "{{model}} {{feature}}")],  # fmt: skip
+            [
+                (
+                    f'topk(10, opsloop_feature_drift_score{{{M}, metric="wasserstein"}})',
+                    "{{model}} {{feature}}",
+                )
+            ],
             kind="bargauge",
         ),
         _panel(
             "Data-quality findings (newest check)",
-            [(f"sum by (model, type, severity) (opsloop_data_quality_findings{{{M}}})",
-              "{{model}} {{type}} {{severity}}")],  # fmt: skip
+            [
+                (
+                    f"sum by (model, type, severity) (opsloop_data_quality_findings{{{M}}})",
+                    "{{model}} {{type}} {{severity}}",
+                )
+            ],
             kind="table",
         ),
         _row("Model quality"),
         _panel(
             "Quality metrics: window vs registered",
-            [(f"opsloop_model_quality{{{M}}}", "{{model}} {{metric}}"),
-             (f"opsloop_model_quality_baseline{{{M}}}", "{{model}} {{metric}} registered")],  # fmt: skip
+            [
+                (f"opsloop_model_quality{{{M}}}", "{{model}} {{metric}}"),
+                (f"opsloop_model_quality_baseline{{{M}}}", "{{model}} {{metric}} registered"),
+            ],
         ),
         _panel(
             "Quality degraded (newest window)",
@@ -200,15 +235,21 @@ def build_dashboard(title: str = "opsloop: serving, drift and quality") -> dict[
         "time": {"from": "now-6h", "to": "now"},
         "templating": {
             "list": [
-                {"name": "datasource", "type": "datasource", "query": "prometheus",
-                 "label": "Prometheus"},
+                {
+                    "name": "datasource",
+                    "type": "datasource",
+                    "query": "prometheus",
+                    "label": "Prometheus",
+                },
                 {
                     "name": "model",
                     "type": "query",
                     "label": "Model",
                     "datasource": {"type": "prometheus", "uid": "${datasource}"},
-                    "query": {"query": "label_values(opsloop_predict_duration_seconds_count, model)",
-                              "refId": "models"},
+                    "query": {
+                        "query": "label_values(opsloop_predict_duration_seconds_count, model)",
+                        "refId": "models",
+                    },
                     "definition": "label_values(opsloop_predict_duration_seconds_count, model)",
                     "includeAll": True,
                     "multi": True,
@@ -216,7 +257,7 @@ def build_dashboard(title: str = "opsloop: serving, drift and quality") -> dict[
                     "current": {"text": "All", "value": "$__all"},
                     "refresh": 2,
                 },
-            ]  # fmt: skip
+            ]
         },
         "annotations": {"list": []},
         "panels": laid,
@@ -229,8 +270,4 @@ def render_dashboard() -> str:
 
 def queries(dashboard: dict[str, Any]) -> list[tuple[str, str]]:
     """(panel title, expr) of every query of every panel."""
-    return [
-        (p["title"], t["expr"])
-        for p in dashboard["panels"]
-        for t in p.get("targets", [])
-    ]
+    return [(p["title"], t["expr"]) for p in dashboard["panels"] for t in p.get("targets", [])]

@@ -79,7 +79,8 @@ def _sel(*parts: str) -> str:
 
 
 def _availability_expr(window: str, extra: str) -> str:
-    bad = f"sum by (model) (rate(opsloop_prediction_errors_total{_sel(SERVER_ERRORS, extra)}[{window}]))"
+    errors = _sel(SERVER_ERRORS, extra)
+    bad = f"sum by (model) (rate(opsloop_prediction_errors_total{errors}[{window}]))"
     served = _sel('role!="shadow"', extra)
     good = f"sum by (model) (rate(opsloop_predict_duration_seconds_count{served}[{window}]))"
     # a counter that never moved has no series: "or 0 * other side" keeps the ratio defined
@@ -207,7 +208,8 @@ def monitor_alerts(settings: Settings) -> list[dict[str, Any]]:
         _for(
             {
                 "alert": "OpsloopDataQuality",
-                "expr": f"sum by (model, version, type) (opsloop_data_quality_findings{serious}) > 0",
+                "expr": "sum by (model, version, type) "
+                f"(opsloop_data_quality_findings{serious}) > 0",
                 "labels": {"severity": "warning", "signal": "data_quality"},
                 "annotations": _annotations(
                     settings,

@@ -26,7 +26,9 @@ _MODEL = re.compile(r"^(\*|[A-Za-z0-9][A-Za-z0-9_.\-]{0,127})$")
 
 def _duration(value: str, key: str) -> str:
     if not _DURATION.match(value):
-        raise ValueError(f"{key} must be a Prometheus duration such as 0m, 90s, 5m, 1h (got {value!r})")
+        raise ValueError(
+            f"{key} must be a Prometheus duration such as 0m, 90s, 5m, 1h (got {value!r})"
+        )
     return value
 
 
@@ -104,5 +106,7 @@ class Settings(BaseModel):
     def _selector(cls, value: str) -> str:
         text = value.strip().strip("{}").strip()
         if text and not re.match(r'^[a-zA-Z_][a-zA-Z0-9_]*\s*(=|!=|=~|!~)\s*"', text):
-            raise ValueError(f'selector must be label matchers such as job="opsloop" (got {value!r})')
+            raise ValueError(
+                f'selector must be label matchers such as job="opsloop" (got {value!r})'
+            )
         return text
