@@ -117,3 +117,22 @@ def test_rules_yaml_round_trips() -> None:
 def test_bad_settings_say_what_is_wrong(table: dict[str, object], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         Settings.model_validate(table)
+
+
+def test_doctor_check_runs_promtool_on_the_projects_rules(tmp_path: Path) -> None:
+    from opsloop_prometheus.checks import checks
+    from prom_testkit import open_project
+
+    project = open_project(tmp_path / "p", (HERE / "opsloop.toml").read_text())
+    try:
+        (result,) = checks(project)
+        assert result.ok and result.detail == "23 rules for 2 SLO entries; promtool agrees"
+    finally:
+        project.close()
+    bad = '[project]\nname = "x"\n\n[plugin.prometheus.slo.m]\nlatency_seconds = 0.3\n'
+    project = open_project(tmp_path / "q", bad)
+    try:
+        (result,) = checks(project)
+        assert not result.ok and "latency_seconds" in result.detail
+    finally:
+        project.close()

@@ -28,12 +28,10 @@ def rules_check(project: Project) -> CheckResult:
     except Exception as exc:  # noqa: BLE001 - doctor reports, never raises
         return CheckResult(name, False, one_line(exc), PLUGIN)
     count = sum(len(g["rules"]) for g in build_rules(settings)["groups"])
-    slos = len(settings.slo)
+    slos = f"{len(settings.slo)} SLO entr{'y' if len(settings.slo) == 1 else 'ies'}"
     promtool = shutil.which("promtool")
     if promtool is None:
-        return CheckResult(
-            name, True, f"{count} rules for {slos} SLO entr(ies); promtool not found", PLUGIN
-        )
+        return CheckResult(name, True, f"{count} rules for {slos}; promtool not found", PLUGIN)
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "opsloop.rules.yml"
         path.write_text(text, encoding="utf-8")
@@ -48,9 +46,7 @@ def rules_check(project: Project) -> CheckResult:
         return CheckResult(
             name, False, f"promtool: {lines[-1] if lines else done.returncode}", PLUGIN
         )
-    return CheckResult(
-        name, True, f"{count} rules for {slos} SLO entr(ies); promtool agrees", PLUGIN
-    )
+    return CheckResult(name, True, f"{count} rules for {slos}; promtool agrees", PLUGIN)
 
 
 def checks(project: Project) -> list[CheckResult]:
