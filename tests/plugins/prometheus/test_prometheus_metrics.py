@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -236,8 +237,8 @@ def test_exporter_serves_the_monitor_metrics(tmp_path: Path) -> None:
         project.close()
 
 
-def opsloop(root: Path, *args: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "OPSLOOP_PLUGINS": "prometheus", "COLUMNS": "200"}
+def opsloop(root: Path, *args: str, plugins: str = "prometheus") -> subprocess.Popen[str]:
+    env = {**os.environ, "OPSLOOP_PLUGINS": plugins, "COLUMNS": "200"}
     return subprocess.Popen([str(OPSLOOP), "-p", str(root), "monitor", *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
 
@@ -278,3 +279,87 @@ def test_cli_exporter_rules_and_dashboard(tmp_path: Path) -> None:
     assert bad.returncode == 2, out + err
     lines = [ln for ln in err.strip().splitlines() if ln.strip()]
     assert len(lines) == 1 and "latency_seconds" in lines[0] and "bucket" in lines[0], err
+
+
+LOG_PLUGIN = """
+import pandas as pd
+
+from opsloop import hookimpl
+from opsloop.errors import OpsloopError
+from opsloop.interfaces import PluginInfo
+from opsloop.records import ModelVersionRef
+
+
+class Store:
+    name = "files"
+
+    def list_models(self):
+        return ["bc"]
+
+    def resolve(self, name, alias_or_version):
+        if name != "bc":
+            raise OpsloopError(f"no model {name}")
+        return ModelVersionRef(name="bc", version="1", uri="models:/bc/1", store="files",
+                               aliases=["champion"])
+
+
+@hookimpl
+def describe_plugin():
+    return PluginInfo(name="logfile", stage="serve", summary="a prediction log in a CSV file")
+
+
+@hookimpl(tryfirst=True)
+def model_store(project):
+    return Store()
+
+
+@hookimpl(tryfirst=True)
+def read_predictions(project, model, since):
+    return pd.read_csv(project.root / "log.csv")
+"""
+
+
+def test_cli_exporter_with_watch_checks_and_exports(tmp_path: Path) -> None:
+    """`monitor exporter --watch`: one process that checks every served model on an interval
+    (here against a log a local plugin reads) and serves what it found."""
+    from opsloop.profile_store import save_profile
+
+    root = tmp_path / "p"
+    (root / "plugins").mkdir(parents=True)
+    (root / "plugins" / "logfile.py").write_text(LOG_PLUGIN)
+    (root / "opsloop.toml").write_text('[project]\nname = "w"\n\n[plugins]\npaths = ["plugins"]\n')
+    profile, window = reference_and_window()
+    window.to_csv(root / "log.csv", index=False)
+    project = Project.open(root, environ={"OPSLOOP_PLUGINS": "prometheus,logfile"})
+    try:
+        save_profile(project, profile)
+    finally:
+        project.close()
+    server = opsloop(
+        root, "exporter", "--port", "0", "--watch", "--interval", "1s", plugins="prometheus,logfile"
+    )
+    try:
+        assert server.stdout is not None
+        line = server.stdout.readline()
+        assert "checking every served model every 1s" in line, line
+        url = line.split(" on ", 1)[1].split(",")[0].strip()
+        deadline = time.monotonic() + 60
+        checks = 0.0
+        while time.monotonic() < deadline and checks < 2:
+            got = samples(httpx.get(url, timeout=10, trust_env=False).text)
+            checks = got.get(("opsloop_drift_checks_total", lab(model=MODEL)), 0.0)
+            time.sleep(0.2)
+        assert checks >= 2, "the exporter's watch did not check twice"
+        assert got[("opsloop_drift_detected", lab(model=MODEL, version="1"))] == 1.0
+    finally:
+        server.send_signal(signal.SIGTERM)
+        out, err = server.communicate(timeout=60)
+    assert server.returncode == 0, err
+    assert "bc v1 (last 1h, 169 rows): DRIFT" in out, out
+
+
+def test_latency_buckets_match_the_serving_histogram() -> None:
+    from opsloop_fastapi.metrics import LATENCY_BUCKETS as SERVED
+    from opsloop_prometheus.settings import LATENCY_BUCKETS
+
+    assert LATENCY_BUCKETS == SERVED

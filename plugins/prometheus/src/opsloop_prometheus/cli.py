@@ -30,7 +30,9 @@ def _write(text: str, output: Path | None, what: str) -> None:
         temporary.replace(output)
     except OSError as exc:
         raise OpsloopError(f"cannot write {output}: {exc.strerror or exc}") from None
-    context.console.print(f"wrote {what} to {output}", markup=False, highlight=False)
+    context.console.print(
+        f"wrote {what} to {output}", markup=False, highlight=False, soft_wrap=True
+    )
 
 
 def rules(
@@ -110,6 +112,7 @@ def exporter(
         + "; Ctrl-C stops",
         markup=False,
         highlight=False,
+        soft_wrap=True,
     )
     try:
         if watch:
@@ -119,7 +122,9 @@ def exporter(
             def report(model: str, found: Findings | None, error: str) -> None:
                 stamp = datetime.now(UTC).strftime("%H:%M:%S")
                 line = watch_line(found) if found is not None else f"{model or 'watch'}: {error}"
-                context.console.print(f"{stamp} {line}", markup=False, highlight=False)
+                context.console.print(
+                    f"{stamp} {line}", markup=False, highlight=False, soft_wrap=True
+                )
 
             run_watch(project, interval=seconds, report=report, stop=stop)
         else:
@@ -130,7 +135,7 @@ def exporter(
     finally:
         signal.signal(signal.SIGTERM, previous)
         running.stop()
-    context.console.print("stopped", markup=False, highlight=False)
+    context.console.print("stopped", markup=False, highlight=False, soft_wrap=True)
 
 
 def register(cli: typer.Typer) -> None:
