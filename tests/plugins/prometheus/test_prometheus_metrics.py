@@ -351,11 +351,15 @@ def test_cli_exporter_with_watch_checks_and_exports(tmp_path: Path) -> None:
             time.sleep(0.2)
         assert checks >= 2, "the exporter's watch did not check twice"
         assert got[("opsloop_drift_detected", lab(model=MODEL, version="1"))] == 1.0
+        (root / "log.csv").unlink()  # rounds now fail unexpectedly: it keeps serving
+        time.sleep(2.5)
+        assert httpx.get(url, timeout=10, trust_env=False).is_success
     finally:
         server.send_signal(signal.SIGTERM)
         out, err = server.communicate(timeout=60)
     assert server.returncode == 0, err
     assert "bc v1 (last 1h, 169 rows): DRIFT" in out, out
+    assert "watch: the round failed: FileNotFoundError" in out, out
 
 
 def test_latency_buckets_match_the_serving_histogram() -> None:

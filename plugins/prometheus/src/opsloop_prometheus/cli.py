@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,6 +16,7 @@ if TYPE_CHECKING:
     from opsloop.watch import Findings
 
 NAME = "prometheus"
+logger = logging.getLogger(__name__)
 
 
 def _write(text: str, output: Path | None, what: str) -> None:
@@ -87,7 +90,7 @@ def exporter(
     in the same process."""
     from opsloop.cli import context
     from opsloop.durations import parse_duration
-    from opsloop.errors import OpsloopError
+    from opsloop.errors import OpsloopError, one_line
     from opsloop_prometheus.exporter import start_exporter
 
     project = context.open_project()
@@ -126,7 +129,14 @@ def exporter(
                     f"{stamp} {line}", markup=False, highlight=False, soft_wrap=True
                 )
 
-            run_watch(project, interval=seconds, report=report, stop=stop)
+            while not stop.is_set():  # a round that fails unexpectedly is reported; the
+                started = time.monotonic()  # exporter keeps serving and tries again
+                try:
+                    run_watch(project, interval=seconds, once=True, report=report, stop=stop)
+                except Exception as exc:
+                    logger.debug("a monitor round failed", exc_info=True)
+                    report("", None, f"the round failed: {one_line(exc)}")
+                stop.wait(max(0.0, seconds - (time.monotonic() - started)))
         else:
             while not stop.wait(1.0):
                 pass
