@@ -367,3 +367,28 @@ def test_latency_buckets_match_the_serving_histogram() -> None:
     from opsloop_prometheus.settings import LATENCY_BUCKETS
 
     assert LATENCY_BUCKETS == SERVED
+
+
+WRITER = """
+import sys
+from pathlib import Path
+from opsloop.interfaces import DriftResult
+from opsloop_prometheus.state import MonitorState
+
+state = MonitorState(Path(sys.argv[1]))
+for _ in range(25):
+    state.record_drift("m", DriftResult(detector="profile", drifted=False, share_drifted=0.0))
+"""
+
+
+def test_concurrent_checks_lose_no_count(tmp_path: Path) -> None:
+    """Two processes recording checks at once (two `monitor check` runs): every one counts,
+    and a reader never sees a half-written file."""
+    path = tmp_path / "prometheus" / "monitor.json"
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(path)]) for _ in range(2)]
+    reader = MonitorState(path)
+    while any(w.poll() is None for w in writers):
+        models = reader.read()["models"]
+        assert models == {} or models["m"]["drift"]["detector"] == "profile"
+    assert [w.returncode for w in writers] == [0, 0]
+    assert MonitorState(path).read()["models"]["m"]["drift_checks"] == 50

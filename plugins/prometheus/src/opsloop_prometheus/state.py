@@ -10,7 +10,6 @@ newest check of each model is kept, plus how many checks ran (the ``_total`` cou
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import math
 import os
@@ -115,7 +114,14 @@ class MonitorState:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
+        """An exclusive lock on ``monitor.json.lock`` (POSIX; elsewhere the rename alone keeps
+        readers safe, and two writers at once may lose one update)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            import fcntl
+        except ImportError:
+            yield
+            return
         with open(self.path.with_name(FILE + ".lock"), "a+b") as lock:
             fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
             try:
