@@ -319,6 +319,7 @@ def read_predictions(project, model, since):
 """
 
 
+@pytest.mark.slow
 def test_cli_exporter_with_watch_checks_and_exports(tmp_path: Path) -> None:
     """`monitor exporter --watch`: one process that checks every served model on an interval
     (here against a log a local plugin reads) and serves what it found."""
