@@ -13,4 +13,25 @@ if command -v redis-cli >/dev/null 2>&1 && ! redis-cli -h 127.0.0.1 ping >/dev/n
     echo "starting Redis"
     redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no || true
 fi
+# Prometheus and promtool (Debian's `prometheus` package): the opsloop-prometheus tests run
+# `promtool check/test rules` and start their own Prometheus on a loopback port. Installed
+# only when missing; the package's own service is not started (policy-rc.d answers 101).
+if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
+    echo "installing prometheus (binary and promtool)"
+    SUDO=""
+    if [ "$(id -u)" != "0" ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
+    POLICY=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        POLICY=/usr/sbin/policy-rc.d
+        printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$POLICY" >/dev/null && $SUDO chmod +x "$POLICY"
+    fi
+    $SUDO apt-get update -qq || true
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus \
+        || echo "warning: could not install prometheus; the opsloop-prometheus tests will fail"
+    if [ -n "$POLICY" ]; then $SUDO rm -f "$POLICY"; fi
+    # a systemd machine may have started the packaged service anyway: it is not ours to keep
+    if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet prometheus 2>/dev/null; then
+        $SUDO systemctl disable --now prometheus || true
+    fi
+fi
 exit 0

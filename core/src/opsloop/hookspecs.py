@@ -215,6 +215,15 @@ def after_quality_check(project: Project, model: str, result: QualityResult) -> 
     """Called after a window's model quality was compared with the registered metrics."""
 
 
+@hookspec
+def register_metrics(project: Project) -> list[Any]:  # type: ignore[empty-body]
+    """Return Prometheus collectors (objects with ``collect()``) every /metrics also serves.
+
+    A serving app's /metrics and a metrics exporter register them beside their own; the
+    core imports no Prometheus client, so the objects are opaque to it.
+    """
+
+
 # ============================================================================ guard
 @hookspec
 def register_scanners(project: Project) -> list[Scanner]:  # type: ignore[empty-body]

@@ -148,6 +148,7 @@ def create_app(
         ref, model, alias=alias or "", digest=digest, compile_models=settings.compile_models
     )
     metrics = ServerMetrics()
+    metrics.add_plugin_collectors(project)
     log = None
     if settings.log_predictions:
         log = PredictionLog(

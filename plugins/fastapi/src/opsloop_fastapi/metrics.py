@@ -7,6 +7,7 @@ bound once and cached, so a request pays for an increment, not a label lookup.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +19,8 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+
+logger = logging.getLogger(__name__)
 
 LATENCY_BUCKETS = (
     0.0005,
@@ -148,6 +151,25 @@ class ServerMetrics:
                 self.model_info.labels(
                     name=ref.name, version=ref.version, uri=ref.uri, slot=slot
                 ).set(1)
+
+    def add_plugin_collectors(self, project: Any) -> int:
+        """Serve the collectors plugins return from ``register_metrics`` (drift and quality
+        metrics of opsloop-prometheus) beside these; a failing plugin is logged, not fatal.
+        Returns how many were added."""
+        try:
+            answers = project.hook.register_metrics(project=project)
+        except Exception:
+            logger.exception("a register_metrics hook raised; /metrics serves its own only")
+            return 0
+        added = 0
+        for collectors in answers:
+            for collector in collectors or ():
+                try:
+                    self.registry.register(collector)
+                    added += 1
+                except ValueError as exc:  # a metric name already served
+                    logger.error("metrics collector %r left out: %s", collector, exc)
+        return added
 
     def watch_queue(self, depth: Callable[[], float]) -> None:
         self.log_queue_depth.set_function(depth)

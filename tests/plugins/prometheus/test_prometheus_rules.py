@@ -1,0 +1,138 @@
+"""`opsloop monitor rules`: the generated rule file passes `promtool check rules`, and the
+promtool unit tests kept beside this file (promtool/*_test.yml, written against
+promtool/opsloop.toml) show every alert firing when it should and quiet when it should not:
+both page tiers and the ticket of each SLO, drift, data quality, model quality, staleness.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+from opsloop_prometheus.rules import BURN_TIERS, build_rules, render_rules
+from opsloop_prometheus.settings import Settings
+from prom_testkit import promtool
+from pydantic import ValidationError
+
+HERE = Path(__file__).parent / "promtool"
+UNIT_TESTS = sorted(HERE.glob("*_test.yml"))
+
+
+def settings_under_test(**changes: object) -> Settings:
+    table = tomllib.loads((HERE / "opsloop.toml").read_text())["plugin"]["prometheus"]
+    return Settings.model_validate({**table, **changes})
+
+
+def run_unit_tests(folder: Path, settings: Settings) -> subprocess.CompletedProcess[str]:
+    """Generate opsloop.rules.yml from ``settings`` beside copies of the unit tests; run them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "opsloop.rules.yml").write_text(render_rules(settings), encoding="utf-8")
+    for path in UNIT_TESTS:
+        shutil.copy(path, folder / path.name)
+    return subprocess.run(
+        [promtool(), "test", "rules", *(p.name for p in UNIT_TESTS)],
+        cwd=folder, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+
+def test_generated_rules_pass_promtool_check(tmp_path: Path) -> None:
+    path = tmp_path / "opsloop.rules.yml"
+    path.write_text(render_rules(settings_under_test()), encoding="utf-8")
+    done = subprocess.run([promtool(), "check", "rules", str(path)],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    # 5 windows x (availability + latency of churn), 3 tiers x 3 SLO alerts, 4 monitor alerts
+    assert "SUCCESS: 23 rules found" in done.stdout
+
+
+@pytest.mark.slow
+def test_promtool_unit_tests_pass_and_catch_a_wrong_objective(tmp_path: Path) -> None:
+    assert {p.name for p in UNIT_TESTS} == {
+        "availability_test.yml", "latency_test.yml", "monitor_test.yml"}  # fmt: skip
+    done = run_unit_tests(tmp_path / "right", settings_under_test())
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("SUCCESS") == len(UNIT_TESTS), done.stdout
+
+    # the same tests against rules made for a looser objective fail: they can fail
+    slo = settings_under_test().slo
+    looser = {**slo, "churn": slo["churn"].model_copy(update={"availability": 0.99})}
+    wrong = run_unit_tests(tmp_path / "wrong", settings_under_test(slo=looser))
+    assert wrong.returncode != 0
+    assert "fast burn pages, slow page stays quiet" in wrong.stdout + wrong.stderr
+
+
+def test_burn_tiers_are_the_sre_workbook_ones() -> None:
+    assert BURN_TIERS == (("page", 14.4, "1h", "5m"), ("page", 6.0, "6h", "30m"),
+                          ("ticket", 1.0, "3d", "6h"))  # fmt: skip
+    rules = build_rules(settings_under_test())
+    alerts = [r for g in rules["groups"] for r in g["rules"] if "alert" in r]
+    churn = [a for a in alerts if 'model="churn"' in a["expr"] and a["labels"].get("slo")]
+    assert {(a["labels"]["slo"], a["labels"]["burn_rate"], a["labels"]["long_window"],
+             a["labels"]["short_window"]) for a in churn} == {
+        (slo, rate, long_w, short_w)
+        for slo in ("availability", "latency")
+        for rate, long_w, short_w in (("14.4", "1h", "5m"), ("6", "6h", "30m"), ("1", "3d", "6h"))
+    }  # fmt: skip
+    fast = next(a for a in churn if a["labels"]["burn_rate"] == "14.4" and
+                a["labels"]["slo"] == "availability")  # fmt: skip
+    assert 'ratio_rate1h{model="churn"} > (14.4 * 0.001)' in fast["expr"]
+    assert 'ratio_rate5m{model="churn"} > (14.4 * 0.001)' in fast["expr"]
+    others = [a for a in alerts if 'model!~"churn"' in a["expr"]]
+    assert len(others) == 3 and all(a["labels"]["objective"] == "0.99" for a in others)
+
+
+def test_without_slos_only_the_monitor_alerts_and_a_selector_is_applied() -> None:
+    rules = build_rules(Settings(selector='job="opsloop"', stale_after="0m"))
+    assert [g["name"] for g in rules["groups"]] == ["opsloop-monitor-alerts"]
+    alerts = rules["groups"][0]["rules"]
+    assert [a["alert"] for a in alerts] == [
+        "OpsloopDataDrift", "OpsloopDataQuality", "OpsloopModelQualityDegraded"]  # fmt: skip
+    assert all('job="opsloop"' in a["expr"] for a in alerts)
+    assert "for" not in alerts[0]
+    assert build_rules(Settings(drift_for="15m"))["groups"][0]["rules"][0]["for"] == "15m"
+
+
+def test_rules_yaml_round_trips() -> None:
+    text = render_rules(settings_under_test())
+    assert text.startswith("# Generated by `opsloop monitor rules`")
+    assert yaml.safe_load(text) == build_rules(settings_under_test())
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ({"slo": {"churn": {"latency_seconds": 0.3}}}, "must be a bucket bound"),
+        ({"slo": {"churn": {"availability": 1.0}}}, "less than 1"),
+        ({"slo": {"churn": {}}}, "needs availability, latency_seconds or both"),
+        ({"slo": {"bad name!": {"availability": 0.9}}}, "a model name or '*'"),
+        ({"drift_for": "ten minutes"}, "Prometheus duration"),
+        ({"selector": "job opsloop"}, "label matchers"),
+        ({"slo": {"churn": {"availability": 0.9, "objective": 2}}}, "Extra inputs"),
+    ],
+)
+def test_bad_settings_say_what_is_wrong(table: dict[str, object], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        Settings.model_validate(table)
+
+
+def test_doctor_check_runs_promtool_on_the_projects_rules(tmp_path: Path) -> None:
+    from opsloop_prometheus.checks import checks
+    from prom_testkit import open_project
+
+    project = open_project(tmp_path / "p", (HERE / "opsloop.toml").read_text())
+    try:
+        (result,) = checks(project)
+        assert result.ok and result.detail == "23 rules for 2 SLO entries; promtool agrees"
+    finally:
+        project.close()
+    bad = '[project]\nname = "x"\n\n[plugin.prometheus.slo.m]\nlatency_seconds = 0.3\n'
+    project = open_project(tmp_path / "q", bad)
+    try:
+        (result,) = checks(project)
+        assert not result.ok and "latency_seconds" in result.detail
+    finally:
+        project.close()
