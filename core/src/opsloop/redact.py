@@ -1,9 +1,19 @@
-"""Keep secrets out of logs, notebooks and the audit log."""
+"""Keep secrets out of logs, notebooks and the audit log.
+
+Two layers: secrets recognised by their key or shape (:func:`redact`), and the values of
+live secrets, such as a runbook's secret parameters, scrubbed in every form a program can
+show them (:class:`Scrubber`, :func:`secret_scope`).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import html
+import json
 import re
-from collections.abc import Mapping
+import shlex
+import threading
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 REDACTED = "***"
@@ -29,7 +39,9 @@ def is_secret_key(key: str) -> bool:
 
 
 def redact_text(text: str) -> str:
-    """Mask known token shapes and passwords inside URLs."""
+    """Mask live secrets (see :func:`secret_scope`), known token shapes and passwords
+    inside URLs."""
+    text = scrub_secrets(text)
     text = _URL_PASSWORD.sub(lambda m: m.group("head") + REDACTED, text)
     return _SECRET_VALUE.sub(REDACTED, text)
 
@@ -50,3 +62,168 @@ def redact(value: Any, secret_keys: frozenset[str] = frozenset()) -> Any:
     if isinstance(value, str):
         return redact_text(value)
     return value
+
+
+# ----------------------------------------------------------------------------- live secrets
+#: Secret parts shorter than this are not scrubbed from text (they would mangle any text).
+MIN_SCRUB_LENGTH = 4
+
+_ASCII_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _py_escape(text: str, quote: str, ascii_only: bool) -> str:
+    """``text`` as Python writes it between quotes: ``repr``/``ascii`` without the quotes.
+
+    ``quote`` is the quote character that gets a backslash (repr picks one), "" for none.
+    """
+    out = []
+    for ch in text:
+        if ch in ("'", '"'):
+            out.append("\\" + ch if ch == quote else ch)
+        else:
+            out.append((ascii(ch) if ascii_only else repr(ch))[1:-1])
+    return "".join(out)
+
+
+def _encodings(part: str) -> set[str]:
+    """The forms one secret string takes when a program shows it: as is, repr/ascii with
+    either quote escaped, JSON, backslash-escaped, URL-encoded, HTML-escaped, shell-quoted."""
+    from urllib.parse import quote, quote_plus
+
+    first = {part}
+    for q in ("", "'", '"'):
+        first.add(_py_escape(part, q, ascii_only=False))
+        first.add(_py_escape(part, q, ascii_only=True))
+    first.add(json.dumps(part)[1:-1])
+    first.add(json.dumps(part, ensure_ascii=False)[1:-1])
+    first.add(part.encode("unicode_escape").decode("ascii"))
+    first.add(part.replace("\\", "\\\\"))
+    first.add(quote(part))
+    first.add(quote(part, safe=""))
+    first.add(quote_plus(part))
+    first.add(quote_plus(part, safe="/"))
+    first.add(html.escape(part))
+    first.add(html.escape(part, quote=False))
+    first.add(shlex.quote(part))
+    # one more layer: a repr of JSON text, JSON of a repr, HTML of either
+    forms = set(first)
+    for form in first:
+        for q in ("'", '"'):
+            forms.add(_py_escape(form, q, ascii_only=False))
+        forms.add(json.dumps(form)[1:-1])
+        forms.add(json.dumps(form, ensure_ascii=False)[1:-1])
+        forms.add(html.escape(form))
+        forms.add(html.escape(form, quote=False))
+    return forms
+
+
+def _parts(value: Any) -> list[str]:
+    """Every piece of a secret value that could be shown on its own: the whole value (as
+    str, repr and JSON), each element of a list or value of a dict, each line of a
+    multi-line string (as written and stripped)."""
+    if value is None or isinstance(value, bool):
+        return []
+    if isinstance(value, str):
+        lines = value.splitlines()
+        extra = [ln for ln in lines if ln != value] + [ln.strip() for ln in lines]
+        return [value, *extra]
+    if isinstance(value, int | float):
+        return [str(value), repr(value)]
+    out: list[str] = []
+    with contextlib.suppress(TypeError, ValueError):
+        out += [json.dumps(value), json.dumps(value, ensure_ascii=False)]
+        out += [json.dumps(value, indent=1), json.dumps(value, indent=2)]
+    out.append(str(value))
+    items = value.values() if isinstance(value, Mapping) else value
+    if isinstance(value, Mapping | list | tuple | set | frozenset):
+        for item in items:
+            out += _parts(item)
+    return out
+
+
+class Scrubber:
+    """Replaces every form of some secret values with ``***``.
+
+    Built once from the values (str, numbers, lists and dicts of them): each part of a
+    value (see :func:`_parts`) in each way a program can print it (see
+    :func:`_encodings`). The longest forms are replaced first.
+    """
+
+    def __init__(self, values: Iterable[Any] = ()) -> None:
+        forms: set[str] = set()
+        for value in values:
+            for part in _parts(value):
+                if len(part) >= MIN_SCRUB_LENGTH:
+                    forms.update(f for f in _encodings(part) if len(f) >= MIN_SCRUB_LENGTH)
+        forms.discard(REDACTED)
+        self.forms: tuple[str, ...] = tuple(sorted(forms, key=lambda f: (-len(f), f)))
+
+    def __bool__(self) -> bool:
+        return bool(self.forms)
+
+    def text(self, text: str) -> str:
+        """``text`` with every form of every secret replaced by ``***``."""
+        for form in self.forms:
+            if form in text:
+                text = text.replace(form, REDACTED)
+        return text
+
+    def value(self, value: Any) -> Any:
+        """A copy of a JSON-like value (dicts, lists, strings) with the secrets scrubbed."""
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, Mapping):
+            return {k: self.value(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.value(v) for v in value]
+        return value
+
+    def found(self, text: str) -> list[str]:
+        """The forms of a secret that ``text`` contains (for tests and checks)."""
+        return [form for form in self.forms if form in text]
+
+
+_ACTIVE: list[Scrubber] = []
+_ACTIVE_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def secret_scope(values: Iterable[Any]) -> Iterator[Scrubber]:
+    """While the block runs, :func:`redact_text` and :func:`redact` (and so the audit log,
+    hook traces and every writer that redacts) also scrub every form of ``values``.
+
+    Process-wide, not per thread: a notebook executor may save from another thread.
+    """
+    scrubber = Scrubber(values)
+    with _ACTIVE_LOCK:
+        _ACTIVE.append(scrubber)
+    try:
+        yield scrubber
+    finally:
+        with _ACTIVE_LOCK:
+            _ACTIVE.remove(scrubber)
+
+
+def register_secrets(values: Iterable[Any]) -> Scrubber:
+    """Scrub every form of ``values`` from now until the process ends (a CLI command that
+    read secrets keeps them out of everything it prints and writes)."""
+    scrubber = Scrubber(values)
+    with _ACTIVE_LOCK:
+        _ACTIVE.append(scrubber)
+    return scrubber
+
+
+def scrub_secrets(text: str) -> str:
+    """``text`` with every form of every live secret (see :func:`secret_scope`) masked."""
+    for scrubber in tuple(_ACTIVE):
+        text = scrubber.text(text)
+    return text
+
+
+def active_scrubber() -> Scrubber:
+    """One scrubber for every live secret (an empty one when there is none)."""
+    merged = Scrubber()
+    merged.forms = tuple(
+        sorted({f for s in tuple(_ACTIVE) for f in s.forms}, key=lambda f: (-len(f), f))
+    )
+    return merged
