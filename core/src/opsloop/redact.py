@@ -68,21 +68,17 @@ def redact(value: Any, secret_keys: frozenset[str] = frozenset()) -> Any:
 #: Secret parts shorter than this are not scrubbed from text (they would mangle any text).
 MIN_SCRUB_LENGTH = 4
 
-_ASCII_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
-
 
 def _py_escape(text: str, quote: str, ascii_only: bool) -> str:
     """``text`` as Python writes it between quotes: ``repr``/``ascii`` without the quotes.
 
     ``quote`` is the quote character that gets a backslash (repr picks one), "" for none.
     """
-    out = []
-    for ch in text:
-        if ch in ("'", '"'):
-            out.append("\\" + ch if ch == quote else ch)
-        else:
-            out.append((ascii(ch) if ascii_only else repr(ch))[1:-1])
-    return "".join(out)
+    show = ascii if ascii_only else repr
+    table: dict[int, str] = {ord(ch): show(ch)[1:-1] for ch in set(text)}
+    table[ord("'")] = "\\'" if quote == "'" else "'"
+    table[ord('"')] = '\\"' if quote == '"' else '"'
+    return text.translate(table)
 
 
 def _encodings(part: str) -> set[str]:
@@ -205,12 +201,19 @@ def secret_scope(values: Iterable[Any]) -> Iterator[Scrubber]:
 
 
 def register_secrets(values: Iterable[Any]) -> Scrubber:
-    """Scrub every form of ``values`` from now until the process ends (a CLI command that
-    read secrets keeps them out of everything it prints and writes)."""
+    """Scrub every form of ``values`` until :func:`forget_secrets` (a CLI command that read
+    secrets keeps them out of everything it prints and writes, its error line included)."""
     scrubber = Scrubber(values)
     with _ACTIVE_LOCK:
         _ACTIVE.append(scrubber)
     return scrubber
+
+
+def forget_secrets(scrubber: Scrubber) -> None:
+    """Stop scrubbing what :func:`register_secrets` registered."""
+    with _ACTIVE_LOCK:
+        if scrubber in _ACTIVE:
+            _ACTIVE.remove(scrubber)
 
 
 def scrub_secrets(text: str) -> str:

@@ -164,9 +164,9 @@ def _kernel_manager_class(log_path: Path, groups: list[int]) -> type:
                 kw.setdefault("stdout", handle)
                 kw.setdefault("stderr", handle)
                 await super()._async_launch_kernel(kernel_cmd, **kw)
-            process = getattr(self.provisioner, "process", None)
-            with contextlib.suppress(OSError, AttributeError):
-                pgid = os.getpgid(process.pid)
+            pid = getattr(getattr(self.provisioner, "process", None), "pid", None)
+            with contextlib.suppress(OSError, TypeError):
+                pgid = os.getpgid(pid)  # type: ignore[arg-type]
                 if pgid != os.getpgrp():  # never our own group
                     groups.append(pgid)
 
