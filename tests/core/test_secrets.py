@@ -219,3 +219,12 @@ def test_secret_env_is_removed_from_the_environment(
     line = _fails(capsys, root, "--secret-env", "password=VENDOR_PW", "-P", "nope=1")
     assert "has no parameter 'nope'" in line
     assert "VENDOR_PW" not in os.environ
+
+
+def test_the_start_or_end_of_a_long_secret_shown_cut_is_scrubbed() -> None:
+    """IPython's verbose traceback shows a long local as ``'head...tail'``."""
+    value = "tok-" + "".join(f"{i:03d}" for i in range(40))
+    scrubber = Scrubber([value])
+    cut = f"use(secret={value[:40]!r}...{value[-30:]!r}) then {value[:20]} and {value[-15:]}"
+    assert scrubber.text(cut) == "use(secret='***'...'***') then *** and ***"
+    assert scrubber.text(value[:11]) == value[:11]  # shorter than FRAGMENT_LENGTH: left

@@ -67,6 +67,9 @@ def redact(value: Any, secret_keys: frozenset[str] = frozenset()) -> Any:
 # ----------------------------------------------------------------------------- live secrets
 #: Secret parts shorter than this are not scrubbed from text (they would mangle any text).
 MIN_SCRUB_LENGTH = 4
+#: A form of a secret at least twice this long is also scrubbed when only its start or its
+#: end is shown (a display cut in the middle: ``'e29bA7...ypC'``), from this many characters.
+FRAGMENT_LENGTH = 12
 
 
 def _py_escape(text: str, quote: str, ascii_only: bool) -> str:
@@ -142,7 +145,9 @@ class Scrubber:
 
     Built once from the values (str, numbers, lists and dicts of them): each part of a
     value (see :func:`_parts`) in each way a program can print it (see
-    :func:`_encodings`). The longest forms are replaced first.
+    :func:`_encodings`). The longest forms are replaced first; then the start or end of a
+    long form, shown cut (a traceback's locals, a truncated log line), from
+    :data:`FRAGMENT_LENGTH` characters on.
     """
 
     def __init__(self, values: Iterable[Any] = ()) -> None:
@@ -154,14 +159,26 @@ class Scrubber:
         forms.discard(REDACTED)
         self.forms: tuple[str, ...] = tuple(sorted(forms, key=lambda f: (-len(f), f)))
 
+    @property
+    def forms(self) -> tuple[str, ...]:
+        """Every form scrubbed, longest first."""
+        return self._forms
+
+    @forms.setter
+    def forms(self, forms: tuple[str, ...]) -> None:
+        self._forms = forms
+        self._long = tuple(f for f in forms if len(f) >= 2 * FRAGMENT_LENGTH)
+
     def __bool__(self) -> bool:
-        return bool(self.forms)
+        return bool(self._forms)
 
     def text(self, text: str) -> str:
         """``text`` with every form of every secret replaced by ``***``."""
-        for form in self.forms:
+        for form in self._forms:
             if form in text:
                 text = text.replace(form, REDACTED)
+        for form in self._long:
+            text = _cut_fragments(text, form)
         return text
 
     def value(self, value: Any) -> Any:
@@ -177,6 +194,33 @@ class Scrubber:
     def found(self, text: str) -> list[str]:
         """The forms of a secret that ``text`` contains (for tests and checks)."""
         return [form for form in self.forms if form in text]
+
+
+def _common_prefix(a: str, b: str) -> int:
+    """How many characters ``a`` and ``b`` share at their start."""
+    size, most = 0, min(len(a), len(b))
+    while size < most and a[size] == b[size]:
+        size += 1
+    return size
+
+
+def _cut_fragments(text: str, form: str) -> str:
+    """``text`` with each run that starts like ``form`` or ends like it (at least
+    FRAGMENT_LENGTH characters of it) replaced by ``***``."""
+    head, tail = form[:FRAGMENT_LENGTH], form[-FRAGMENT_LENGTH:]
+    start = text.find(head)
+    while start != -1:
+        size = _common_prefix(text[start : start + len(form)], form)
+        text = text[:start] + REDACTED + text[start + size :]
+        start = text.find(head, start + len(REDACTED))
+    end = text.rfind(tail)
+    while end != -1:
+        stop = end + FRAGMENT_LENGTH
+        before = text[max(0, stop - len(form)) : stop]
+        size = _common_prefix(before[::-1], form[::-1])
+        text = text[: stop - size] + REDACTED + text[stop:]
+        end = text.rfind(tail, 0, stop - size)
+    return text
 
 
 _ACTIVE: list[Scrubber] = []
