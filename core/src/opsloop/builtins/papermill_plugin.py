@@ -172,7 +172,7 @@ def _kernel_manager_class(log_path: Path, groups: list[int], tag: str) -> type:
                 kw.setdefault("stderr", handle)
                 await super()._async_launch_kernel(kernel_cmd, **kw)
             pid = getattr(getattr(self.provisioner, "process", None), "pid", None)
-            with contextlib.suppress(OSError, TypeError):
+            with contextlib.suppress(OSError, TypeError, AttributeError):  # Windows: no getpgid
                 pgid = os.getpgid(pid)  # type: ignore[arg-type]
                 if pgid != os.getpgrp():  # never our own group
                     groups.append(pgid)
