@@ -259,6 +259,7 @@ def test_secret_fuzz_no_form_of_any_value_leaks(
         run = json.loads(out)
         assert run["status"] == "failed" and run["error"].startswith("RuntimeError: [uncaught]")
         assert run["parameters"]["secret_value"] == REDACTED
+        assert "secret parameter 'secret_value' given with -P, which `ps` shows" in err
         # the notebook really showed the value every way, and each showing was scrubbed
         notebook = Path(run["output_path"]).read_text(encoding="utf-8")
         for label, _ in FORMS:

@@ -277,7 +277,14 @@ def _gather_secrets(
             f"--secret-env {missing[0]}=VARIABLE or --secret-file {missing[0]}=PATH "
             "(or run in a terminal to be asked for it)"
         )
-    secret_given = [v for k, v in given.items() if k in declared and declared[k].secret]
+    on_command_line = [k for k in given if k in declared and declared[k].secret]
+    if on_command_line:
+        print(
+            f"opsloop: warning: secret parameter '{on_command_line[0]}' given with -P, which "
+            "`ps` shows to every user; prefer --secret-env, --secret-file or the prompt",
+            file=sys.stderr,
+        )
+    secret_given = [given[k] for k in on_command_line]
     context.keep_secrets([*values.values(), *secret_given])  # out of all printed from here
     return values, set(values)
 
