@@ -18,7 +18,7 @@ from opsloop import hookimpl
 from opsloop.plugins import make_manager
 from opsloop.project import Project
 from opsloop.records import Alert, Incident, IncidentUpdate, RunbookRun, Signal
-from opsloop.runbooks import SECRET_ENV_PREFIX, run_runbook
+from opsloop.runbooks import SECRETS_FILE_ENV, run_runbook
 
 pytestmark = pytest.mark.slow
 
@@ -233,7 +233,7 @@ def test_secret_parameters_reach_the_kernel_but_never_the_disk(project: Project)
     assert run.parameters == {"api_token": "***", "warehouse": "***", "expected": digest}
     for secret in (token, dsn):
         assert secret.encode() not in _home_bytes(project)
-    assert not [k for k in os.environ if k.startswith(SECRET_ENV_PREFIX)]
+    assert SECRETS_FILE_ENV not in os.environ
 
     # a failing run whose error message carries the secret: scrubbed in the record too
     write_runbook(

@@ -8,11 +8,20 @@ settings live in ``[plugin.<name>]`` tables and are checked by the plugin's own 
 from __future__ import annotations
 
 import os
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretBytes,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 
 from opsloop.config_files import CONFIG_FILE, env_overrides, find_config, read_toml
 from opsloop.errors import ConfigError
@@ -181,16 +190,67 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+def _hidden(value: Any) -> str:
+    """What an error line says instead of a secret field's value: its type only."""
+    kind = {
+        list: "a list",
+        dict: "a table",
+        str: "a string",
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+    }.get(type(value), f"a {type(value).__name__}")
+    return f"{kind} (value hidden: secret setting)"
+
+
+def _is_secret_type(annotation: Any) -> bool:
+    """True when a field's type is, or contains, pydantic's SecretStr / SecretBytes."""
+    if annotation in (SecretStr, SecretBytes):
+        return True
+    return any(_is_secret_type(arg) for arg in typing.get_args(annotation))
+
+
+def secret_fields(model: type[BaseModel], prefix: str = "") -> frozenset[str]:
+    """Dotted names of a settings model's secret fields, nested models included.
+
+    A field is secret when its type is ``SecretStr``/``SecretBytes`` (or a union with
+    one), when it says so (``Field(json_schema_extra={"secret": True})``), or when its
+    name names a secret (``token``, ``password``... see :func:`opsloop.redact.is_secret_key`).
+    """
+    out: set[str] = set()
+    for name, field in model.model_fields.items():
+        key = f"{prefix}{field.alias or name}"
+        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+        if _is_secret_type(field.annotation) or extra.get("secret") or is_secret_key(name):
+            out.add(key)
+        for arg in (field.annotation, *typing.get_args(field.annotation)):
+            if isinstance(arg, type) and issubclass(arg, BaseModel):
+                out |= secret_fields(arg, key + ".")
+    return frozenset(out)
+
+
+def _is_secret(key: str, secrets: frozenset[str]) -> bool:
+    """True when ``key`` (dotted, as reported) is or is inside a secret field."""
+    parts = key.split(".")
+    return is_secret_key(key) or any(
+        ".".join(parts[i:j]) in secrets
+        for i in range(len(parts))
+        for j in range(i + 1, len(parts) + 1)
+    )
+
+
 def format_validation_error(
     error: ValidationError,
     source: str,
     prefix: str = "",
     origins: Mapping[str, str] | None = None,
+    secrets: frozenset[str] = frozenset(),
 ) -> str:
     """One line for the first problem: key, file (or variable), what was expected.
 
     ``origins`` maps a dotted key (``monitor.drift_share``) to the OPSLOOP_* variable that
     set it, so a bad value from the environment names the variable, not the file.
+    ``secrets`` names secret fields (see :func:`secret_fields`): their value is never shown.
     An unknown key is reported before anything else: a misspelt key also makes the key it
     was meant to be look missing, and the typo is the thing to fix.
     """
@@ -200,6 +260,7 @@ def format_validation_error(
     if prefix:
         key = f"{prefix}.{key}" if key else prefix
     variable = _origin(key, origins or {})
+    secret = _is_secret(key, secrets)
     where = f"{variable} (environment)" if variable else source
     if first["type"] == "extra_forbidden":
         return f"{where}: unknown key '{key}'; remove it or check its spelling"
@@ -210,10 +271,10 @@ def format_validation_error(
         # under a key that does not name a secret: a table may hold a connection string.
         message = str((first.get("ctx") or {}).get("error") or first["msg"])
         value = first.get("input")
-        shown = isinstance(value, str | int | float) and not is_secret_key(key)
+        shown = isinstance(value, str | int | float) and not secret
         return f"{where}: '{key}': {message}" + (f" (got {_shown(value)})" if shown else "")
     expected = _TYPE_NAMES.get(first["type"], first["msg"].lower())
-    got = _shown(first.get("input"))
+    got = _hidden(first.get("input")) if secret else _shown(first.get("input"))
     if first["type"] in _TYPE_NAMES:
         return f"{where}: '{key}' must be {expected}, got {got}"
     return f"{where}: '{key}': {expected} (got {got})"
@@ -246,7 +307,8 @@ def validate_settings(
     try:
         return model.model_validate(dict(raw), context=dict(context or {}))
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, source, prefix, origins)) from None
+        message = format_validation_error(exc, source, prefix, origins, secret_fields(model))
+        raise ConfigError(message) from None
 
 
 def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> Config:

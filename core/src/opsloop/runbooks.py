@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import dataclasses
 import io
 import json
 import os
 import re
+import shutil
+import tempfile
 import threading
 import tokenize
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,19 +32,24 @@ from opsloop.errors import OpsloopError, ParameterError, did_you_mean
 from opsloop.interfaces import RunbookSpec
 from opsloop.names import is_safe_name
 from opsloop.records import Incident, IncidentUpdate, RunbookRun, new_id, utcnow
-from opsloop.redact import REDACTED, is_secret_key, redact, redact_text
+from opsloop.redact import (
+    Scrubber,
+    is_secret_key,
+    redact,
+    redact_text,
+    secret_scope,
+)
 
 if TYPE_CHECKING:
     from opsloop.project import Project
 
 #: The parameter types a runbook may declare.
 PARAMETER_TYPES: tuple[str, ...] = ("str", "int", "float", "bool", "list", "dict")
-#: Environment variable prefix that carries a secret parameter into the kernel.
-SECRET_ENV_PREFIX = "OPSLOOP_SECRET__"
-#: Tag of the cell opsloop inserts to read secret parameters from the environment.
+#: Environment variable naming the private file that carries secret parameters into the
+#: kernel (the path, never a value); the secrets cell reads the file and deletes it.
+SECRETS_FILE_ENV = "OPSLOOP_SECRETS_FILE"
+#: Tag of the cell opsloop inserts to read secret parameters from that file.
 SECRETS_CELL_TAG = "opsloop-secrets"
-#: Secrets shorter than this are not scrubbed from outputs (they would mangle any text).
-MIN_SCRUB_LENGTH = 4
 #: The output type a runbook's declared result is displayed as (see :func:`runbook_result`).
 RESULT_MIME = "application/vnd.opsloop.result+json"
 
@@ -50,8 +58,8 @@ _FALSE = frozenset({"false", "no", "n", "off", "0"})
 _PY_TYPES: dict[type, str] = {bool: "bool", int: "int", float: "float", str: "str"}
 _TYPE_ALIASES = {"List": "list", "Dict": "dict", "Sequence": "list", "Mapping": "dict"}
 
-# One run at a time per process: secrets sit in os.environ while a kernel starts, and
-# papermill changes the working directory of the whole process.
+# One run at a time per process: the secrets file's path sits in os.environ while a kernel
+# starts, and papermill changes the working directory of the whole process.
 _RUN_LOCK = threading.Lock()
 
 
@@ -365,27 +373,28 @@ def coerce_parameters(spec: RunbookSpec, raw: Mapping[str, Any]) -> dict[str, An
 
 
 # ----------------------------------------------------------------------------- secrets
-def secret_env_name(name: str) -> str:
-    """The environment variable that carries secret parameter ``name`` into the kernel."""
-    return SECRET_ENV_PREFIX + name
-
-
 def _secrets_cell(names: list[str], nbformat_minor: int) -> dict[str, Any]:
     lines = [
-        "# Secret parameters, passed by opsloop through the kernel's environment:",
-        "# their values are never written into this notebook.",
-        "def _opsloop_secret(name):",
+        "# Secret parameters: opsloop passes them in a private file that this cell reads and",
+        "# deletes; their values are never written into this notebook.",
+        "def _opsloop_secrets():",
         "    import json, os",
-        f"    key = {SECRET_ENV_PREFIX!r} + name",
-        "    if key not in os.environ:",
+        f"    path = os.environ.pop({SECRETS_FILE_ENV!r}, '')",
+        "    try:",
+        "        with open(path, encoding='utf-8') as handle:",
+        "            return json.load(handle)",
+        "    except OSError:",
         "        raise RuntimeError(",
-        "            f'secret parameter {name!r} did not reach the kernel; run this runbook with '",
-        "            '`opsloop runbook run`, which passes secrets through the environment'",
-        "        )",
-        "    return json.loads(os.environ.pop(key))",
+        "            'secret parameters did not reach the kernel; run this runbook with '",
+        "            '`opsloop runbook run`, which passes them in a private file'",
+        "        ) from None",
+        "    finally:",
+        "        if path and os.path.exists(path):",
+        "            os.unlink(path)",
         "",
-        *(f"{name} = _opsloop_secret({name!r})" for name in names),
-        "del _opsloop_secret",
+        "_opsloop_values = _opsloop_secrets()",
+        *(f"{name} = _opsloop_values[{name!r}]" for name in names),
+        "del _opsloop_secrets, _opsloop_values",
     ]
     cell: dict[str, Any] = {
         "cell_type": "code",
@@ -399,54 +408,53 @@ def _secrets_cell(names: list[str], nbformat_minor: int) -> dict[str, Any]:
     return cell
 
 
+def _private_dir() -> Path:
+    """A new folder only this user can read: on /dev/shm (memory) when there is one."""
+    shm = Path("/dev/shm")
+    where = str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
+    return Path(tempfile.mkdtemp(prefix="opsloop-secrets-", dir=where))  # mode 0700
+
+
 @contextlib.contextmanager
-def _environment(values: Mapping[str, str]) -> Iterator[None]:
-    """Set variables in os.environ for the duration of the block (caller holds the lock)."""
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
+def _secrets_file(secrets: Mapping[str, Any]) -> Iterator[None]:
+    """Write the secrets to a private file (0600, in a 0700 folder, in memory where the
+    system allows) and name it in os.environ while the block runs (caller holds the lock).
+
+    The kernel inherits the variable, so its ``/proc/<pid>/environ`` shows a path, never a
+    value; the secrets cell deletes the file once read, and this block deletes it anyway.
+    """
+    if not secrets:
+        yield
+        return
+    folder = _private_dir()
+    path = folder / "secrets.json"
+    old = os.environ.get(SECRETS_FILE_ENV)
     try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(dict(secrets), handle)
+        os.environ[SECRETS_FILE_ENV] = str(path)
         yield
     finally:
-        for key, old in saved.items():
-            if old is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = old
-
-
-def _secret_strings(secrets: Mapping[str, Any]) -> list[str]:
-    out = set()
-    for value in secrets.values():
-        for text in (value if isinstance(value, str) else None, json.dumps(value, default=str)):
-            if text and len(text) >= MIN_SCRUB_LENGTH:
-                out.add(text)
-    return sorted(out, key=len, reverse=True)
-
-
-def _scrub(value: Any, secrets: list[str]) -> Any:
-    """A copy of a JSON value with every secret string replaced by ``***``."""
-    if isinstance(value, str):
-        for secret in secrets:
-            value = value.replace(secret, REDACTED)
-        return value
-    if isinstance(value, list):
-        return [_scrub(v, secrets) for v in value]
-    if isinstance(value, dict):
-        return {k: _scrub(v, secrets) for k, v in value.items()}
-    return value
+        if old is None:
+            os.environ.pop(SECRETS_FILE_ENV, None)
+        else:
+            os.environ[SECRETS_FILE_ENV] = old
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 # ----------------------------------------------------------------------------- running
-def _one_line(exc: BaseException, secrets: list[str]) -> str:
+def _one_line(exc: BaseException, scrubber: Scrubber) -> str:
     """An exception as one line (its message, or ``Type: first line``), secrets masked."""
-    message = redact_text(_scrub(str(exc), secrets))
+    message = redact_text(scrubber.text(str(exc)))
     if isinstance(exc, OpsloopError):
         text = message
     else:
         first = next((ln.strip() for ln in message.splitlines() if ln.strip()), "")
         text = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
     text = " ".join(text.split())
-    return text if len(text) <= 500 else text[:497] + "..."
+    text = text if len(text) <= 500 else text[:497] + "..."
+    return scrubber.text(text)  # a secret cut by the line joining or the length limit
 
 
 def _prepare(spec: RunbookSpec, target: Path, secret_names: list[str], run: dict[str, Any]) -> None:
@@ -463,15 +471,13 @@ def _prepare(spec: RunbookSpec, target: Path, secret_names: list[str], run: dict
     target.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def _finish(produced: Path, target: Path, spec: RunbookSpec, secrets: list[str]) -> None:
+def _finish(produced: Path, target: Path, spec: RunbookSpec, scrubber: Scrubber) -> None:
     """Scrub secrets from the executed notebook and move it to its final name atomically."""
     try:
-        nb = _scrub(read_notebook(produced), secrets)
+        nb = scrubber.value(read_notebook(produced))
     except OpsloopError:  # half-written by a dying executor: scrub the text as it is
         text = produced.read_text(encoding="utf-8", errors="replace")
-        for secret in secrets:
-            text = text.replace(secret, REDACTED).replace(json.dumps(secret)[1:-1], REDACTED)
-        produced.write_text(text, encoding="utf-8")
+        produced.write_text(scrubber.text(text), encoding="utf-8")
     else:
         pm_meta = nb.get("metadata", {}).get("papermill")
         if isinstance(pm_meta, dict):
@@ -489,6 +495,7 @@ def _execute(
     plain: dict[str, Any],
     secrets: dict[str, Any],
     timeout: float,
+    scrubber: Scrubber,
 ) -> tuple[str, str | None]:
     """Run the notebook through the ``execute_notebook`` hook: (output path, error or None).
 
@@ -498,14 +505,12 @@ def _execute(
     final = project.path("runbooks", spec.name, f"{run['id']}.ipynb")
     partial = final.with_name(f".{run['id']}.partial.ipynb")
     prepared = final.with_name(f".{run['id']}.input.ipynb")
-    scrub_list = _secret_strings(secrets)
     error: str | None = None
     produced = partial
     done = False  # stays False when interrupted: the notebook is kept as failed
     try:
         _prepare(spec, prepared, list(secrets), run)
-        env = {secret_env_name(n): json.dumps(v) for n, v in secrets.items()}
-        with _environment(env):
+        with _secrets_file(secrets):
             result = project.hook.execute_notebook(
                 project=project,
                 input_path=prepared,
@@ -520,13 +525,13 @@ def _execute(
             raise OpsloopError(f"the notebook executor wrote no notebook at {produced}")
         done = True
     except Exception as exc:  # noqa: BLE001 - any failure of the notebook is a failed run
-        error = _one_line(exc, scrub_list)
+        error = _one_line(exc, scrubber)
     finally:
         prepared.unlink(missing_ok=True)
         target = final if done else final.with_name(f"{run['id']}.failed.ipynb")
         output = ""
         if produced.is_file():
-            _finish(produced, target, spec, scrub_list)
+            _finish(produced, target, spec, scrubber)
             output = str(target)
         partial.unlink(missing_ok=True)
     return output, error
@@ -563,22 +568,43 @@ def run_runbook(
     *,
     incident_id: str | None = None,
     timeout: float | None = None,
+    secret_parameters: Iterable[str] = (),
 ) -> RunbookRun:
     """Validate, execute and record one runbook run; a failing notebook is a failed run.
 
     Parameters are checked before anything is written (ParameterError). The executed copy
     goes to ``<home>/runbooks/<name>/<run id>.ipynb`` (``<run id>.failed.ipynb`` when it
-    failed); secret parameters reach the kernel through its environment only.
+    failed). Secret parameters (declared, named by their name, or listed in
+    ``secret_parameters`` for this run) reach the kernel through a private file deleted
+    once read, and every form of their values is scrubbed from the notebook, the record,
+    the audit entry and the error.
     """
     spec = get_runbook(project, name)
     if not is_safe_name(spec.name):
         raise ParameterError(
             f"runbook name '{spec.name}' is not a safe file name (letters, digits, . _ -)"
         )
+    extra = set(secret_parameters)
+    if extra:
+        spec = dataclasses.replace(
+            spec, secret_parameters=tuple(dict.fromkeys([*spec.secret_parameters, *extra]))
+        )
+    raw = dict(parameters or {})
+    named = set(spec.secret_parameters)
+    given_secrets = [v for k, v in raw.items() if k in named or is_secret_key(k)]
+    with secret_scope(given_secrets):  # no echo of a value passed as secret, even when bad
+        return _run_checked(project, spec, raw, incident_id, timeout)
+
+
+def _run_checked(
+    project: Project,
+    spec: RunbookSpec,
+    raw: dict[str, Any],
+    incident_id: str | None,
+    timeout: float | None,
+) -> RunbookRun:
     declared = inspect_parameters(spec)
-    values = coerce_parameters(
-        spec, _with_conventions(project, declared, dict(parameters or {}), incident_id)
-    )
+    values = coerce_parameters(spec, _with_conventions(project, declared, raw, incident_id))
     named = values.get("incident_id")
     if incident_id and isinstance(named, str) and named and named != incident_id:
         raise ParameterError(
@@ -600,7 +626,26 @@ def run_runbook(
         )
     secrets = {n: v for n, v in values.items() if declared[n].secret and v is not None}
     plain = {n: v for n, v in values.items() if n not in secrets}
-    shown: dict[str, Any] = redact(values, frozenset(p.name for p in declared.values() if p.secret))
+    with secret_scope(secrets.values()) as scrubber:
+        return _run_scoped(
+            project, spec, declared, values, secrets, plain, incident_id, limit, scrubber
+        )
+
+
+def _run_scoped(
+    project: Project,
+    spec: RunbookSpec,
+    declared: Mapping[str, ParameterSpec],
+    values: dict[str, Any],
+    secrets: dict[str, Any],
+    plain: dict[str, Any],
+    incident_id: str | None,
+    limit: float,
+    scrubber: Scrubber,
+) -> RunbookRun:
+    """Execute and record a checked run; every writer here scrubs ``secrets``."""
+    names = frozenset(p.name for p in declared.values() if p.secret)
+    shown: dict[str, Any] = scrubber.value(redact(values, names))
 
     project.hook.before_runbook(project=project, runbook=spec, parameters=dict(shown))
 
@@ -610,12 +655,12 @@ def run_runbook(
     interrupted: KeyboardInterrupt | None = None
     with _RUN_LOCK:
         try:
-            output, error = _execute(project, spec, meta, plain, secrets, limit)
+            output, error = _execute(project, spec, meta, plain, secrets, limit, scrubber)
         except KeyboardInterrupt as exc:  # record the run, then stop as asked
             interrupted, error = exc, "interrupted by the user"
             failed = project.path("runbooks", spec.name, f"{run_id}.failed.ipynb")
             output = str(failed) if failed.is_file() else ""
-    declared = _declared_result(output)
+    result = scrubber.value(_declared_result(output))
     run = RunbookRun(
         id=run_id,
         runbook=spec.name,
@@ -627,7 +672,7 @@ def run_runbook(
         error=error,
         started_at=started,
         finished_at=utcnow(),
-        result=declared,
+        result=result,
     )
     project.emit(run)
     project.audit.append(
@@ -638,7 +683,7 @@ def run_runbook(
             "status": run.status,
             "parameters": shown,
             "output_path": output,
-            "result": {k: declared[k] for k in ("summary", "recommendation") if k in declared},
+            "result": {k: result[k] for k in ("summary", "recommendation") if k in result},
             "incident_id": incident_id,
             "error": error,
         },

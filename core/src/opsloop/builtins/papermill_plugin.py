@@ -3,8 +3,12 @@ papermill. papermill (about 2 s to import) is imported only when a notebook runs
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
+import secrets
+import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +25,12 @@ PROJECT_RUNBOOKS = Path("notebooks") / "runbooks"
 _NOISE = ("Kernel is running over TCP without encryption",)
 #: Cells papermill and opsloop add to a runbook; not counted when naming a failed cell.
 _INJECTED = frozenset({"injected-parameters", "opsloop-secrets", "papermill-error-cell-tag"})
+#: papermill writes the notebook it is running to ``<scheme><path>``: through a handler
+#: that scrubs live secrets before anything reaches the disk.
+_SCRUBBED = "opsloop-scrubbed://"
+#: Set in each kernel's environment (a random tag, not a secret): every process the kernel
+#: starts inherits it, even one that left the kernel's process group.
+KERNEL_TAG_ENV = "OPSLOOP_KERNEL_TAG"
 
 
 @hookimpl
@@ -88,12 +98,15 @@ def execute_notebook(
     from opsloop.runbooks import NotebookExecutionError
 
     _quiet_loggers()
+    _register_scrubbed_io()
     kernel = project.config.respond.kernel
     kernel_log = output_path.with_name(output_path.name + ".kernel.log")
+    groups: list[int] = []
+    tag = secrets.token_hex(16)
     try:
         papermill.execute_notebook(
             str(input_path),
-            str(output_path),
+            _SCRUBBED + str(output_path),
             parameters=parameters,
             kernel_name=kernel,
             execution_timeout=timeout,
@@ -101,7 +114,7 @@ def execute_notebook(
             progress_bar=False,
             log_output=False,
             request_save_on_cell_execute=True,
-            kernel_manager_class=_kernel_manager_class(kernel_log),
+            kernel_manager_class=_kernel_manager_class(kernel_log, groups, tag),
         )
     except PapermillExecutionError as exc:
         cell = _mark_failed_cell(output_path, None)
@@ -126,6 +139,7 @@ def execute_notebook(
             "that `jupyter kernelspec list` shows"
         ) from None
     finally:
+        _end_kernel_processes(groups, tag)
         kernel_log.unlink(missing_ok=True)
     return output_path
 
@@ -138,22 +152,113 @@ def _quiet_loggers() -> None:
         logger.addHandler(logging.NullHandler())
 
 
-def _kernel_manager_class(log_path: Path) -> type:
-    """A kernel manager whose kernel process writes its own stdout/stderr to ``log_path``.
+def _kernel_manager_class(log_path: Path, groups: list[int], tag: str) -> type:
+    """A kernel manager whose kernel process writes its own stdout/stderr to ``log_path``,
+    whose process group is appended to ``groups`` and whose environment carries ``tag``.
 
     The kernel's start-up warnings stay out of the CLI's output, and the last line of the
-    log explains a kernel that died (a segfault, a fatal error).
+    log explains a kernel that died (a segfault, a fatal error). jupyter_client starts the
+    kernel in a session of its own, so the group holds the kernel and every process it
+    started that did not leave it; the tag finds the ones that did (``!cmd &`` runs in a
+    pty session of its own).
     """
     from jupyter_client.manager import AsyncKernelManager
 
     class RunbookKernelManager(AsyncKernelManager):  # type: ignore[misc]
         async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
+            kw["env"] = {**(kw.get("env") or os.environ), KERNEL_TAG_ENV: tag}
             with log_path.open("ab") as handle:
                 kw.setdefault("stdout", handle)
                 kw.setdefault("stderr", handle)
                 await super()._async_launch_kernel(kernel_cmd, **kw)
+            pid = getattr(getattr(self.provisioner, "process", None), "pid", None)
+            with contextlib.suppress(OSError, TypeError, AttributeError):  # Windows: no getpgid
+                pgid = os.getpgid(pid)  # type: ignore[arg-type]
+                if pgid != os.getpgrp():  # never our own group
+                    groups.append(pgid)
 
     return RunbookKernelManager
+
+
+def _end_kernel_processes(groups: list[int], tag: str) -> None:
+    """Kill every process the run's kernels left behind once the run is over.
+
+    A kernel that died or was shut down after a timeout leaves the processes it started
+    (``subprocess.Popen(["sleep", "300"])``, ``!sleep 300 &``) running with PPID 1. They
+    die here: each kernel's process group, then (where ``/proc`` exists) every process of
+    this user whose environment carries the run's tag.
+    """
+    if not hasattr(os, "killpg"):  # Windows: no process groups
+        return
+    for pgid in groups:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
+    for pid in _tagged_processes(tag):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _tagged_processes(tag: str) -> list[int]:
+    """Processes whose environment holds ``KERNEL_TAG_ENV=tag`` (Linux /proc; else none)."""
+    proc = Path("/proc")
+    if not (proc / "self" / "environ").exists():
+        return []
+    marker = f"{KERNEL_TAG_ENV}={tag}".encode()
+    found = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:  # gone, or another user's
+            continue
+        if marker in environ.split(b"\0"):
+            found.append(int(entry.name))
+    return found
+
+
+class _ScrubbedFile:
+    """A papermill I/O handler that writes a notebook with live secrets scrubbed.
+
+    papermill saves the notebook after every cell; without this, a secret printed by a
+    cell sits on disk until the run ends (or for good, if the process is killed).
+    """
+
+    @staticmethod
+    def _path(path: str) -> Path:
+        return Path(path[len(_SCRUBBED) :])
+
+    def read(self, path: str) -> str:
+        return self._path(path).read_text(encoding="utf-8")
+
+    def listdir(self, path: str) -> list[str]:
+        return [str(p) for p in self._path(path).iterdir()]
+
+    def write(self, buf: str, path: str) -> None:
+        from opsloop.redact import active_scrubber
+
+        target = self._path(path)
+        scrubber = active_scrubber()
+        if scrubber:
+            buf = json.dumps(scrubber.value(json.loads(buf)), indent=1, ensure_ascii=False)
+        partial = target.with_name(target.name + ".tmp")
+        partial.write_text(buf, encoding="utf-8")
+        os.replace(partial, target)
+
+    def pretty_path(self, path: str) -> str:
+        return str(self._path(path))
+
+
+def _register_scrubbed_io() -> None:
+    from papermill.exceptions import PapermillException
+    from papermill.iorw import papermill_io
+
+    try:
+        handler = papermill_io.get_handler(_SCRUBBED + "run.ipynb")
+    except PapermillException:  # no local handler either
+        handler = None
+    if not isinstance(handler, _ScrubbedFile):
+        papermill_io.register(_SCRUBBED, _ScrubbedFile())
 
 
 def _kernel_log_tail(log_path: Path) -> str:

@@ -176,6 +176,13 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _main(argv: list[str] | None) -> None:
+    try:
+        _run_command(argv)
+    finally:
+        context.drop_secrets()  # after the error line was printed, scrubbed
+
+
+def _run_command(argv: list[str] | None) -> None:
     from opsloop.errors import OpsloopError
 
     args = list(sys.argv[1:] if argv is None else argv)
@@ -186,8 +193,13 @@ def _main(argv: list[str] | None) -> None:
         result = command.main(args=args, prog_name="opsloop", standalone_mode=False)
         sys.exit(result if isinstance(result, int) else 0)
     except OpsloopError as exc:
+        from opsloop.redact import redact_text  # secrets a command read never printed
+
         context.err_console.print(
-            f"opsloop: error: {exc}", markup=False, highlight=False, soft_wrap=True
+            f"opsloop: error: {redact_text(str(exc))}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
         )
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
@@ -198,9 +210,10 @@ def _main(argv: list[str] | None) -> None:
         if os.environ.get("OPSLOOP_DEBUG"):
             raise
         from opsloop.errors import one_line
+        from opsloop.redact import redact_text
 
         print(
-            f"opsloop: internal error: {one_line(exc)} "
+            f"opsloop: internal error: {redact_text(one_line(exc))} "
             "(re-run with OPSLOOP_DEBUG=1 for the traceback, and please report it)",
             file=sys.stderr,
         )

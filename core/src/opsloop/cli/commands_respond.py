@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -206,20 +208,103 @@ def runbook_inspect(
     )
 
 
-def _parse_params(pairs: list[str]) -> dict[str, str]:
+def _parse_params(pairs: list[str], option: str = "--param") -> dict[str, str]:
+    """``KEY=VALUE`` pairs; a bad one is named by its position, never echoed (it may be a
+    secret typed without its key)."""
     out: dict[str, str] = {}
-    for pair in pairs:
+    for number, pair in enumerate(pairs, 1):
         key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ParameterError(f"parameter '{pair}' is not KEY=VALUE")
+        if not sep or not key.strip():
+            raise ParameterError(f"{option} value number {number} is not KEY=VALUE")
         out[key.strip()] = value
     return out
+
+
+def _secret_from_env(name: str, variable: str) -> str:
+    """The value of ``variable``, removed from this process's environment so that the
+    kernel (and anything else started from here) does not inherit it."""
+    if variable not in os.environ:
+        raise ParameterError(
+            f"--secret-env {name}={variable}: the environment variable '{variable}' is not set"
+        )
+    return os.environ.pop(variable)
+
+
+def _secret_from_file(name: str, path: str) -> str:
+    """The content of the file at ``path``, without one trailing newline."""
+    try:
+        text = Path(path).expanduser().read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ParameterError(
+            f"--secret-file {name}={path}: cannot read the file: {exc.strerror}"
+        ) from None
+    except UnicodeDecodeError:
+        raise ParameterError(f"--secret-file {name}={path}: the file is not UTF-8 text") from None
+    return text[:-2] if text.endswith("\r\n") else text.removesuffix("\n")
+
+
+def _gather_secrets(
+    spec: RunbookSpec, given: dict[str, str], env_pairs: list[str], file_pairs: list[str]
+) -> tuple[dict[str, str], set[str]]:
+    """Secret values from --secret-env, --secret-file and, for a required secret still
+    missing, a prompt when stdin is a terminal; (values, names passed as secrets)."""
+    import getpass
+
+    from opsloop.runbooks import inspect_parameters
+
+    values: dict[str, str] = {}
+    for name, variable in _parse_params(env_pairs, "--secret-env").items():
+        values[name] = _secret_from_env(name, variable.strip())
+    for name, path in _parse_params(file_pairs, "--secret-file").items():
+        if name in values:
+            raise ParameterError(f"secret '{name}' is given by both --secret-env and --secret-file")
+        values[name] = _secret_from_file(name, path)
+    for name in values:
+        if name in given:
+            raise ParameterError(f"parameter '{name}' is given by both -P and a --secret-* option")
+    declared = inspect_parameters(spec)
+    missing = [
+        p.name
+        for p in declared.values()
+        if p.secret and p.required and p.name not in given and p.name not in values
+    ]
+    if missing and sys.stdin.isatty():
+        for name in missing:
+            values[name] = getpass.getpass(f"{name} (secret, not echoed): ")
+    elif missing:
+        raise ParameterError(
+            f"runbook '{spec.name}': missing secret parameter '{missing[0]}'; pass it with "
+            f"--secret-env {missing[0]}=VARIABLE or --secret-file {missing[0]}=PATH "
+            "(or run in a terminal to be asked for it)"
+        )
+    on_command_line = [k for k in given if k in declared and declared[k].secret]
+    if on_command_line:
+        print(
+            f"opsloop: warning: secret parameter '{on_command_line[0]}' given with -P, which "
+            "`ps` shows to every user; prefer --secret-env, --secret-file or the prompt",
+            file=sys.stderr,
+        )
+    secret_given = [given[k] for k in on_command_line]
+    context.keep_secrets([*values.values(), *secret_given])  # out of all printed from here
+    return values, set(values)
 
 
 @runbook_app.command("run")
 def runbook_run(
     name: str,
     param: list[str] = typer.Option([], "--param", "-P", help="KEY=VALUE; repeat for more."),
+    secret_env: list[str] = typer.Option(
+        [],
+        "--secret-env",
+        help="NAME=VARIABLE: a secret parameter from an environment variable (then removed "
+        "from the environment the kernel inherits); repeat for more.",
+    ),
+    secret_file: list[str] = typer.Option(
+        [],
+        "--secret-file",
+        help="NAME=PATH: a secret parameter from a file (one trailing newline dropped); "
+        "repeat for more.",
+    ),
     incident: str = typer.Option("", help="Incident id to link the run to."),
     timeout: float | None = typer.Option(
         None,
@@ -228,16 +313,25 @@ def runbook_run(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the run record as JSON."),
 ) -> None:
-    """Run a runbook with typed parameters; the executed copy is kept under the project home."""
-    from opsloop.runbooks import run_runbook
+    """Run a runbook with typed parameters; the executed copy is kept under the project home.
+
+    A required secret parameter that is not given is asked for (not echoed) when stdin is
+    a terminal; --secret-env and --secret-file keep a secret off the command line, where
+    `ps` shows it.
+    """
+    from opsloop.runbooks import get_runbook, run_runbook
 
     project = context.open_project()
+    given = _parse_params(param)
+    spec = get_runbook(project, name)
+    secrets, secret_names = _gather_secrets(spec, given, secret_env, secret_file)
     run = run_runbook(
         project,
         name,
-        _parse_params(param),
+        {**given, **secrets},
         incident_id=incident or None,
         timeout=timeout,
+        secret_parameters=secret_names,
     )
     if as_json:
         context.print_json(run.to_dict())

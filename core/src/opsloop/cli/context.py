@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
@@ -23,6 +23,7 @@ _state: dict[str, object] = {
     "project": None,
     "plugins": None,
     "config_error": None,
+    "secrets": [],
 }
 
 
@@ -39,6 +40,23 @@ def set_plugins(plugins: PluginManager) -> None:
 def set_config_error(error: Exception) -> None:
     """A config problem met while building the plugins; raised by the command that needs it."""
     _state["config_error"] = error
+
+
+def keep_secrets(values: list[object]) -> None:
+    """Scrub every form of ``values`` from what this command prints and writes, until it
+    ends (:func:`drop_secrets`)."""
+    from opsloop.redact import register_secrets
+
+    _state["secrets"].append(register_secrets(values))  # type: ignore[attr-defined]
+
+
+def drop_secrets() -> None:
+    """The command ended: forget the secrets it kept."""
+    from opsloop.redact import forget_secrets
+
+    kept: list[Any] = _state["secrets"]  # type: ignore[assignment]
+    while kept:
+        forget_secrets(kept.pop())
 
 
 def plugins() -> PluginManager:
