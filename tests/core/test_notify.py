@@ -474,3 +474,24 @@ def test_secrets_never_reach_logs_records_outbox_or_audit(
         assert secret.encode() not in stored
         assert secret not in shown
     assert "kept in the outbox" in out.err  # the failures were logged, without secrets
+
+
+def test_cli_test_and_retry_failed(tmp_path: Path, webhook: HttpReceiver) -> None:
+    body = f'type = "webhook"\nurl = "{webhook.url}"\nsecret_env = "HOOK_SECRET"\n'
+    (tmp_path / "opsloop.toml").write_text(config_for(hooks=body), encoding="utf-8")
+    # a wrong secret: the receiver refuses (401), the row is set aside as failed
+    sent = opsloop_cli(tmp_path, "notify", "test", "hooks", env={"HOOK_SECRET": "wrong"})
+    assert sent.returncode == 1
+    assert "hooks: not delivered; it stays in the outbox" in sent.stderr
+    assert "HTTP 401" in sent.stderr and "wrong" not in sent.stderr
+    # fixed: --retry-failed puts it back in line and delivers it
+    flushed = opsloop_cli(tmp_path, "notify", "flush", "--retry-failed", env=ENV)
+    assert flushed.returncode == 0, flushed.stderr
+    assert flushed.stdout.strip() == "delivered 1, still pending 0, failed 0"
+    (got,) = webhook.received
+    assert got.json["event"] == "test" and got.json["notification"]["severity"] == "info"
+    unknown = opsloop_cli(tmp_path, "notify", "test", "hook", env=ENV)
+    assert unknown.returncode == 2
+    assert (
+        unknown.stderr.strip() == "opsloop: error: no notifier named 'hook'; did you mean 'hooks'?"
+    )

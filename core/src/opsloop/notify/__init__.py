@@ -374,14 +374,19 @@ def _drain_one(
     common: CommonSettings | None = getattr(target, "common", None)
     first, ceiling = (common.backoff, common.max_backoff) if common else (5.0, 300.0)
     secrets_of = getattr(target, "secret_values", None)
+    claimed_at = time.time()  # the caller has just taken the lease
     while True:
         row = box.next_pending(name)
         now = time.time()
         if row is None or (not force and row.next_at > now):
             return
-        if not box.claim(name, owner, now=now, lease=lease):  # renew; lost it: stop
-            result.busy.append(name)
-            return
+        # Renew once half the lease is gone, so at least half of it (more than one attempt's
+        # timeout) is left for this row; a lease lost meanwhile stops this drain.
+        if now - claimed_at > lease / 2:
+            if not box.claim(name, owner, now=now, lease=lease):
+                result.busy.append(name)
+                return
+            claimed_at = now
         try:
             target.deliver(Notification.from_dict(row.notification), row.key)
         except Exception as exc:  # noqa: BLE001 - any failure is kept, retried or set aside
