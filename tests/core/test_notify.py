@@ -22,6 +22,9 @@ from opsloop.project import Project
 from opsloop.records import Incident, Signal
 from opsloop.testing import make_project
 
+# aiosmtpd warns that the plain-text test server takes a login; that is the point here
+pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+
 HOOK_SECRET = "whsec-3b1f6c0d9e8a7b6c5d4e3f2a1b0c9d8e"
 SLACK_PATH = "/services/T0OPS/B0LOOP/s3cr3tSlackT0ken0123456"
 PD_KEY = "R0UTINGKEY0123456789abcdef012345"  # 32 characters, like a real one

@@ -13,9 +13,13 @@ from collections import Counter
 from email import message_from_bytes
 from pathlib import Path
 
+import pytest
 from notify_receivers import HttpReceiver, SmtpReceiver
 
 from opsloop.project import Project
+
+# aiosmtpd warns that the plain-text test server takes a login; that is the point here
+pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
 
 HOOK_SECRET = "whsec-outbox-target-0123456789abcdef"
 SLACK_PATH = "/services/T0OPS/B0LOOP/outboxTargetT0ken012345"
