@@ -498,3 +498,26 @@ def test_cli_test_and_retry_failed(tmp_path: Path, webhook: HttpReceiver) -> Non
     assert (
         unknown.stderr.strip() == "opsloop: error: no notifier named 'hook'; did you mean 'hooks'?"
     )
+
+
+def test_flush_queues_what_a_crashed_process_left_out(
+    tmp_path: Path, webhook: HttpReceiver
+) -> None:
+    from opsloop.records import IncidentUpdate
+
+    project = webhook_project(tmp_path, webhook)
+    incident = drift(project)
+    # A process that stored a record and died before its notification was queued: the
+    # record is there, the outbox row is not.
+    project.records.add(IncidentUpdate(incident_id=incident.id, status="resolved"))
+    assert notify.outbox(project).rows() == []
+    late = notify.reconcile(project)
+    assert len(late) == 1 and late[0].startswith("hooks:inu_")
+    assert notify.reconcile(project) == []  # once
+    notify.drain(project)
+    assert [r.json["event"] for r in webhook.received] == ["incident.open", "incident.resolved"]
+    # a notifier never gets what happened before its first event
+    body = f'type = "webhook"\nurl = "{webhook.url}"\nsecret_env = "HOOK_SECRET"\n'
+    (tmp_path / "opsloop.toml").write_text(config_for(hooks=body, late=body), encoding="utf-8")
+    reopened = make_project(tmp_path, environ=ENV)
+    assert notify.reconcile(reopened) == []

@@ -103,7 +103,7 @@ def notify_flush(
     poll: float = typer.Option(5.0, help="With --follow: longest sleep between passes (s)."),
 ) -> None:
     """Deliver the outbox now: every pending notification, ignoring the backoff wait."""
-    from opsloop.notify import drain, notifiers, outbox
+    from opsloop.notify import drain, notifiers, outbox, reconcile
 
     project = context.open_project()
     only = None
@@ -117,6 +117,9 @@ def notify_flush(
         count = box.requeue_failed(notifier or None, now=time.time())
         if count:
             project.audit.append("notify.requeue", notifier or "*", after={"rows": count})
+    late = reconcile(project)  # notifications a crashed process stored no row for
+    if late:
+        context.err_console.print(f"queued {len(late)} missed notification(s)", highlight=False)
     result = drain(project, force=True, only=only)
     while follow:
         due = box.next_due()

@@ -46,6 +46,7 @@ __all__ = [
     "notification_for",
     "notifiers",
     "outbox",
+    "reconcile",
 ]
 
 #: Every event a notification can be about (``events = [...]`` picks some).
@@ -307,10 +308,46 @@ def enqueue(
         if only is not None and name not in only:
             continue
         accepts: Callable[[Notification], bool] | None = getattr(target, "accepts", None)
-        if accepts is not None and not accepts(notification):
+        try:
+            wanted = accepts is None or accepts(notification)
+        except Exception as exc:  # noqa: BLE001 - a broken filter must not lose the event
+            _warn(f"notifier '{name}' failed to filter {notification.id}: {one_line(exc)}")
+            wanted = True
+        if not wanted:
             continue
         if box.enqueue(name, notification.id, notification.event, notification.to_dict(), now=now):
             queued.append(name)
+    return queued
+
+
+def reconcile(project: Project, *, max_age: float = 7 * 86400) -> list[str]:
+    """Queue what a process that died between storing a record and queuing its
+    notification left out; the keys it queued. ``opsloop notify flush`` runs it first.
+
+    A notifier is caught up from its oldest outbox row on (never with events from before
+    it was first used), at most ``max_age`` seconds back. Such a late row goes out after
+    the rows queued since, so its order is the one thing it does not keep.
+    """
+    from datetime import UTC, datetime, timedelta
+
+    since = outbox(project).first_queued()
+    targets = [name for name in notifiers(project) if name in since]
+    if not targets:
+        return []
+    floor = (datetime.now(UTC) - timedelta(seconds=max_age)).isoformat(timespec="microseconds")
+    start = max(floor, min(since[name] for name in targets))
+    found = [
+        r
+        for kind in (Alert, Incident, IncidentUpdate)
+        for r in project.records.list(kind)
+        if r.created_at >= start
+    ]
+    queued: list[str] = []
+    for record in sorted(found, key=lambda r: (r.created_at, r.id)):
+        late = [name for name in targets if record.created_at >= since[name]]
+        notification = notification_for(project, record) if late else None
+        if notification is not None:
+            queued += [f"{n}:{record.id}" for n in enqueue(project, notification, only=late)]
     return queued
 
 

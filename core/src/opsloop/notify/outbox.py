@@ -220,6 +220,14 @@ class Outbox:
             )
         ]
 
+    def first_queued(self) -> dict[str, str]:
+        """``{notifier: created_at of its oldest row}``: from when each one took events."""
+        return dict(
+            self._db.execute(
+                "SELECT notifier, MIN(created_at) FROM notify_outbox GROUP BY notifier"
+            ).fetchall()
+        )
+
     def next_due(self) -> float | None:
         """When the earliest pending row may next be tried (None: nothing pending)."""
         row = self._db.execute(
