@@ -472,6 +472,7 @@ def test_secrets_never_reach_logs_records_outbox_or_audit(
     for args in (["notify", "outbox", "--all", "--json"], ["notify", "list"]):
         shown += opsloop_cli(tmp_path, *args, env=env).stdout
     assert "hooks" in shown and "fraud" in shown and "pagerduty" in shown
+    assert f"http://127.0.0.1:{hook.port}/…" in shown and "/hooks/opsloop" not in shown
     for secret in secrets:
         assert secret not in out.out + out.err
         assert secret.encode() not in stored

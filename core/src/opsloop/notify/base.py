@@ -64,6 +64,13 @@ def where(url: str) -> str:
     return f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)
 
 
+def shown_url(url: str) -> str:
+    """A URL as ``opsloop notify list`` shows it: scheme, host and port only (a webhook's
+    path or query, like a Slack or Discord URL's, can hold its token; userinfo a password)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{where(url)}" + ("/…" if parts.path.strip("/") or parts.query else "")
+
+
 def scrub(text: str, secrets: list[str]) -> str:
     """``text`` with every secret value (and token shapes, URL passwords) masked."""
     for secret in sorted((s for s in secrets if s), key=len, reverse=True):

@@ -21,7 +21,13 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from opsloop.interfaces import Notification, NotifierType
 from opsloop.notify import signing
-from opsloop.notify.base import ChannelSettings, DeliveryError, post_json, read_secret
+from opsloop.notify.base import (
+    ChannelSettings,
+    DeliveryError,
+    post_json,
+    read_secret,
+    shown_url,
+)
 
 PAGERDUTY_URL = "https://events.pagerduty.com/v2/enqueue"
 _ICONS = {"critical": ":rotating_light:", "warning": ":warning:", "info": ":information_source:"}
@@ -99,7 +105,7 @@ class WebhookNotifier:
         ]
 
     def target(self) -> str:
-        return self.settings.url
+        return shown_url(self.settings.url)
 
     def deliver(self, notification: Notification, key: str) -> None:
         s = self.settings
@@ -235,7 +241,7 @@ class PagerDutyNotifier:
         ]
 
     def target(self) -> str:
-        return self.settings.url
+        return shown_url(self.settings.url)
 
     def accepts(self, notification: Notification) -> bool:
         """PagerDuty has no action for a note (an incident marked mitigated)."""
