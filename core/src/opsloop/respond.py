@@ -76,6 +76,7 @@ def _open_incident_for(project: Project, rule: str, subject: str) -> IncidentVie
 
 def evaluate_signal(project: Project, signal: Signal) -> list[Alert]:
     """Apply every alert rule to ``signal``: emit alerts, open or extend incidents."""
+    list_notifiers(project)  # a plugin that cannot register its notifiers fails here, loudly
     alerts: list[Alert] = []
     for rule in list_rules(project):
         if not _matches(rule, signal):

@@ -31,7 +31,14 @@ from opsloop.errors import ConfigError, did_you_mean, one_line
 from opsloop.interfaces import Notification, NotifierType
 from opsloop.notify.base import DeliveryError, scrub
 from opsloop.notify.outbox import Outbox, OutboxRow, backoff_delay, make_owner
-from opsloop.records import SEVERITIES, Alert, Incident, IncidentUpdate, Record, Severity
+from opsloop.records import (
+    SEVERITIES,
+    Alert,
+    Incident,
+    IncidentUpdate,
+    Record,
+    Severity,
+)
 
 if TYPE_CHECKING:
     from opsloop.project import Project
@@ -470,8 +477,12 @@ def _audit_body(row: OutboxRow, error: str = "") -> dict[str, Any]:
 
 
 def on_record(project: Project, record: Record) -> None:
-    """Queue the notification ``record`` calls for and try to deliver it now. Never raises:
-    a broken notifier or config must not stop an incident from opening."""
+    """Queue the notification ``record`` calls for and try to deliver it now.
+
+    Never raises: a notifier that fails, even a bug here, must not stop an incident from
+    opening; the failure is reported on stderr. (A plugin that cannot register its
+    notifiers is a one-line error earlier, when ``evaluate_signal`` starts.)
+    """
     if not isinstance(record, Alert | Incident | IncidentUpdate):
         return
     try:
