@@ -522,3 +522,37 @@ def test_flush_queues_what_a_crashed_process_left_out(
     (tmp_path / "opsloop.toml").write_text(config_for(hooks=body, late=body), encoding="utf-8")
     reopened = make_project(tmp_path, environ=ENV)
     assert notify.reconcile(reopened) == []
+
+
+def test_flush_follow_delivers_when_the_notifier_comes_back(
+    tmp_path: Path, webhook: HttpReceiver
+) -> None:
+    import signal as signals
+
+    extra = "backoff = 0.2\nmax_backoff = 0.4\n"
+    project = webhook_project(tmp_path, webhook, extra)
+    webhook.status = 503
+    drift(project)
+    env = {**os.environ, **ENV, "OPSLOOP_PLUGINS__ENABLED": '["core"]'}
+    follower = subprocess.Popen(
+        [sys.executable, "-c", "from opsloop.cli import main; main()", "--project",
+         str(tmp_path), "notify", "flush", "--follow", "--poll", "0.2"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        box = notify.outbox(project)
+        deadline = time.time() + 60  # a bound on waiting, not a speed assertion
+        while box.rows()[0].attempts < 3 and time.time() < deadline:
+            time.sleep(0.1)  # the follower keeps retrying while the notifier is down
+        assert box.rows()[0].attempts >= 3
+        webhook.status = 0
+        while not webhook.received and time.time() < deadline:
+            time.sleep(0.1)
+        while box.rows() and time.time() < deadline:
+            time.sleep(0.1)
+    finally:
+        follower.send_signal(signals.SIGINT)
+        out, _ = follower.communicate(timeout=30)
+    # Ctrl-C ends --follow with where things stand
+    assert follower.returncode == 0 and out.strip() == "delivered 1, still pending 0, failed 0"
+    assert len(webhook.received) == 1 and box.rows() == []

@@ -121,13 +121,16 @@ def notify_flush(
     if late:
         context.err_console.print(f"queued {len(late)} missed notification(s)", highlight=False)
     result = drain(project, force=True, only=only)
-    while follow:
-        due = box.next_due()
-        wait = poll if due is None else min(poll, max(0.05, due - time.time()))
-        time.sleep(wait)
-        more = drain(project, only=only)
-        result.delivered += more.delivered
-        result.retrying, result.failed = more.retrying, result.failed + more.failed
+    try:
+        while follow:
+            due = box.next_due()
+            wait = poll if due is None else min(poll, max(0.05, due - time.time()))
+            time.sleep(wait)
+            more = drain(project, only=only)
+            result.delivered += more.delivered
+            result.retrying, result.failed = more.retrying, result.failed + more.failed
+    except KeyboardInterrupt:  # Ctrl-C ends --follow: say where things stand
+        pass
     left = box.rows(statuses=("pending",), notifier=notifier or None)
     failed = box.rows(statuses=("failed",), notifier=notifier or None)
     context.console.print(

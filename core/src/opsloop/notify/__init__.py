@@ -447,7 +447,7 @@ def _drain_one(
                 if not quiet:
                     _warn(
                         f"notifier '{name}' failed: {message}; kept in the outbox, next attempt "
-                        f"in {delay:.0f} s (`opsloop notify outbox`)"
+                        f"in {delay:.{0 if delay >= 10 else 1}f} s (`opsloop notify outbox`)"
                     )
                 return  # the rows behind it wait: order is kept
             if box.mark_failed(row.seq, owner, message):
