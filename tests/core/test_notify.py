@@ -16,7 +16,7 @@ import pytest
 from notify_receivers import HttpReceiver, SmtpReceiver
 
 from opsloop import notify, respond
-from opsloop.errors import ConfigError
+from opsloop.errors import ConfigError, OpsloopError
 from opsloop.notify import signing
 from opsloop.project import Project
 from opsloop.records import Incident, Signal
@@ -556,3 +556,22 @@ def test_flush_follow_delivers_when_the_notifier_comes_back(
     # Ctrl-C ends --follow with where things stand
     assert follower.returncode == 0 and out.strip() == "delivered 1, still pending 0, failed 0"
     assert len(webhook.received) == 1 and box.rows() == []
+
+
+def test_prune_deletes_only_old_delivered_rows(tmp_path: Path, webhook: HttpReceiver) -> None:
+    project = webhook_project(tmp_path, webhook)
+    old, new = drift(project, "a"), drift(project, "b")
+    webhook.status = 503
+    waiting = drift(project, "c")
+    box = notify.outbox(project)
+    box._db.execute(  # delivered 40 days ago
+        "UPDATE notify_outbox SET delivered_at = '2020-01-01T00:00:00+00:00' WHERE event_id = ?",
+        (old.id,),
+    )
+    with pytest.raises(OpsloopError, match="at least 7 days"):
+        notify.prune(project, 86400)
+    assert notify.prune(project, 30 * 86400) == 1
+    left = box.rows(statuses=("pending", "failed", "delivered"))
+    assert [r.event_id for r in left] == [new.id, waiting.id]  # the pending one is kept
+    (entry,) = [e for e in project.audit.entries() if e["action"] == "notify.prune"]
+    assert entry["after"]["rows"] == 1

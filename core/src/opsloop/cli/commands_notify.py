@@ -143,6 +143,22 @@ def notify_flush(
         raise typer.Exit(1)
 
 
+@notify_app.command("prune")
+def notify_prune(
+    older_than: str = typer.Option("30d", help="Delete rows delivered longer ago than this."),
+) -> None:
+    """Delete delivered notifications from the outbox (pending and failed ones stay)."""
+    from opsloop.durations import parse_duration
+    from opsloop.notify import prune
+
+    try:
+        seconds = parse_duration(older_than)
+    except ValueError as exc:
+        raise OpsloopError(f"--older-than: {exc}") from None
+    count = prune(context.open_project(), seconds)
+    context.console.print(f"pruned {count} delivered notification(s)", highlight=False)
+
+
 @notify_app.command("test")
 def notify_test(name: str) -> None:
     """Send a test notification to one notifier through the outbox, and report."""

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from opsloop.errors import ConfigError, did_you_mean, one_line
+from opsloop.errors import ConfigError, OpsloopError, did_you_mean, one_line
 from opsloop.interfaces import Notification, NotifierType
 from opsloop.notify.base import DeliveryError, scrub
 from opsloop.notify.outbox import Outbox, OutboxRow, backoff_delay, make_owner
@@ -53,6 +53,7 @@ __all__ = [
     "notification_for",
     "notifiers",
     "outbox",
+    "prune",
     "reconcile",
 ]
 
@@ -327,7 +328,11 @@ def enqueue(
     return queued
 
 
-def reconcile(project: Project, *, max_age: float = 7 * 86400) -> list[str]:
+#: How far back ``reconcile`` looks, and so how young a delivered row may be pruned.
+RECONCILE_WINDOW = 7 * 86400.0
+
+
+def reconcile(project: Project, *, max_age: float = RECONCILE_WINDOW) -> list[str]:
     """Queue what a process that died between storing a record and queuing its
     notification left out; the keys it queued. ``opsloop notify flush`` runs it first.
 
@@ -356,6 +361,24 @@ def reconcile(project: Project, *, max_age: float = 7 * 86400) -> list[str]:
         if notification is not None:
             queued += [f"{n}:{record.id}" for n in enqueue(project, notification, only=late)]
     return queued
+
+
+def prune(project: Project, older_than: float) -> int:
+    """Delete rows delivered more than ``older_than`` seconds ago (audited); pending and
+    failed rows are never pruned. Younger than the reconcile window is refused: those rows
+    are what keeps ``reconcile`` from sending an event twice."""
+    from datetime import UTC, datetime, timedelta
+
+    if older_than < RECONCILE_WINDOW:
+        raise OpsloopError(
+            f"--older-than must be at least {RECONCILE_WINDOW / 86400:.0f} days: younger "
+            "delivered rows keep `opsloop notify flush` from sending an event twice"
+        )
+    cutoff = (datetime.now(UTC) - timedelta(seconds=older_than)).isoformat(timespec="microseconds")
+    count = outbox(project).prune(cutoff)
+    if count:
+        project.audit.append("notify.prune", "outbox", after={"rows": count, "before": cutoff})
+    return count
 
 
 @dataclass

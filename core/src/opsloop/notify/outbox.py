@@ -199,6 +199,14 @@ class Outbox:
         )
         return cur.rowcount
 
+    def prune(self, delivered_before: str) -> int:
+        """Delete delivered rows delivered before the ISO time ``delivered_before``."""
+        cur = self._db.execute(
+            "DELETE FROM notify_outbox WHERE status = 'delivered' AND delivered_at < ?",
+            (delivered_before,),
+        )
+        return cur.rowcount
+
     # ------------------------------------------------------------------ reading
     def rows(
         self, *, statuses: tuple[str, ...] = ("pending", "failed"), notifier: str | None = None
