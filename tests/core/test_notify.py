@@ -575,3 +575,23 @@ def test_prune_deletes_only_old_delivered_rows(tmp_path: Path, webhook: HttpRece
     assert [r.event_id for r in left] == [new.id, waiting.id]  # the pending one is kept
     (entry,) = [e for e in project.audit.entries() if e["action"] == "notify.prune"]
     assert entry["after"]["rows"] == 1
+
+
+def test_an_alert_that_opens_no_incident_is_sent_as_an_alert(
+    tmp_path: Path, webhook: HttpReceiver
+) -> None:
+    from opsloop import hookimpl
+    from opsloop.interfaces import AlertRule
+
+    class Ticket:
+        @hookimpl
+        def register_alert_rules(self, project: Project) -> list[AlertRule]:
+            return [AlertRule(name="slo-ticket", signal_type="slo_burn", open_incident=False)]
+
+    body = f'type = "webhook"\nurl = "{webhook.url}"\nsecret_env = "HOOK_SECRET"\n'
+    project = make_project(tmp_path, Ticket(), config=config_for(hooks=body), environ=ENV)
+    project.emit(Signal(source="slo", type="slo_burn", severity="warning", subject="api"))
+    (got,) = webhook.received
+    n = got.json["notification"]
+    assert (got.json["event"], n["rule"], n["incident_id"]) == ("alert", "slo-ticket", None)
+    assert n["dedup_key"] == f"opsloop/fraud-scoring/{n['alert_id']}"
