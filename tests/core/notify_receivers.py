@@ -195,11 +195,18 @@ class SmtpReceiver:
     """A real SMTP server (aiosmtpd) on loopback that takes a login and keeps every message."""
 
     def __init__(
-        self, username: str, password: str, *, port: int | None = None, tls: Any = None
+        self,
+        username: str,
+        password: str,
+        *,
+        port: int | None = None,
+        tls: Any = None,
+        smtps: bool = False,
     ) -> None:
         self.username, self.password = username, password
         self.port = port or free_port()
-        self.tls = tls  # an ssl.SSLContext: STARTTLS offered and required
+        self.tls = tls  # an ssl.SSLContext: STARTTLS offered and required ...
+        self.smtps = smtps  # ... or TLS from the first byte (SMTPS)
         self.messages: list[Any] = []  # aiosmtpd Envelopes
         self.logins: list[str] = []
         self._controller: Any = None
@@ -230,7 +237,10 @@ class SmtpReceiver:
             "auth_require_tls": self.tls is not None,
             "auth_required": True,
         }
-        if self.tls is not None:
+        if self.tls is not None and self.smtps:
+            # aiosmtpd counts only STARTTLS as TLS for AUTH; here the socket is TLS already
+            kwargs.update(ssl_context=self.tls, auth_require_tls=False)
+        elif self.tls is not None:
             kwargs.update(tls_context=self.tls, require_starttls=True)
         self._controller = Controller(Handler(), **kwargs)
         self._controller.start()

@@ -314,6 +314,21 @@ def test_email_with_starttls_and_the_servers_certificate(tmp_path: Path) -> None
     assert notify.outbox(project).rows() == []
 
 
+def test_email_over_smtps(tmp_path: Path) -> None:
+    cert, key = _self_signed(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    smtp = SmtpReceiver("opsloop", SMTP_PASSWORD, tls=context, smtps=True).start()
+    try:
+        table = email_table(smtp, f'ssl = true\ncafile = "{cert}"\n')
+        project = make_project(tmp_path, config=config_for(mail=table), environ=ENV)
+        drift(project)
+    finally:
+        smtp.stop()
+    assert smtp.logins == ["opsloop"] and len(smtp.messages) == 1
+    assert notify.outbox(project).rows() == []
+
+
 # ---------------------------------------------------------------------------- outbox
 def test_a_down_notifier_keeps_order_backs_off_and_delivers_each_event_once(
     tmp_path: Path, webhook: HttpReceiver, capsys: pytest.CaptureFixture[str]
