@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 from pydantic import BaseModel, ConfigDict
 
-from opsloop import guard, hookimpl, ingest, monitor, registry, respond, runbooks
+from opsloop import guard, hookimpl, ingest, monitor, notify, registry, respond, runbooks
 from opsloop.errors import ConfigError, OpsloopError
 from opsloop.interfaces import (
     AlertRule,
@@ -32,6 +32,8 @@ from opsloop.interfaces import (
     DriftResult,
     FeatureDrift,
     Finding,
+    Notification,
+    NotifierType,
     PluginInfo,
     RunbookSpec,
     ScanResult,
@@ -793,6 +795,8 @@ def test_hook_after_scan(tmp_path: Path) -> None:
 class Paging:
     def __init__(self) -> None:
         self.paged: list[Alert] = []
+        self.late: list[Alert] = []  # what broken-pager delivered once it came back
+        self.down = True
 
     @hookimpl
     def register_alert_rules(self, project: Project) -> list[AlertRule]:
@@ -810,7 +814,9 @@ class Paging:
             name = "broken-pager"
 
             def notify(self, alert: Alert) -> None:
-                raise ConnectionError("pager is down")
+                if plugin.down:
+                    raise ConnectionError("pager is down")
+                plugin.late.append(alert)
 
         class Pager:
             name = "pager"
@@ -846,9 +852,70 @@ def test_hook_register_notifiers(tmp_path: Path, capsys: pytest.CaptureFixture[s
     project.emit(Signal(source="slo", type="slo_burn", severity="critical", subject="api"))
     assert [a.rule for a in plugin.paged] == ["slo-page", "slo-ticket"]
     assert plugin.paged == project.records.list(Alert)
-    # The broken notifier is reported and does not stop the next one.
+    # The broken notifier is reported and does not stop the next one; its alerts wait in
+    # the outbox (the second behind the first, so order is kept) until it is back.
     err = capsys.readouterr().err
-    assert err.count("opsloop: warning: notifier 'broken-pager' failed: pager is down") == 2
+    assert err.count("notifier 'broken-pager' failed: ConnectionError: pager is down") == 1
+    waiting = notify.outbox(project).rows()
+    assert [(r.notifier, r.status) for r in waiting] == [("broken-pager", "pending")] * 2
+    plugin.down = False
+    result = notify.drain(project, force=True)
+    assert [a.rule for a in plugin.late] == ["slo-page", "slo-ticket"]
+    assert result.delivered == [r.key for r in waiting]
+    assert notify.outbox(project).rows() == []
+
+
+class MemoryType:
+    """A plugin's notifier type: ``[respond.notify.<name>] type = "memory"``."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, Notification, str]] = []
+
+    @hookimpl
+    def register_notifier_types(self, project: Project) -> list[NotifierType]:
+        from pydantic import BaseModel, ConfigDict
+
+        class Settings(BaseModel):
+            model_config = ConfigDict(extra="forbid")
+            label: str
+
+        sink = self
+
+        class Memory:
+            def __init__(self, name: str, settings: Settings) -> None:
+                self.name, self.settings = name, settings
+
+            def deliver(self, notification: Notification, key: str) -> None:
+                sink.sent.append((self.settings.label, notification, key))
+
+        return [NotifierType("memory", Settings, lambda name, s, p: Memory(name, s))]
+
+
+def test_hook_register_notifier_types(tmp_path: Path) -> None:
+    plugin = MemoryType()
+    config = textwrap.dedent("""
+        [respond.notify.desk]
+        type = "memory"
+        label = "ops desk"
+        severities = ["critical"]
+    """)
+    project = make_project(tmp_path, plugin, config=config)
+    assert {"webhook", "slack", "pagerduty", "email", "memory"} <= set(
+        notify.notifier_types(project)
+    )
+    project.emit(Signal(source="m", type="drift", severity="warning", subject="a"))
+    assert plugin.sent == []  # below the notifier's severities
+    project.emit(Signal(source="m", type="drift", severity="critical", subject="b"))
+    ((label, sent, key),) = plugin.sent
+    (incident,) = [i for i in project.records.list(Incident) if i.subject == "b"]
+    assert (label, sent.event, sent.incident_id) == ("ops desk", "incident.open", incident.id)
+    assert key == f"desk:{incident.id}"
+    # A type no plugin provides, or a key its settings model does not know: one line at open.
+    bad = config.replace('"memory"', '"memroy"')
+    with pytest.raises(ConfigError, match=r"respond\.notify\.desk\.type' is 'memroy'.*'memory'"):
+        make_project(tmp_path / "bad", plugin, config=bad)
+    with pytest.raises(ConfigError, match=r"unknown key 'respond\.notify\.desk\.colour'"):
+        make_project(tmp_path / "bad2", plugin, config=config + 'colour = "red"\n')
 
 
 # =============================================================================== runbooks

@@ -186,7 +186,11 @@ def _needles(value: Any) -> set[str]:
         return found | {json.dumps(value), str(value)}
     if isinstance(value, list):
         return {n for v in value for n in _needles(v)} | {json.dumps(value), str(value)}
-    text = str(value)
+    if not isinstance(value, str):
+        # A number in a dict secret (a port) is not secret material on its own, and its
+        # digits turn up by chance in a notebook's metadata (durations, timestamps).
+        return set()
+    text = value
     found = {text} | {ln.strip() for ln in text.splitlines()}
     if len(text) > 64:
         found |= {text[i : i + 32] for i in range(0, len(text) - 32, 16)}

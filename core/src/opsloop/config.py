@@ -105,6 +105,8 @@ class MonitorSection(_Section):
 class RespondSection(_Section):
     runbook_timeout: float = Field(default=600, gt=0)  # seconds per cell
     kernel: str = "python3"
+    #: ``[respond.notify.<name>]`` tables: one notifier each, checked by opsloop.notify
+    notify: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
 class GateSection(_Section):
@@ -372,6 +374,11 @@ quality_drop = 0.05            #   degraded when accuracy, f1, roc_auc, ... drop
 [respond]
 runbook_timeout = 600          # seconds a runbook cell may run
 kernel = "python3"
+# Notifiers (docs/notifiers.md): one table each; secrets from the environment.
+# [respond.notify.oncall]
+# type = "pagerduty"           # webhook, slack, pagerduty, email
+# routing_key_env = "PD_ROUTING_KEY"
+# severities = ["critical"]
 
 [registry]
 cards = "cards"                # model cards (`opsloop model card`), under the home

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
         DriftResult,
         ModelStore,
         Notifier,
+        NotifierType,
         PluginInfo,
         PredictContext,
         PredictionBatch,
@@ -244,6 +245,11 @@ def register_alert_rules(project: Project) -> list[AlertRule]:  # type: ignore[e
 @hookspec
 def register_notifiers(project: Project) -> list[Notifier]:  # type: ignore[empty-body]
     """Return notifiers that deliver alerts to people."""
+
+
+@hookspec
+def register_notifier_types(project: Project) -> list[NotifierType]:  # type: ignore[empty-body]
+    """Return kinds of notifier that ``[respond.notify.<name>] type = ...`` can configure."""
 
 
 @hookspec

@@ -451,6 +451,78 @@ class Notifier(Protocol):
     def notify(self, alert: Any) -> None: ...
 
 
+#: What a notification asks of the receiver, in PagerDuty's words: open or repeat
+#: (``trigger``), someone is on it (``acknowledge``), it is over (``resolve``), or only news
+#: (``note``: an incident marked mitigated; PagerDuty has no such action and skips it).
+NotifyAction = Literal["trigger", "acknowledge", "resolve", "note"]
+
+
+@dataclass(frozen=True)
+class Notification:
+    """One thing to tell people about an alert or incident: what a notifier delivers.
+
+    Built by the core from a record (an alert, an incident, an incident update) and kept in
+    the outbox as JSON, so it holds no secret: a notifier adds its keys when it sends.
+    ``id`` is the record that caused it (the event id); ``dedup_key`` stays the same for
+    every notification of one incident (PagerDuty's ``dedup_key``, a thread in a chat).
+    """
+
+    id: str
+    event: str  # alert, incident.open, incident.update, incident.acknowledged, ...resolved, test
+    action: NotifyAction
+    dedup_key: str
+    title: str
+    severity: Literal["info", "warning", "critical"]
+    subject: str = ""
+    status: str = "open"  # the incident's status after this event
+    incident_id: str | None = None
+    alert_id: str | None = None
+    rule: str = ""
+    runbook: str | None = None
+    note: str = ""
+    project: str = ""  # the project's name: PagerDuty's source, the e-mail's sender name
+    created_at: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Notification:
+        names = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@runtime_checkable
+class DeliveringNotifier(Protocol):
+    """A notifier the outbox drives: ``deliver`` sends one notification or raises.
+
+    ``key`` is the idempotency key (notifier and event): the same on every retry of one
+    delivery, so a receiver can drop a repeat. Raise ``opsloop.notify.DeliveryError``
+    (``retry=False`` when trying again cannot help, e.g. HTTP 400); any other exception
+    counts as a transient failure and is retried with backoff.
+    """
+
+    name: str
+
+    def deliver(self, notification: Notification, key: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class NotifierType:
+    """A kind of notifier that ``[respond.notify.<name>] type = "<name>"`` configures.
+
+    ``settings_model`` is a pydantic model of the table's own keys (the common keys
+    ``type``, ``severities``, ``events``, ``backoff`` and ``max_backoff`` are the core's);
+    ``build(name, settings, project)`` makes the notifier. Secrets are read when a
+    notification is sent (``*_env`` names a variable), never at build time.
+    """
+
+    name: str
+    settings_model: type[Any]
+    build: Callable[[str, Any, Any], DeliveringNotifier]
+    summary: str = ""
+
+
 @dataclass(frozen=True)
 class RunbookSpec:
     """A runbook notebook and the parameters it declares."""

@@ -32,6 +32,7 @@ ENTRY_POINT_GROUP = "opsloop"
 BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("core", "opsloop.builtins.core_plugin"),
     ("respond", "opsloop.builtins.respond_plugin"),
+    ("notify", "opsloop.builtins.notify_plugin"),
     ("papermill", "opsloop.builtins.papermill_plugin"),
     ("registry", "opsloop.builtins.registry_plugin"),
     ("monitor", "opsloop.builtins.monitor_plugin"),

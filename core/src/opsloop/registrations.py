@@ -43,6 +43,7 @@ NAMED_HOOKS: dict[str, Callable[[Any], str | None]] = {
     "register_scanners": _name,
     "register_alert_rules": _name,
     "register_notifiers": _name,
+    "register_notifier_types": _name,
     "register_runbooks": _name,
     "register_promotion_gates": _name,
 }

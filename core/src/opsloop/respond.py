@@ -5,7 +5,6 @@ Records are never rewritten: an incident's status is the newest IncidentUpdate's
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -76,7 +75,8 @@ def _open_incident_for(project: Project, rule: str, subject: str) -> IncidentVie
 
 
 def evaluate_signal(project: Project, signal: Signal) -> list[Alert]:
-    """Apply every alert rule to ``signal``: emit alerts, notify, open or extend incidents."""
+    """Apply every alert rule to ``signal``: emit alerts, open or extend incidents."""
+    list_notifiers(project)  # a plugin that cannot register its notifiers fails here, loudly
     alerts: list[Alert] = []
     for rule in list_rules(project):
         if not _matches(rule, signal):
@@ -94,13 +94,8 @@ def evaluate_signal(project: Project, signal: Signal) -> list[Alert]:
             "alert.fire", alert.id, after={"rule": rule.name, "signal": signal.id}, actor="opsloop"
         )
         alerts.append(alert)
-        for notifier in list_notifiers(project):
-            try:
-                notifier.notify(alert)
-            except Exception as exc:  # noqa: BLE001 - one notifier must not stop the rest
-                print(
-                    f"opsloop: warning: notifier '{notifier.name}' failed: {exc}", file=sys.stderr
-                )
+        # Notifiers are told through the outbox (opsloop.notify), from the records emitted
+        # here: this alert if its rule opens no incident, else the incident or its update.
         if not rule.open_incident:
             continue
         existing = _open_incident_for(project, rule.name, signal.subject)

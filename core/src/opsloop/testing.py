@@ -42,6 +42,7 @@ from opsloop.interfaces import (
     DataContract,
     DriftDetector,
     Notifier,
+    NotifierType,
     PluginInfo,
     RunbookSpec,
     Scanner,
@@ -61,6 +62,7 @@ REGISTER_TYPES: dict[str, Any] = {
     "register_scanners": Scanner,
     "register_alert_rules": AlertRule,
     "register_notifiers": Notifier,
+    "register_notifier_types": NotifierType,
     "register_runbooks": RunbookSpec,
     "register_checks": CheckResult,
 }
