@@ -38,6 +38,7 @@ from opsloop.errors import OpsloopError
 from opsloop.records import ModelVersionRef
 from opsloop_fastapi import __version__
 from opsloop_fastapi.afterpredict import AfterPredict
+from opsloop_fastapi.decode import DecodeLimits
 from opsloop_fastapi.follow import Follower
 from opsloop_fastapi.front import Front, Router
 from opsloop_fastapi.metrics import ServerMetrics
@@ -187,7 +188,14 @@ def create_app(
         settings=settings,
         holder=holder,
         metrics=metrics,
-        scorer=Scorer(project.hook, metrics, log, shadow=shadow, after=after),
+        scorer=Scorer(
+            project.hook,
+            metrics,
+            log,
+            shadow=shadow,
+            after=after,
+            limits=DecodeLimits(settings.max_rows, settings.max_decoded_bytes),
+        ),
         prediction_log=log,
         feedback_log=feedback,
         router=Router(settings.canary_share),
