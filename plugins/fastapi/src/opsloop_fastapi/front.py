@@ -19,7 +19,7 @@ import time
 from random import getrandbits
 from typing import TYPE_CHECKING, Any
 
-from opsloop_fastapi.limits import BodyTooLarge, ClientGone, read_body, retry_after
+from opsloop_fastapi.limits import BodyTimeout, BodyTooLarge, ClientGone, read_body, retry_after
 from opsloop_fastapi.scoring import Job, error_body
 
 if TYPE_CHECKING:
@@ -82,6 +82,7 @@ class Front:
         settings = state.settings
         self.max_body = settings.max_body_bytes
         self.timeout = settings.timeout_seconds
+        self.body_timeout = settings.body_timeout_seconds
         self.limit_header = settings.rate_limit_key.encode("latin-1")
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -155,10 +156,13 @@ class Front:
             self._count(champion, "too_large")
             return await _send(send, 413, self._too_large(kind), request_id, close=True)
         try:
-            body = await read_body(receive, self.max_body)
+            body = await read_body(receive, self.max_body, self.body_timeout)
         except BodyTooLarge:
             self._count(champion, "too_large")
             return await _send(send, 413, self._too_large(kind), request_id, close=True)
+        except BodyTimeout:
+            self._count(champion, "body_timeout")
+            return await _send(send, 408, self._too_slow(kind), request_id, close=True)
         except ClientGone:
             return 499
         served, role = state.router.pick(slots, key)
@@ -225,6 +229,15 @@ class Front:
             "(plugin.fastapi.max_body_bytes); send fewer rows per request",
         )
 
+    def _too_slow(self, kind: str) -> bytes:
+        return error_body(
+            kind,
+            408,
+            f"the request body did not arrive within {self.body_timeout:g} s "
+            "(plugin.fastapi.body_timeout_seconds); send the whole body at once or raise "
+            "plugin.fastapi.body_timeout_seconds",
+        )
+
     def _count(self, served: ServedModel, kind: str) -> None:
         m = self.state.metrics
         m.child(m.prediction_errors, served.ref.name, served.ref.version, kind).inc()
@@ -258,9 +271,11 @@ class Front:
                 return await _send(send, 413, self._too_large("v1"), None, close=True)
         if method in ("POST", "PUT", "PATCH"):  # read the body here, under the limit
             try:
-                body = await read_body(receive, self.max_body)
+                body = await read_body(receive, self.max_body, self.body_timeout)
             except BodyTooLarge:
                 return await _send(send, 413, self._too_large("v1"), None, close=True)
+            except BodyTimeout:
+                return await _send(send, 408, self._too_slow("v1"), None, close=True)
             except ClientGone:
                 return 499
             pending = [body]

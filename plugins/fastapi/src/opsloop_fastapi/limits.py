@@ -8,6 +8,7 @@ through and counted, since a monitoring dependency must not take scoring down.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import math
@@ -147,8 +148,22 @@ class ClientGone(Exception):
     """The client disconnected before it sent the whole body."""
 
 
-async def read_body(receive: Any, limit: int) -> bytes:
-    """The request body, refused as soon as it grows past ``limit`` bytes."""
+class BodyTimeout(Exception):
+    """The whole body did not arrive within ``body_timeout_seconds`` (a slow client)."""
+
+
+async def read_body(receive: Any, limit: int, timeout: float | None = None) -> bytes:
+    """The request body, refused past ``limit`` bytes or when not all in by ``timeout`` s."""
+    if timeout is None:
+        return await _read_body(receive, limit)
+    try:
+        async with asyncio.timeout(timeout):
+            return await _read_body(receive, limit)
+    except TimeoutError:
+        raise BodyTimeout() from None
+
+
+async def _read_body(receive: Any, limit: int) -> bytes:
     message = await receive()
     if message["type"] != "http.request":
         raise ClientGone()

@@ -127,6 +127,7 @@ def error_body(kind: str, status: int, message: str, errors: list[Any] | None = 
     if kind == "mlflow":
         code = {
             403: "PERMISSION_DENIED",
+            408: "DEADLINE_EXCEEDED",
             413: "REQUEST_LIMIT_EXCEEDED",
             429: "REQUEST_LIMIT_EXCEEDED",
             504: "DEADLINE_EXCEEDED",

@@ -49,6 +49,8 @@ class Settings(BaseModel):
     # what a body may decode to, checked from its metadata before decoding (413 past it):
     max_rows: int = Field(default=100_000, ge=1)  # rows per scoring request, every format
     max_decoded_bytes: int = Field(default=256 * 1024 * 1024, ge=1)  # decoded values
+    # slow clients (slowloris): deadlines from the first byte, and a cap on connections
+    header_timeout_seconds: float = Field(default=10.0, gt=0)  # headers by then, else closed
     body_timeout_seconds: float = Field(default=30.0, gt=0)  # whole body by then, else 408
     max_connections: int = Field(default=1000, ge=0)  # per process; past it 503; 0: no cap
     keep_alive_seconds: float = Field(default=5.0, gt=0)  # idle keep-alive connections close
