@@ -13,6 +13,7 @@ import contextlib
 import logging
 import math
 import time
+from collections import deque
 from typing import Any
 
 logger = logging.getLogger("opsloop_fastapi.limits")
@@ -133,6 +134,56 @@ def make_limiter(settings: Any, model: str) -> Any:
             prefix=f"opsloop:ratelimit:{model}:",
         )
     return TokenBucket(settings.rate_limit, settings.burst)
+
+
+class FailureWindow:
+    """Failed attempts per client in a sliding window: locked once ``limit`` are in it.
+
+    Used for the admin endpoints: a client that fails ``limit`` times within ``window``
+    seconds is refused (429) until the oldest of those failures leaves the window, whatever
+    token it presents, so guessing the token gets no faster than ``limit`` per window.
+    """
+
+    def __init__(self, limit: int, window: float) -> None:
+        self.limit = limit
+        self.window = float(window)
+        self._failures: dict[str, deque[float]] = {}
+
+    def locked(self, key: str, now: float) -> float:
+        """0 when ``key`` may try; else the seconds until it may try again."""
+        times = self._recent(key, now)
+        if times is None or len(times) < self.limit:
+            return 0.0
+        return max(0.001, times[0] + self.window - now)
+
+    def fail(self, key: str, now: float) -> bool:
+        """Record a failure; True when it is the one that locks ``key``."""
+        times = self._recent(key, now)
+        if times is None:
+            if len(self._failures) >= MAX_KEYS:
+                self._prune(now)
+            times = self._failures[key] = deque(maxlen=self.limit)
+        times.append(now)
+        return len(times) == self.limit
+
+    def clear(self, key: str) -> None:
+        """Forget ``key``'s failures (it authenticated)."""
+        self._failures.pop(key, None)
+
+    def _recent(self, key: str, now: float) -> deque[float] | None:
+        times = self._failures.get(key)
+        if times is None:
+            return None
+        while times and times[0] <= now - self.window:
+            times.popleft()
+        return times
+
+    def _prune(self, now: float) -> None:
+        stale = [k for k, t in self._failures.items() if not t or t[-1] <= now - self.window]
+        for key in stale:
+            del self._failures[key]
+        if len(self._failures) >= MAX_KEYS:  # a flood of distinct clients: start afresh
+            self._failures.clear()
 
 
 def retry_after(seconds: float) -> str:
