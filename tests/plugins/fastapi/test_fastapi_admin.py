@@ -137,6 +137,9 @@ def test_a_client_is_locked_out_after_max_failures_and_others_are_not(
         assert 1 <= int(locked.headers["retry-after"]) <= 300
         assert "plugin.fastapi.admin_max_failures" in locked.json()["detail"]
     assert operator.post("/admin/reload", headers=right).status_code == 200
+    metrics = operator.get("/metrics").text
+    assert 'opsloop_admin_refused_total{status="403"} 3.0' in metrics
+    assert 'opsloop_admin_refused_total{status="429"} 3.0' in metrics
     assert len(denied(project)) == 3  # the 429s are not audited one by one
     (lock,) = [e for e in project.audit.entries() if e["action"] == "serve.admin.locked"]
     assert lock["detail"]["client"] == "10.0.0.66" and lock["detail"]["failures"] == 3

@@ -70,6 +70,7 @@ def test_half_sent_bodies_get_408_and_half_sent_headers_are_closed(project_facto
                 answers = [read_until_closed(s) for s in bodies]
                 silent = [read_until_closed(s) for s in headers]
                 assert score(client) == 200
+                metrics = client.get("/metrics").text
         finally:
             for sock in bodies + headers:
                 sock.close()
@@ -81,6 +82,7 @@ def test_half_sent_bodies_get_408_and_half_sent_headers_are_closed(project_facto
     assert b"connection: close" in first.lower()
     assert b"plugin.fastapi.body_timeout_seconds" in first
     assert silent == [b""] * 40  # closed without an answer: there was no request yet
+    assert f'kind="body_timeout",model="{MODEL}",version="1"}} 60.0' in metrics
 
 
 def test_a_trickling_header_is_cut_at_its_deadline(project_factory: Any) -> None:

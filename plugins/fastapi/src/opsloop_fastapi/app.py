@@ -535,10 +535,12 @@ class _Admin:
         now = time.monotonic()
         wait = self.failures.locked(client, now)
         if wait > 0:
+            self.state.metrics.admin_refused.labels(status="429").inc()
             return self._locked_out(wait)
         actor = self.authorize(request)
         if isinstance(actor, Response):
             if actor.status_code in (401, 403):
+                self.state.metrics.admin_refused.labels(status=str(actor.status_code)).inc()
                 await self._refused(request, client, actor.status_code, now)
             return actor
         self.failures.clear(client)
