@@ -19,7 +19,14 @@ import time
 from random import getrandbits
 from typing import TYPE_CHECKING, Any
 
-from opsloop_fastapi.limits import BodyTimeout, BodyTooLarge, ClientGone, read_body, retry_after
+from opsloop_fastapi.limits import (
+    BodyDeadlines,
+    BodyTimeout,
+    BodyTooLarge,
+    ClientGone,
+    read_body,
+    retry_after,
+)
 from opsloop_fastapi.scoring import Job, error_body
 
 if TYPE_CHECKING:
@@ -83,6 +90,7 @@ class Front:
         self.max_body = settings.max_body_bytes
         self.timeout = settings.timeout_seconds
         self.body_timeout = settings.body_timeout_seconds
+        self.deadlines = BodyDeadlines(self.body_timeout)
         self.limit_header = settings.rate_limit_key.encode("latin-1")
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -156,7 +164,7 @@ class Front:
             self._count(champion, "too_large")
             return await _send(send, 413, self._too_large(kind), request_id, close=True)
         try:
-            body = await read_body(receive, self.max_body, self.body_timeout)
+            body = await read_body(receive, self.max_body, self.deadlines)
         except BodyTooLarge:
             self._count(champion, "too_large")
             return await _send(send, 413, self._too_large(kind), request_id, close=True)
@@ -271,7 +279,7 @@ class Front:
                 return await _send(send, 413, self._too_large("v1"), None, close=True)
         if method in ("POST", "PUT", "PATCH"):  # read the body here, under the limit
             try:
-                body = await read_body(receive, self.max_body, self.body_timeout)
+                body = await read_body(receive, self.max_body, self.deadlines)
             except BodyTooLarge:
                 return await _send(send, 413, self._too_large("v1"), None, close=True)
             except BodyTimeout:
