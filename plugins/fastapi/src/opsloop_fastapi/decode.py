@@ -99,14 +99,26 @@ def check_json_body(body: bytes, limits: DecodeLimits) -> None:
     limits.size(len(body) + containers * _JSON_CONTAINER_BYTES + values * _JSON_VALUE_BYTES, "JSON")
 
 
-def check_json_rows(payload: Any, limits: DecodeLimits) -> None:
-    """Count the rows and columns of a parsed request (opsloop's or MLflow's shapes)."""
+def check_json_rows(payload: Any, limits: DecodeLimits, *, union: bool = False) -> None:
+    """Count the rows and columns of a parsed request (opsloop's or MLflow's shapes).
+
+    ``union``: the model has no signature, so records become a frame with a column for
+    every key any record has (a thousand records with a different key each make a
+    thousand-by-thousand frame); count the distinct keys. With a signature, unknown keys
+    are refused one by one instead, and the first row's width is enough.
+    """
     if type(payload) is not dict:
         return
     for key in ("records", "dataframe_records", "instances", "inputs"):
         value = payload.get(key)
         if type(value) is list:
             _check_rows(value, limits)
+            if union and value and type(value[0]) is dict:
+                keys: set[Any] = set()
+                for row in value:
+                    if type(row) is dict:
+                        keys.update(row)
+                limits.table(len(value), len(keys), "JSON")
         elif type(value) is dict and key in ("instances", "inputs"):  # columnar
             lengths = [len(v) for v in value.values() if type(v) is list]
             limits.table(max(lengths, default=1), len(value), "JSON")

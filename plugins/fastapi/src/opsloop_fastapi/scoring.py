@@ -222,7 +222,7 @@ class Scorer:
         if job.kind == "v1":
             check_json_body(job.body, limits)
             payload = loads(job.body)
-            check_json_rows(payload, limits)
+            check_json_rows(payload, limits, union=served.schema.names is None)
             if reader is not None and type(payload) is dict:
                 array = None
                 if len(payload) == 1 and "records" in payload:
@@ -237,7 +237,7 @@ class Scorer:
             if mime in ("application/json", ""):
                 check_json_body(job.body, limits)
                 payload = loads(job.body)
-                check_json_rows(payload, limits)
+                check_json_rows(payload, limits, union=served.schema.names is None)
                 if reader is not None and type(payload) is dict:
                     array = _mlflow_fast(reader, payload)
                     if array is not None:
