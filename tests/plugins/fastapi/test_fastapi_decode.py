@@ -250,3 +250,17 @@ def test_records_with_a_different_key_each_are_refused_for_a_model_without_signa
         assert "max_decoded_bytes" in response.json()["message"]
         ok = client.post("/invocations", json={"dataframe_records": [{"note": "abc"}] * 3})
         assert ok.status_code == 200 and ok.json()["predictions"] == [3, 3, 3]
+
+
+def test_a_compressed_body_is_415_not_bad_json(project_factory: Any) -> None:
+    import gzip
+
+    body = gzip.compress(json.dumps({"dataframe_records": [one_row()]}).encode())
+    headers = {"content-type": "application/json", "content-encoding": "gzip"}
+    with client_for(project_factory()) as client:
+        response = client.post("/invocations", content=body, headers=headers)
+        assert response.status_code == 415
+        assert "Content-Encoding 'gzip' is not supported" in response.json()["message"]
+        plain = {"content-type": "application/json", "content-encoding": "identity"}
+        same = client.post("/invocations", content=gzip.decompress(body), headers=plain)
+        assert same.status_code == 200

@@ -340,6 +340,7 @@ def _add_routes(app: FastAPI, state: ServingState, front: Front) -> None:
                 "description": "Body larger than max_body_bytes, or over max_rows or "
                 "max_decoded_bytes once decoded"
             },
+            415: {"description": "A Content-Encoding other than identity"},
             422: {"description": "Invalid input; `errors` and `fields` name each bad field"},
             429: {"description": "Rate limit exceeded; see Retry-After"},
             504: {"description": "The prediction took longer than timeout_seconds"},
@@ -362,7 +363,7 @@ def _add_routes(app: FastAPI, state: ServingState, front: Front) -> None:
                 "description": "Body larger than max_body_bytes, or over max_rows or "
                 "max_decoded_bytes once decoded (checked before decoding)"
             },
-            415: {"description": "Unsupported content type"},
+            415: {"description": "Unsupported content type or Content-Encoding"},
             429: {"description": "Rate limit exceeded; see Retry-After"},
             504: {"description": "The prediction took longer than timeout_seconds"},
         },

@@ -132,6 +132,7 @@ class Front:
         given_id = None
         key = None
         client_key = None
+        encoding = None
         limit_header = self.limit_header
         for header, value in scope["headers"]:
             if header == b"content-length":
@@ -144,6 +145,8 @@ class Front:
                 key = value
             elif limit_header and header == limit_header:
                 client_key = value
+            elif header == b"content-encoding" and value.strip().lower() != b"identity":
+                encoding = value
         request_id = new_request_id()
         if given_id is not None:
             text = given_id.decode("latin-1")
@@ -154,6 +157,13 @@ class Front:
             self._count(champion, "not_found")
             message = f"model '{name}' is not served here; this server serves '{champion.ref.name}'"
             return await _send(send, 404, error_body(kind, 404, message), request_id)
+        if encoding is not None:  # a compressed body is not decoded: say so, not "bad JSON"
+            self._count(champion, "input")
+            message = (
+                f"Content-Encoding {encoding.decode('latin-1')!r} is not supported; send the "
+                "body uncompressed (max_body_bytes and the decode limits apply to it)"
+            )
+            return await _send(send, 415, error_body(kind, 415, message), request_id, close=True)
         limiter = state.limiter
         if limiter is not None:
             status = await self._limit(limiter, scope, client_key, kind, send, request_id)
