@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import httpx
+import pytest
 from fastapi_testkit import MODEL, app_for, one_row
 
 PREDICT = f"/v1/models/{MODEL}/predict"
@@ -85,10 +86,17 @@ def test_half_sent_bodies_get_408_and_half_sent_headers_are_closed(project_facto
     assert f'kind="body_timeout",model="{MODEL}",version="1"}} 60.0' in metrics
 
 
-def test_a_trickling_header_is_cut_at_its_deadline(project_factory: Any) -> None:
+@pytest.mark.parametrize("protocol", ["HttpToolsHeaderDeadline", "H11HeaderDeadline"])
+def test_a_trickling_header_is_cut_at_its_deadline(
+    project_factory: Any, protocol: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """One byte every 0.1 s resets no timer: the headers' deadline runs from the first byte."""
+    import opsloop_fastapi.connlimits as connlimits
+
+    monkeypatch.setattr(connlimits, "protocol_path", lambda: f"{connlimits.__name__}:{protocol}")
     project = project_factory()
     with served(project, header_timeout_seconds=0.5) as handle:
+        assert handle.server.config.http_protocol_class.__name__ == protocol
         sock = socket.create_connection(("127.0.0.1", handle.port), timeout=10)
         sent = 0
         try:
