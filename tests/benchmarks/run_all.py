@@ -17,6 +17,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 
 import bench_cli_start
+import bench_decode_bomb
 import bench_demo
 import bench_drift
 import bench_drift_calibration
@@ -101,6 +102,7 @@ def main() -> None:
         bench_drift_calibration.START,
         bench_drift_calibration.END,
     )
+    bench_decode_bomb.write_doc(bench_decode_bomb.main())
     if shutil.which("wrk") is None:  # the serving benchmark drives the servers with wrk
         print("skipped the serving benchmark: wrk is not installed (apt-get install -y wrk)")
         return

@@ -38,6 +38,7 @@ from opsloop.errors import OpsloopError
 from opsloop.records import ModelVersionRef
 from opsloop_fastapi import __version__
 from opsloop_fastapi.afterpredict import AfterPredict
+from opsloop_fastapi.decode import DecodeLimits
 from opsloop_fastapi.follow import Follower
 from opsloop_fastapi.front import Front, Router
 from opsloop_fastapi.metrics import ServerMetrics
@@ -188,7 +189,14 @@ def create_app(
         settings=settings,
         holder=holder,
         metrics=metrics,
-        scorer=Scorer(project.hook, metrics, log, shadow=shadow, after=after),
+        scorer=Scorer(
+            project.hook,
+            metrics,
+            log,
+            shadow=shadow,
+            after=after,
+            limits=DecodeLimits(settings.max_rows, settings.max_decoded_bytes),
+        ),
         prediction_log=log,
         feedback_log=feedback,
         router=Router(settings.canary_share),
@@ -328,7 +336,12 @@ def _add_routes(app: FastAPI, state: ServingState, front: Front) -> None:
         openapi_extra={"requestBody": _body_ref("PredictRequest")},
         responses={
             404: {"description": "No such model on this server"},
-            413: {"description": "Body larger than max_body_bytes"},
+            408: {"description": "The body did not arrive within body_timeout_seconds"},
+            413: {
+                "description": "Body larger than max_body_bytes, or over max_rows or "
+                "max_decoded_bytes once decoded"
+            },
+            415: {"description": "A Content-Encoding other than identity"},
             422: {"description": "Invalid input; `errors` and `fields` name each bad field"},
             429: {"description": "Rate limit exceeded; see Retry-After"},
             504: {"description": "The prediction took longer than timeout_seconds"},
@@ -346,8 +359,12 @@ def _add_routes(app: FastAPI, state: ServingState, front: Front) -> None:
         openapi_extra={"requestBody": _body_ref("InvocationsRequest")},
         responses={
             400: {"description": "Invalid input (MLflow error shape)"},
-            413: {"description": "Body larger than max_body_bytes"},
-            415: {"description": "Unsupported content type"},
+            408: {"description": "The body did not arrive within body_timeout_seconds"},
+            413: {
+                "description": "Body larger than max_body_bytes, or over max_rows or "
+                "max_decoded_bytes once decoded (checked before decoding)"
+            },
+            415: {"description": "Unsupported content type or Content-Encoding"},
             429: {"description": "Rate limit exceeded; see Retry-After"},
             504: {"description": "The prediction took longer than timeout_seconds"},
         },
@@ -433,6 +450,7 @@ def _add_routes(app: FastAPI, state: ServingState, front: Front) -> None:
         401: {"description": "No bearer token"},
         403: {"description": "Wrong token"},
         404: {"description": "Admin is off: no token is configured"},
+        429: {"description": "Too many failed attempts from this client; see Retry-After"},
         409: {"description": "The registry refused, or the new version did not load"},
     }
     security: list[dict[str, list[str]]] = [{"AdminToken": []}]
@@ -475,10 +493,21 @@ def token_id(token: str) -> str:
 
 
 class _Admin:
-    """Bearer-token admin actions: reload, promote, rollback; each audited."""
+    """Bearer-token admin actions: reload, promote, rollback; each audited.
+
+    A refused attempt (401, 403) is audited with the path and the client address, never
+    the token presented; a client with ``admin_max_failures`` of them within
+    ``admin_failure_window_seconds`` gets 429 (with Retry-After) until the window moves on.
+    """
 
     def __init__(self, state: ServingState) -> None:
+        from opsloop_fastapi.limits import FailureWindow
+
         self.state = state
+        settings = state.settings
+        self.failures = FailureWindow(
+            settings.admin_max_failures, settings.admin_failure_window_seconds
+        )
 
     def authorize(self, request: Request) -> str | Response:
         """The audit actor for this request, or the error response."""
@@ -502,9 +531,21 @@ class _Admin:
         return "api:" + token_id(token)
 
     async def run(self, request: Request, model: type[BaseModel] | None, action: Any) -> Response:
+        import time
+
+        client = request.client.host if request.client else "unknown"
+        now = time.monotonic()
+        wait = self.failures.locked(client, now)
+        if wait > 0:
+            self.state.metrics.admin_refused.labels(status="429").inc()
+            return self._locked_out(wait)
         actor = self.authorize(request)
         if isinstance(actor, Response):
+            if actor.status_code in (401, 403):
+                self.state.metrics.admin_refused.labels(status=str(actor.status_code)).inc()
+                await self._refused(request, client, actor.status_code, now)
             return actor
+        self.failures.clear(client)
         body: BaseModel | None = None
         if model is not None:
             raw = await request.body()
@@ -524,6 +565,45 @@ class _Admin:
             logger.exception("admin action failed")
             return _json_error(409, f"{type(exc).__name__}: {exc}")
         return JSONResponse(result)
+
+    def _locked_out(self, wait: float) -> Response:
+        from opsloop_fastapi.limits import retry_after
+
+        after = retry_after(wait)
+        return _json_error(
+            429,
+            f"too many failed admin attempts from this client: {self.failures.limit} within "
+            f"{self.failures.window:g} s (plugin.fastapi.admin_max_failures, "
+            f"plugin.fastapi.admin_failure_window_seconds); retry after {after} s",
+            headers={"retry-after": after},
+        )
+
+    async def _refused(self, request: Request, client: str, status: int, now: float) -> None:
+        """Count the failure and audit it (and the lock-out it may start); never the token."""
+        locks = self.failures.fail(client, now)
+        detail = {
+            "path": request.url.path,
+            "client": client,
+            "status": status,
+            "reason": "no bearer token" if status == 401 else "wrong token",
+        }
+        entries = [("serve.admin.denied", detail)]
+        if locks:
+            entries.append(
+                (
+                    "serve.admin.locked",
+                    {
+                        "client": client,
+                        "failures": self.failures.limit,
+                        "window_seconds": self.failures.window,
+                    },
+                )
+            )
+        try:
+            for action, what in entries:
+                await run_in_threadpool(self._audit, action, f"client:{client}", what)
+        except Exception:  # the refusal stands even when the audit log cannot be written
+            logger.exception("could not audit a refused admin attempt from %s", client)
 
     def _check(self, actor: str) -> dict[str, Any]:
         follower = self.state.follower

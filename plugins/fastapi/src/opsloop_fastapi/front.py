@@ -19,7 +19,14 @@ import time
 from random import getrandbits
 from typing import TYPE_CHECKING, Any
 
-from opsloop_fastapi.limits import BodyTooLarge, ClientGone, read_body, retry_after
+from opsloop_fastapi.limits import (
+    BodyDeadlines,
+    BodyTimeout,
+    BodyTooLarge,
+    ClientGone,
+    read_body,
+    retry_after,
+)
 from opsloop_fastapi.scoring import Job, error_body
 
 if TYPE_CHECKING:
@@ -82,6 +89,8 @@ class Front:
         settings = state.settings
         self.max_body = settings.max_body_bytes
         self.timeout = settings.timeout_seconds
+        self.body_timeout = settings.body_timeout_seconds
+        self.deadlines = BodyDeadlines(self.body_timeout)
         self.limit_header = settings.rate_limit_key.encode("latin-1")
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -123,6 +132,7 @@ class Front:
         given_id = None
         key = None
         client_key = None
+        encoding = None
         limit_header = self.limit_header
         for header, value in scope["headers"]:
             if header == b"content-length":
@@ -135,6 +145,8 @@ class Front:
                 key = value
             elif limit_header and header == limit_header:
                 client_key = value
+            elif header == b"content-encoding" and value.strip().lower() != b"identity":
+                encoding = value
         request_id = new_request_id()
         if given_id is not None:
             text = given_id.decode("latin-1")
@@ -145,6 +157,13 @@ class Front:
             self._count(champion, "not_found")
             message = f"model '{name}' is not served here; this server serves '{champion.ref.name}'"
             return await _send(send, 404, error_body(kind, 404, message), request_id)
+        if encoding is not None:  # a compressed body is not decoded: say so, not "bad JSON"
+            self._count(champion, "input")
+            message = (
+                f"Content-Encoding {encoding.decode('latin-1')!r} is not supported; send the "
+                "body uncompressed (max_body_bytes and the decode limits apply to it)"
+            )
+            return await _send(send, 415, error_body(kind, 415, message), request_id, close=True)
         limiter = state.limiter
         if limiter is not None:
             status = await self._limit(limiter, scope, client_key, kind, send, request_id)
@@ -155,10 +174,13 @@ class Front:
             self._count(champion, "too_large")
             return await _send(send, 413, self._too_large(kind), request_id, close=True)
         try:
-            body = await read_body(receive, self.max_body)
+            body = await read_body(receive, self.max_body, self.deadlines)
         except BodyTooLarge:
             self._count(champion, "too_large")
             return await _send(send, 413, self._too_large(kind), request_id, close=True)
+        except BodyTimeout:
+            self._count(champion, "body_timeout")
+            return await _send(send, 408, self._too_slow(kind), request_id, close=True)
         except ClientGone:
             return 499
         served, role = state.router.pick(slots, key)
@@ -225,6 +247,15 @@ class Front:
             "(plugin.fastapi.max_body_bytes); send fewer rows per request",
         )
 
+    def _too_slow(self, kind: str) -> bytes:
+        return error_body(
+            kind,
+            408,
+            f"the request body did not arrive within {self.body_timeout:g} s "
+            "(plugin.fastapi.body_timeout_seconds); send the whole body at once or raise "
+            "plugin.fastapi.body_timeout_seconds",
+        )
+
     def _count(self, served: ServedModel, kind: str) -> None:
         m = self.state.metrics
         m.child(m.prediction_errors, served.ref.name, served.ref.version, kind).inc()
@@ -258,9 +289,11 @@ class Front:
                 return await _send(send, 413, self._too_large("v1"), None, close=True)
         if method in ("POST", "PUT", "PATCH"):  # read the body here, under the limit
             try:
-                body = await read_body(receive, self.max_body)
+                body = await read_body(receive, self.max_body, self.deadlines)
             except BodyTooLarge:
                 return await _send(send, 413, self._too_large("v1"), None, close=True)
+            except BodyTimeout:
+                return await _send(send, 408, self._too_slow("v1"), None, close=True)
             except ClientGone:
                 return 499
             pending = [body]

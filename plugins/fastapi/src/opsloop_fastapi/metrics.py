@@ -75,8 +75,14 @@ class ServerMetrics:
         self.prediction_errors = Counter(
             "opsloop_prediction_errors",
             "Prediction requests that failed, by kind (input, refused, model, not_found, "
-            "timeout, too_large, rate_limited).",
+            "timeout, too_large, body_timeout, rate_limited).",
             ["model", "version", "kind"],
+            registry=r,
+        )
+        self.admin_refused = Counter(
+            "opsloop_admin_refused",
+            "Refused admin requests, by status: 401 no token, 403 wrong token, 429 locked out.",
+            ["status"],
             registry=r,
         )
         self.hook_errors = Counter(

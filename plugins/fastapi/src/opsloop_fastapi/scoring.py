@@ -20,6 +20,14 @@ from typing import TYPE_CHECKING, Any
 
 from opsloop.errors import OpsloopError, first_line, one_line
 from opsloop_fastapi.context import LazyContext
+from opsloop_fastapi.decode import (
+    DecodeLimits,
+    DecodeTooLarge,
+    check_json_body,
+    check_json_rows,
+    read_csv,
+    read_parquet,
+)
 from opsloop_fastapi.entries import make_entry
 from opsloop_fastapi.hookcalls import has_impls
 from opsloop_fastapi.outputs import ATOMS, to_jsonable
@@ -119,6 +127,7 @@ def error_body(kind: str, status: int, message: str, errors: list[Any] | None = 
     if kind == "mlflow":
         code = {
             403: "PERMISSION_DENIED",
+            408: "DEADLINE_EXCEEDED",
             413: "REQUEST_LIMIT_EXCEEDED",
             429: "REQUEST_LIMIT_EXCEEDED",
             504: "DEADLINE_EXCEEDED",
@@ -145,8 +154,10 @@ class Scorer:
         *,
         shadow: ShadowRunner | None = None,
         after: AfterPredict | None = None,
+        limits: DecodeLimits,
     ) -> None:
         self.hook = hook
+        self.limits = limits
         self.metrics = metrics
         self.log = log
         self.shadow = shadow
@@ -175,6 +186,9 @@ class Scorer:
         except Unsupported as exc:
             self._count_error(served, "input")
             return 415, error_body(kind, 415, str(exc)), [], None
+        except DecodeTooLarge as exc:
+            self._count_error(served, "too_large")
+            return 413, error_body(kind, 413, str(exc)), [], None
         except InputError as exc:
             self._count_error(served, "input")
             status = 422 if kind == "v1" else 400
@@ -204,8 +218,11 @@ class Scorer:
         """(array in the fast model's column order, or None; DataFrame, or None)."""
         served = job.served
         reader = served.reader
+        limits = self.limits
         if job.kind == "v1":
+            check_json_body(job.body, limits)
             payload = loads(job.body)
+            check_json_rows(payload, limits, union=served.schema.names is None)
             if reader is not None and type(payload) is dict:
                 array = None
                 if len(payload) == 1 and "records" in payload:
@@ -218,14 +235,16 @@ class Scorer:
         else:
             mime = job.mime
             if mime in ("application/json", ""):
+                check_json_body(job.body, limits)
                 payload = loads(job.body)
+                check_json_rows(payload, limits, union=served.schema.names is None)
                 if reader is not None and type(payload) is dict:
                     array = _mlflow_fast(reader, payload)
                     if array is not None:
                         return array, None
                 frame = _frame(served.schema.frame_from_mlflow, payload)
             elif mime in ("text/csv", "application/vnd.apache.parquet"):
-                frame = _frame(_read_table, served, job.body, mime)
+                frame = _frame(_read_table, served, job.body, mime, limits)
             else:
                 raise Unsupported(
                     f"unsupported content type '{mime}'; send application/json, text/csv or "
@@ -400,23 +419,20 @@ def _frame(parse: Any, *args: Any) -> pd.DataFrame:
     """Run a schema parser; an unexpected failure on odd input is still the input's fault."""
     try:
         return parse(*args)  # type: ignore[no-any-return]
-    except (InputError, Unsupported):
+    except (InputError, Unsupported, DecodeTooLarge):
         raise
     except Exception as exc:  # noqa: BLE001 - bad input must never become a 500
         logger.warning("input parser raised on odd input: %r", exc)
         raise InputError.body(f"could not read the input: {exc}", "input_invalid") from None
 
 
-def _read_table(served: ServedModel, body: bytes, mime: str) -> pd.DataFrame:
-    import io
-
-    import pandas as pd
-
+def _read_table(served: ServedModel, body: bytes, mime: str, limits: DecodeLimits) -> pd.DataFrame:
+    """A CSV or Parquet body as a validated frame, refused first if it would decode too big."""
     try:
-        if mime == "text/csv":
-            frame = pd.read_csv(io.StringIO(body.decode("utf-8")))
-        else:
-            frame = pd.read_parquet(io.BytesIO(body))
+        read = read_csv if mime == "text/csv" else read_parquet
+        frame = read(body, limits)
+    except DecodeTooLarge:
+        raise
     except Exception as exc:  # noqa: BLE001 - any parse failure is the client's input
         kind = "CSV" if mime == "text/csv" else "Parquet"
         raise InputError.body(f"body is not a valid {kind} table: {exc}", "table_invalid") from None

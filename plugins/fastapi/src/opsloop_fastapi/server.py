@@ -63,19 +63,27 @@ def uvicorn_config(
     """
     import uvicorn
 
+    from opsloop_fastapi.connlimits import CONFIG_ATTRIBUTE, protocol_path
+
     options: dict[str, Any] = {
         "timeout_graceful_shutdown": int(max(1, settings.shutdown_timeout)),
         "lifespan": "on",
         "server_header": False,
         "access_log": settings.access_log,
         "loop": "auto",  # uvloop when installed
-        "http": "auto",  # httptools when installed
+        "http": protocol_path(),  # httptools when installed, with a deadline on headers
+        # slow or idle clients: past max_connections new requests get 503, idle keep-alive
+        # connections close after keep_alive_seconds (bodies: body_timeout_seconds, a 408)
+        "limit_concurrency": settings.max_connections or None,
+        "timeout_keep_alive": settings.keep_alive_seconds,
     }
     if embedded:
         options.update(log_config=None)
     if isinstance(app, str):
         options.update(factory=True, workers=workers)
-    return uvicorn.Config(app, **options)
+    config = uvicorn.Config(app, **options)
+    setattr(config, CONFIG_ATTRIBUTE, settings.header_timeout_seconds)
+    return config
 
 
 class UvicornHandle:

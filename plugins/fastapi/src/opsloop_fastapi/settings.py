@@ -46,6 +46,14 @@ class Settings(BaseModel):
 
     # ---------------------------------------------------------------- limits
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1)  # larger bodies get 413
+    # what a body may decode to, checked from its metadata before decoding (413 past it):
+    max_rows: int = Field(default=100_000, ge=1)  # rows per scoring request, every format
+    max_decoded_bytes: int = Field(default=256 * 1024 * 1024, ge=1)  # decoded values
+    # slow clients (slowloris): deadlines from the first byte, and a cap on connections
+    header_timeout_seconds: float = Field(default=10.0, gt=0)  # headers by then, else closed
+    body_timeout_seconds: float = Field(default=30.0, gt=0)  # whole body by then, else 408
+    max_connections: int = Field(default=1000, ge=0)  # per process; past it 503; 0: no cap
+    keep_alive_seconds: float = Field(default=5.0, gt=0)  # idle keep-alive connections close
     timeout_seconds: float = Field(default=30.0, gt=0)  # slower predictions get 504
     rate_limit: float = Field(default=0.0, ge=0)  # requests/s per client key; 0: no limit
     rate_limit_burst: int = Field(default=0, ge=0)  # bucket size; 0: max(1, rate_limit)
@@ -62,6 +70,8 @@ class Settings(BaseModel):
 
     # ---------------------------------------------------------------- admin
     admin_token: SecretStr | None = None  # bearer token for /admin/*; also $OPSLOOP_ADMIN_TOKEN
+    admin_max_failures: int = Field(default=5, ge=1)  # failed attempts per client, then 429
+    admin_failure_window_seconds: float = Field(default=300.0, gt=0)  # ...within this window
 
     # ---------------------------------------------------------------- server
     startup_timeout: float = Field(default=30.0, gt=0)  # seconds start_server waits for /health
