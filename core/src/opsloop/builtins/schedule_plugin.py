@@ -1,0 +1,47 @@
+"""Built-in plugin: schedules (``opsloop schedule ...``, ``opsloop scheduler``), the
+``runbook`` job kind, and the alert rule for a failed scheduled run (see opsloop.schedule)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from opsloop import hookimpl
+from opsloop.interfaces import AlertRule, PluginInfo
+
+if TYPE_CHECKING:
+    import typer
+
+    from opsloop.interfaces import JobKind
+    from opsloop.project import Project
+
+
+@hookimpl
+def describe_plugin() -> PluginInfo:
+    return PluginInfo(
+        name="schedule",
+        stage="respond",
+        summary="cron schedules for runbooks, reports and monitor checks; scheduler; "
+        "Airflow export",
+        config_model="opsloop.schedule.settings:Settings",
+    )
+
+
+@hookimpl
+def register_commands(cli: typer.Typer) -> None:
+    from opsloop.cli.commands_schedule import register_cli
+
+    register_cli(cli)
+
+
+@hookimpl
+def register_job_kinds(project: Project) -> list[JobKind]:
+    from opsloop.schedule.kinds import RUNBOOK
+
+    return [RUNBOOK]
+
+
+@hookimpl
+def register_alert_rules(project: Project) -> list[AlertRule]:
+    from opsloop.schedule.engine import FAILED_SIGNAL
+
+    return [AlertRule(name="schedule-failed", signal_type=FAILED_SIGNAL)]
