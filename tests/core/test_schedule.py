@@ -153,6 +153,15 @@ def test_timezone_and_daylight_saving_follow_debian_cron() -> None:
     second = berlin.after(first)  # type: ignore[arg-type]
     assert first == datetime(2026, 3, 29, 1, 0, tzinfo=UTC)
     assert second == datetime(2026, 3, 30, 0, 30, tzinfo=UTC)
+    # 02:30 happens twice on 25 October 2026: a fixed time runs once, at the first
+    autumn = berlin.after(datetime(2026, 10, 24, 12, 0, tzinfo=UTC))
+    assert autumn == datetime(2026, 10, 25, 0, 30, tzinfo=UTC)
+    assert berlin.after(autumn) == datetime(2026, 10, 26, 1, 30, tzinfo=UTC)  # type: ignore[arg-type]
+    # ... and a wildcard hour runs in both: 02:00 and 02:30 CEST, then CET
+    half = Cron("*/30 * * * *", "Europe/Berlin")
+    got = half.newest(datetime(2026, 10, 25, 1, 45, tzinfo=UTC), datetime(2026, 10, 24, 23, 50,
+                      tzinfo=UTC), 10)  # fmt: skip
+    assert [t.strftime("%H:%M") for t in got] == ["00:00", "00:30", "01:00", "01:30"]
 
 
 # ----------------------------------------------------------------------------- definitions

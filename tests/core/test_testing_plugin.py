@@ -15,13 +15,15 @@ from opsloop.builtins import (
     monitor_plugin,
     papermill_plugin,
     respond_plugin,
+    schedule_plugin,
 )
 from opsloop.interfaces import PluginInfo
 from opsloop.testing import assert_plugin_conforms, check_plugin
 
 
 @pytest.mark.parametrize(
-    "plugin", [core_plugin, respond_plugin, papermill_plugin, guard_plugin, monitor_plugin]
+    "plugin",
+    [core_plugin, respond_plugin, papermill_plugin, guard_plugin, monitor_plugin, schedule_plugin],
 )
 def test_builtins_conform(plugin: ModuleType, tmp_path: Path) -> None:
     assert_plugin_conforms(plugin, tmp_path)
@@ -66,7 +68,7 @@ def test_conformance_flags_non_list_results(tmp_path: Path) -> None:
 
 def test_project_fixture_holds_only_builtins(opsloop_project: Any) -> None:
     assert set(opsloop_project.plugins.entries) == {
-        "core", "respond", "papermill", "registry", "monitor", "guard",
+        "core", "respond", "papermill", "registry", "monitor", "guard", "schedule",
     }  # fmt: skip
     results = [r for group in opsloop_project.hook.register_checks(project=opsloop_project)
                for r in group]  # fmt: skip
