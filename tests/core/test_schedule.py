@@ -177,6 +177,10 @@ def test_add_list_remove_are_records_and_audited(project: Project, notes: Notes)
     )
     assert added.parameters == {"who": "OPS"}  # what the kind's check returned is stored
     assert [s.name for s in list_schedules(project)] == ["weekly"]
+    checks = {c.name: c for group in project.hook.register_checks(project=project) for c in group}
+    assert (
+        checks["schedules"].ok and checks["schedules"].detail == "1 in force: weekly (note:report)"
+    )
     assert actions(project) == ["schedule.add"]
     entry = list(project.audit.entries())[-1]
     assert entry["after"]["job"] == "note:report" and entry["after"]["timezone"] == "Europe/Berlin"
@@ -346,10 +350,15 @@ def test_failed_run_is_recorded_and_becomes_a_signal_alert_and_incident(
     assert len(run_due(project, clock=clock)) == 1
 
 
-def test_a_job_kind_that_disappeared_is_a_failed_run(tmp_path: Path) -> None:
+def test_a_job_kind_that_disappeared_is_a_failed_run_and_a_doctor_finding(
+    tmp_path: Path,
+) -> None:
     root = tmp_path / "p"
     add_schedule(make_project(root, Notes()), "s", cron="0 * * * *", job="note:a", now=T0)
     project = make_project(root)  # the plugin with the kind is gone
+    checks = {c.name: c for group in project.hook.register_checks(project=project) for c in group}
+    assert not checks["schedules"].ok and checks["schedules"].detail == "1 in force, 1 cannot run"
+    assert "no job kind 'note'" in checks["schedule s"].detail
     (run,) = run_due(project, clock=FakeClock(T0 + timedelta(hours=1)))
     assert run.status == "failed" and "no job kind 'note'" in (run.error or "")
 

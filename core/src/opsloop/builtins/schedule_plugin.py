@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from opsloop import hookimpl
-from opsloop.interfaces import AlertRule, PluginInfo
+from opsloop.interfaces import AlertRule, CheckResult, PluginInfo
 
 if TYPE_CHECKING:
     import typer
@@ -45,3 +45,29 @@ def register_alert_rules(project: Project) -> list[AlertRule]:
     from opsloop.schedule.engine import FAILED_SIGNAL
 
     return [AlertRule(name="schedule-failed", signal_type=FAILED_SIGNAL)]
+
+
+@hookimpl
+def register_checks(project: Project) -> list[CheckResult]:
+    """Every schedule can run: its cron expression and timezone parse, its job kind exists."""
+    from opsloop.errors import OpsloopError
+    from opsloop.schedule.engine import cron_of, get_kind, job_text, list_schedules
+
+    if project.detached:
+        return []
+    results = []
+    try:
+        schedules = list_schedules(project)
+    except OpsloopError as exc:
+        return [CheckResult("schedules", False, str(exc), "schedule")]
+    for schedule in schedules:
+        try:
+            cron_of(schedule)
+            get_kind(project, schedule.job)
+        except OpsloopError as exc:
+            results.append(CheckResult(f"schedule {schedule.name}", False, str(exc), "schedule"))
+    bad = len(results)
+    summary = f"{len(schedules)} in force" + (f", {bad} cannot run" if bad else "")
+    if schedules and not bad:
+        summary += ": " + ", ".join(f"{s.name} ({job_text(s)})" for s in schedules[:5])
+    return [CheckResult("schedules", not bad, summary, "schedule"), *results]
