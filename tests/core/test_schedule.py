@@ -59,14 +59,15 @@ class Notes:
     """A plugin with a job kind ``note`` that records what it was asked to run; the target
     ``boom`` raises, ``bad`` reports a failure."""
 
-    def __init__(self, clock: FakeClock | None = None) -> None:
+    def __init__(self, clock: FakeClock | None = None, takes: float = 3) -> None:
         self.calls: list[ScheduledJob] = []
         self.clock = clock
+        self.takes = takes
 
     def _run(self, project: Any, job: ScheduledJob) -> JobOutcome:
         self.calls.append(job)
         if self.clock is not None:
-            self.clock.advance(seconds=3)  # a job takes time
+            self.clock.advance(seconds=self.takes)  # a job takes time
         if job.target == "boom":
             raise RuntimeError("the job exploded")
         if job.target == "bad":
@@ -297,6 +298,18 @@ def test_catchup_is_capped_at_max_catchup_newest_slots(tmp_path: Path) -> None:
     runs = run_due(project, clock=clock)
     assert slots(runs) == ["2026-03-02T12:00:00+00:00", "2026-03-02T13:00:00+00:00"]
     assert [r.missed for r in runs] == [3, 0]
+
+
+def test_catchup_jobs_slower_than_their_cron_end_after_max_catchup(tmp_path: Path) -> None:
+    clock = FakeClock(T0)
+    notes = Notes(clock, takes=90)  # each job takes 90 s, the cron fires every minute
+    config = '[project]\nname = "p"\n[plugin.schedule]\nmax_catchup = 5\n'
+    project = make_project(tmp_path / "p", notes, config=config)
+    add_schedule(project, "m", cron="* * * * *", job="note:a", catchup=True, now=T0)
+    clock.advance(minutes=2)
+    runs = run_due(project, clock=clock)  # new slots fall due faster than jobs end
+    assert len(runs) == 5
+    assert slots(runs)[:2] == ["2026-03-02T09:00:00+00:00", "2026-03-02T09:01:00+00:00"]
 
 
 def test_replaced_schedule_starts_afresh_and_does_not_rerun_a_slot(

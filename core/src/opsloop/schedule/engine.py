@@ -411,6 +411,7 @@ def run_due(
     limit = settings(project).max_catchup
     runs: list[ScheduleRun] = []
     pending = list(schedules)
+    done: dict[str, int] = {}
     while pending and not (stop and stop.is_set()):
         still: list[Schedule] = []
         for schedule in pending:
@@ -424,8 +425,11 @@ def run_due(
             run = run_job(project, schedule, slot, missed=missed, clock=clock)
             reporter.finished(run)
             runs.append(run)
-            if schedule.catchup:
-                still.append(schedule)  # round-robin: the next missed slot after the others
+            done[schedule.name] = done.get(schedule.name, 0) + 1
+            # round-robin: a catchup schedule's next missed slot comes after the others'; at
+            # most max_catchup per call, so jobs slower than their cron cannot loop forever
+            if schedule.catchup and done[schedule.name] < limit:
+                still.append(schedule)
         pending = still
     return runs
 
