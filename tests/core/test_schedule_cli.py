@@ -411,6 +411,12 @@ def test_airflow_export_cli_writes_the_file_and_refuses_an_empty_project(tmp_pat
     out = tmp_path / "dag.py"
     written = opsloop(root, "schedule", "export", "airflow", "--out", str(out))
     assert written.returncode == 0 and f"wrote {out}" in written.stdout
-    assert "dag_id='opsloop_sched_n'" in out.read_text()
+    text = out.read_text()
+    assert 'dag_id="opsloop_sched_n"' in text
+    # the file is as ruff would format it (no churn when it is committed to a DAG repo)
+    ruff = Path(sys.executable).parent / "ruff"
+    check = subprocess.run([str(ruff), "format", "--check", "--diff", str(out)],
+                           capture_output=True, text=True)  # fmt: skip
+    assert check.returncode == 0, check.stdout
     shown = opsloop(root, "schedule", "export", "airflow")
     assert shown.stdout.startswith('"""Airflow DAGs for the opsloop project')
