@@ -446,6 +446,22 @@ def test_schedule_list_view_shows_next_slot_last_run_and_unfinished_claims(
     assert describe(project)[0].unfinished == "2026-03-02T10:00:00+00:00"
 
 
+def test_a_locked_store_skips_the_round_and_the_slot_runs_on_the_next(
+    project: Project, notes: Notes, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sqlite3
+
+    add_schedule(project, "s", cron="0 * * * *", job="note:a", now=T0)
+    clock = FakeClock(T0 + timedelta(minutes=1))
+    other = sqlite3.connect(project.home / "records.sqlite", timeout=0, isolation_level=None)
+    project.records._db.execute("PRAGMA busy_timeout = 50")  # not 30 s in a test
+    other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    assert run_due(project, clock=clock) == [] and notes.calls == []
+    assert "schedule 's' not claimed this round (database is locked)" in capsys.readouterr().err
+    other.execute("ROLLBACK")
+    assert slots(run_due(project, clock=clock)) == ["2026-03-02T09:00:00+00:00"]
+
+
 def test_claims_are_append_only(project: Project) -> None:
     project.records.claim("k", lambda last: "2026-01-01T00:00:00+00:00", "me", "now")
     assert project.records.claim("k", lambda last: None, "me", "now") is None

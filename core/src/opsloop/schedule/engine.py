@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import os
 import socket
+import sqlite3
+import sys
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -417,7 +419,12 @@ def run_due(
         for schedule in pending:
             if stop and stop.is_set():
                 break
-            claimed = claim_due(project, schedule, clock.now(), max_catchup=limit)
+            try:
+                claimed = claim_due(project, schedule, clock.now(), max_catchup=limit)
+            except sqlite3.OperationalError as exc:  # the store stayed locked past its timeout
+                print(f"opsloop: warning: schedule '{schedule.name}' not claimed this round "
+                      f"({exc}); it is tried again on the next", file=sys.stderr)  # fmt: skip
+                continue
             if claimed is None:
                 continue
             slot, missed = claimed
