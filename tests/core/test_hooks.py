@@ -829,9 +829,10 @@ class Paging:
 
 def test_hook_register_alert_rules(tmp_path: Path) -> None:
     project = make_project(tmp_path, Paging())
-    # the plugin's rules, then the monitor and respond built-ins'
+    # the plugin's rules, then the schedule, monitor and respond built-ins'
     assert [r.name for r in respond.list_rules(project)] == [
-        "slo-page", "slo-ticket", "data-quality", "model-quality", "model-drift",
+        "slo-page", "slo-ticket", "schedule-failed", "data-quality", "model-quality",
+        "model-drift",
     ]  # fmt: skip
     project.emit(Signal(source="slo", type="slo_burn", severity="warning", subject="api"))
     (ticket,) = project.records.list(Alert)

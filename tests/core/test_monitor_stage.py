@@ -478,3 +478,38 @@ def test_profile_record_round_trips_through_the_store(setup: tuple[Project, Tabl
     project, _ = setup
     (record,) = project.records.list(ProfileRecord)
     assert project.records.get(record.id) == record
+
+
+# ---------------------------------------------------------------------------- scheduled
+def test_scheduled_monitor_jobs_check_one_model_and_every_served_model(
+    setup: tuple[Project, Tables],
+) -> None:
+    from opsloop.records import ScheduleRun
+    from opsloop.schedule import add_schedule, run_due
+
+    project, tables = setup
+    shifted = data().iloc[400:].copy()
+    shifted[features()[:10]] *= 1.6
+    tables.serve(shifted)
+    t0 = datetime.now(UTC) - timedelta(hours=2)
+    with pytest.raises(OpsloopError, match="monitor jobs take the parameters window"):
+        add_schedule(project, "x", cron="@hourly", job=f"monitor:{MODEL}", parameters={"w": "1"})
+    with pytest.raises(OpsloopError, match=r"monitor:\* \(every served model\) takes no"):
+        add_schedule(project, "x", cron="@hourly", job="monitor:*", parameters={"window": "1h"})
+    add_schedule(project, "one", cron="@hourly", job=f"monitor:{MODEL}",
+                 parameters={"window": "30m"}, now=t0)  # fmt: skip
+    add_schedule(project, "all", cron="@hourly", job="monitor:*", now=t0)
+    add_schedule(project, "gone", cron="@hourly", job="monitor:nope", now=t0)
+    runs = {r.schedule: r for r in run_due(project)}
+    assert set(runs) == {"one", "all", "gone"}
+    one, every, gone = runs["one"], runs["all"], runs["gone"]
+    assert one.status == "succeeded" and one.summary.startswith(f"{MODEL} v1 (last 30m, ")
+    assert one.summary.endswith("finding(s)") and one.missed == 1
+    drift = project.records.get(one.record_id or "")
+    assert isinstance(drift, Signal) and drift.type == "drift"
+    assert every.status == "succeeded" and every.summary == "1 model(s) checked, 1 with findings"
+    # a model that is not there: a failed run, and a signal for the respond stage
+    assert gone.status == "failed" and "no model named 'nope'" in (gone.error or "")
+    failed = [s for s in project.records.list(Signal) if s.type == "schedule_failed"]
+    assert [s.subject for s in failed] == ["gone"]
+    assert len(project.records.list(ScheduleRun)) == 3

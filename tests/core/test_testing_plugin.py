@@ -16,6 +16,7 @@ from opsloop.builtins import (
     notify_plugin,
     papermill_plugin,
     respond_plugin,
+    schedule_plugin,
 )
 from opsloop.interfaces import PluginInfo
 from opsloop.testing import assert_plugin_conforms, check_plugin
@@ -23,7 +24,15 @@ from opsloop.testing import assert_plugin_conforms, check_plugin
 
 @pytest.mark.parametrize(
     "plugin",
-    [core_plugin, respond_plugin, notify_plugin, papermill_plugin, guard_plugin, monitor_plugin],
+    [
+        core_plugin,
+        respond_plugin,
+        notify_plugin,
+        papermill_plugin,
+        guard_plugin,
+        monitor_plugin,
+        schedule_plugin,
+    ],
 )
 def test_builtins_conform(plugin: ModuleType, tmp_path: Path) -> None:
     assert_plugin_conforms(plugin, tmp_path)
@@ -68,7 +77,7 @@ def test_conformance_flags_non_list_results(tmp_path: Path) -> None:
 
 def test_project_fixture_holds_only_builtins(opsloop_project: Any) -> None:
     assert set(opsloop_project.plugins.entries) == {
-        "core", "respond", "notify", "papermill", "registry", "monitor", "guard",
+        "core", "respond", "notify", "papermill", "registry", "monitor", "guard", "schedule",
     }  # fmt: skip
     results = [r for group in opsloop_project.hook.register_checks(project=opsloop_project)
                for r in group]  # fmt: skip

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
         Dataset,
         DriftDetector,
         DriftResult,
+        JobKind,
         ModelStore,
         Notifier,
         NotifierType,
@@ -276,3 +277,8 @@ def before_runbook(project: Project, runbook: RunbookSpec, parameters: dict[str,
 @hookspec
 def after_runbook(project: Project, run: RunbookRun) -> None:
     """Called after a runbook run finished, failed runs included."""
+
+
+@hookspec
+def register_job_kinds(project: Project) -> list[JobKind]:  # type: ignore[empty-body]
+    """Return kinds of job that ``opsloop schedule add --job KIND:TARGET`` can schedule."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
@@ -535,3 +536,44 @@ class RunbookSpec:
 
 
 CheckFn = Callable[[], CheckResult]
+
+
+# ---------------------------------------------------------------------------- schedule
+@dataclass(frozen=True)
+class ScheduledJob:
+    """What a job kind is asked to run: one schedule's target and parameters, for one slot."""
+
+    schedule: str
+    target: str
+    parameters: dict[str, Any]
+    slot: datetime  # the due time (UTC) this run is for
+    trigger: Literal["due", "manual"] = "due"
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """How a scheduled job ended; ``record_id`` names the record it wrote (a RunbookRun)."""
+
+    ok: bool
+    summary: str = ""
+    error: str | None = None
+    record_id: str | None = None
+
+
+@dataclass(frozen=True)
+class JobKind:
+    """A kind of job a schedule can run (``runbook``, ``monitor``, or a plugin's own).
+
+    ``run`` does the work and returns a JobOutcome (raising OpsloopError is a failed run);
+    ``check(project, target, parameters)`` validates a new schedule and returns the
+    parameters to store (raise OpsloopError, one line, to refuse);
+    ``command(project, target, parameters)`` returns the ``opsloop`` arguments that run the
+    same job, for the Airflow export (``${NAME}`` in an argument is read from the worker's
+    environment; ``${OPSLOOP_SCHEDULED_FOR}`` is the run's due time).
+    """
+
+    name: str
+    summary: str
+    run: Callable[[Any, ScheduledJob], JobOutcome]
+    check: Callable[[Any, str, dict[str, Any]], dict[str, Any]] | None = None
+    command: Callable[[Any, str, dict[str, Any]], list[str]] | None = None

@@ -276,6 +276,49 @@ class Approval(Record):
     reason: str = ""
 
 
+@dataclass(frozen=True, kw_only=True)
+class Schedule(Record):
+    """A schedule's definition: when (a cron expression in a timezone) and what (a job kind,
+    its target and parameters). The newest record of a name is its definition; one with
+    ``removed`` set ends it (``opsloop.schedule``)."""
+
+    kind: ClassVar[str] = "schedule"
+    prefix: ClassVar[str] = "sch"
+
+    name: str
+    cron: str = ""
+    timezone: str = "UTC"
+    job: str = ""  # the job kind: "runbook", "monitor", or one a plugin registers
+    target: str = ""  # what the job runs: a runbook name, a model, "*"
+    parameters: dict[str, Any] = field(default_factory=dict)  # secrets only as "env:NAME"
+    catchup: bool = False  # run every missed slot after downtime, not only the newest
+    description: str = ""
+    removed: bool = False
+    actor: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScheduleRun(Record):
+    """One run of a schedule for one slot: when it was due, when it ran, how it ended."""
+
+    kind: ClassVar[str] = "schedule_run"
+    prefix: ClassVar[str] = "scr"
+
+    schedule: str
+    schedule_id: str  # the Schedule record (definition) it ran
+    slot: str  # the due time, ISO 8601 UTC
+    job: str  # "kind:target"
+    status: Literal["succeeded", "failed"] = "succeeded"
+    started_at: str = ""
+    finished_at: str = ""
+    summary: str = ""
+    error: str | None = None
+    record_id: str | None = None  # what the job wrote: the RunbookRun id, ...
+    missed: int = 0  # earlier slots skipped by the missed-run policy
+    trigger: Literal["due", "manual"] = "due"
+    host: str = ""  # host:pid that ran it
+
+
 RECORD_TYPES: dict[str, type[Record]] = {
     cls.kind: cls
     for cls in (
@@ -291,5 +334,7 @@ RECORD_TYPES: dict[str, type[Record]] = {
         ReadinessVerdict,
         ProfileRecord,
         Approval,
+        Schedule,
+        ScheduleRun,
     )
 }

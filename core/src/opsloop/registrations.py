@@ -46,6 +46,7 @@ NAMED_HOOKS: dict[str, Callable[[Any], str | None]] = {
     "register_notifier_types": _name,
     "register_runbooks": _name,
     "register_promotion_gates": _name,
+    "register_job_kinds": _name,
 }
 #: Hooks whose answers change while a project is open, so they are collected afresh on every
 #: call: runbooks are notebook files a person adds while a server or JupyterLab runs, and a

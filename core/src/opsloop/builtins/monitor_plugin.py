@@ -12,7 +12,7 @@ from opsloop.interfaces import AlertRule, PluginInfo
 if TYPE_CHECKING:
     import typer
 
-    from opsloop.interfaces import DriftDetector
+    from opsloop.interfaces import DriftDetector, JobKind
     from opsloop.project import Project
     from opsloop.records import ModelVersionRef
 
@@ -56,3 +56,11 @@ def register_alert_rules(project: Project) -> list[AlertRule]:
         AlertRule(name="data-quality", signal_type="data_quality"),
         AlertRule(name="model-quality", signal_type="model_quality"),
     ]
+
+
+@hookimpl
+def register_job_kinds(project: Project) -> list[JobKind]:
+    """``monitor:MODEL`` (one check) and ``monitor:*`` (one watch round) for schedules."""
+    from opsloop.schedule.kinds import MONITOR
+
+    return [MONITOR]
