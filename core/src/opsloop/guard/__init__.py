@@ -18,6 +18,8 @@ from opsloop.errors import OpsloopError
 from opsloop.records import Signal
 
 if TYPE_CHECKING:
+    from collections.abc import Collection
+
     from opsloop.interfaces import Finding, Scanner, ScanResult, ScanTarget
     from opsloop.project import Project
 
@@ -65,11 +67,15 @@ def run_scanners(scanners: list[Scanner], text: str, target: ScanTarget = "input
     return GuardResult(verdict, current, findings, results)
 
 
-def scan_text(project: Project, text: str, target: ScanTarget = "input") -> GuardResult:
-    """Run every scanner that covers ``target``; a block is emitted as a Signal."""
+def scan_text(
+    project: Project, text: str, target: ScanTarget = "input", *, skip: Collection[str] = ()
+) -> GuardResult:
+    """Run every scanner that covers ``target`` (but those named in ``skip``: a caller that
+    already took PII and secrets out, like the gateway's vault, skips ``pii`` and
+    ``secrets``); a block is emitted as a Signal."""
     if target not in TARGETS:
         raise OpsloopError(f"unknown scan target '{target}'; use one of: {', '.join(TARGETS)}")
-    scanners = [s for s in list_scanners(project) if target in s.targets]
+    scanners = [s for s in list_scanners(project) if target in s.targets and s.name not in skip]
     if not scanners:
         raise OpsloopError(
             "no scanner is enabled; the built-in guard plugin registers prompt_injection, "

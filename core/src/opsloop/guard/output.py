@@ -275,11 +275,12 @@ def check_output(
 class OutputStream:
     """Release a streamed completion in checked pieces.
 
-    ``feed(delta)`` returns the text that may go to the caller now: everything up to a
-    whitespace at least ``holdback`` characters before the end, outside any finding that
-    ``spans`` reports, passed through ``release`` (which redacts and may raise to block);
-    ``finish()`` returns the rest. A finding shorter than ``holdback`` is therefore always
-    seen whole before any of it is released.
+    ``feed(delta)`` returns the text that may go to the caller now: once ``step`` more
+    characters than ``holdback`` are pending, everything up to a whitespace at least
+    ``holdback`` characters before the end, outside any finding that ``spans`` reports,
+    passed through ``release`` (which redacts, and may raise to block); ``finish()`` returns
+    the rest. A finding shorter than ``holdback`` is therefore always seen whole before any
+    of it is released, and the scanners run once per ``step`` characters, not per delta.
     """
 
     def __init__(
@@ -288,11 +289,13 @@ class OutputStream:
         spans: Callable[[str], Sequence[tuple[int, int]]],
         *,
         holdback: int = 256,
+        step: int = 128,
         canary: str | None = None,
     ) -> None:
         self.release = release
         self.spans = spans
         self.holdback = holdback
+        self.step = step
         self.canary = canary
         self.text = ""  # the whole completion so far, as the upstream sent it
         self.released = 0  # how much of ``text`` has been released
@@ -300,12 +303,15 @@ class OutputStream:
 
     def feed(self, delta: str) -> str:
         self.text += delta
-        if self.canary and self._canary_near():
+        pending = self.text[self.released :]
+        if self.canary and self.canary in pending:  # the cheap check, on every delta
             self.leaked = True
             return ""
-        pending = self.text[self.released :]
         limit = len(pending) - self.holdback
-        if limit <= 0:
+        if limit < self.step:
+            return ""
+        if self.canary and canary_leaked(pending, self.canary):  # re-spaced, encoded...
+            self.leaked = True
             return ""
         covered = self.spans(pending)
         cut = -1
@@ -317,11 +323,6 @@ class OutputStream:
             return ""
         self.released += cut
         return self.release(pending[:cut])
-
-    def _canary_near(self) -> bool:
-        assert self.canary is not None
-        start = max(0, self.released - 4 * len(self.canary))
-        return canary_leaked(self.text[start:], self.canary)
 
     def finish(self) -> str:
         """The rest of the completion, checked; call once, after the last delta."""
