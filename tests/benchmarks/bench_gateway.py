@@ -214,9 +214,10 @@ def run(requests: int) -> dict[str, Any]:
 
 def lines(result: dict[str, Any], requests: int) -> list[str]:
     cpu = platform.processor() or platform.machine()
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     rows = [
-        f"{requests} requests per mode and route after 50 warm-up requests, sent in turn "
-        f"direct, through a bare proxy and through the gateway; Python "
+        f"Measured {when}: {requests} requests per mode and route after 50 warm-up "
+        "requests, sent in turn direct, through a bare proxy and through the gateway; Python "
         f"{platform.python_version()}, {cpu}, {os.cpu_count()} cores shared with other work "
         "(load average in the table).",
         "",
