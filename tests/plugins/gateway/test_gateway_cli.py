@@ -68,3 +68,26 @@ def test_serve_runs_the_gateway_until_interrupted(tmp_path: Path, upstream) -> N
     audit = (tmp_path / ".opsloop" / "audit.jsonl").read_text(encoding="utf-8")
     assert '"gateway.start"' in audit and '"gateway.stop"' in audit
     assert "olg-bob-key" not in audit
+
+
+def test_doctor_checks_the_keys(tmp_path: Path, upstream) -> None:
+    from opsloop_gateway import plugin
+    from opsloop_gateway.checks import checks
+
+    from opsloop.testing import make_project
+
+    bare = make_project(tmp_path / "bare", plugin)
+    [ok] = checks(bare)
+    assert ok.ok and "not set up" in ok.detail
+    broken = make_project(tmp_path / "broken", plugin, config=gateway_config(upstream.url))
+    [bad] = checks(broken)  # BOB_GATEWAY_KEY is not in this project's environment
+    assert not bad.ok and "BOB_GATEWAY_KEY is not set" in bad.detail
+    good = make_project(
+        tmp_path / "good",
+        plugin,
+        config=gateway_config(upstream.url),
+        environ={"BOB_GATEWAY_KEY": "olg-bob-key"},
+    )
+    assert checks(good)[0].ok and "2 caller key(s)" in checks(good)[0].detail
+    for project in (bare, broken, good):
+        project.close()
