@@ -183,6 +183,35 @@ def test_token_budget(make_gateway) -> None:
     assert caught.value.response.json()["error"]["type"] == "tokens"
 
 
+def test_budget_shared_through_redis_between_two_gateways(make_gateway) -> None:
+    import uuid
+
+    prefix = f"opsloop:test:{uuid.uuid4().hex}"
+    extra = (
+        f'budget_requests = 3\nbudget_window = 3600\nredis_url = "redis://127.0.0.1:6379/15"\n'
+        f'redis_prefix = "{prefix}"\n'
+    )
+    _, one = make_gateway(extra, folder="one")
+    _, two = make_gateway(extra, folder="two")
+    assert ask(one, "a") and ask(two, "b") and ask(one, "c")
+    with pytest.raises(openai.RateLimitError):
+        ask(two, "d")  # the fourth request of the window, counted across both replicas
+    import redis
+
+    client = redis.Redis.from_url("redis://127.0.0.1:6379/15")
+    client.delete(*client.keys(prefix + ":*"))
+
+
+def test_a_response_schema_file_from_the_settings(make_gateway, tmp_path: Path) -> None:
+    schema = tmp_path / "answer.schema.json"
+    schema.write_text(json.dumps(SCHEMA), encoding="utf-8")
+    _, gw = make_gateway(f'response_schema = "{schema}"')
+    assert json.loads(ask(gw, 'say: {"answer": "a", "score": 1}'))["score"] == 1
+    with pytest.raises(openai.UnprocessableEntityError) as caught:
+        ask(gw, "say: plain text")
+    assert caught.value.response.json()["error"]["code"] == "output_schema_invalid"
+
+
 def test_context_of_another_tenant_never_reaches_the_prompt(make_gateway, upstream) -> None:
     project, gw = make_gateway()
     context = [

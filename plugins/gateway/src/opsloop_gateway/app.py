@@ -121,7 +121,7 @@ class Gateway:
         self.budget: Budget | None = None
         if settings.budget_requests or settings.budget_tokens:
             self.budget = (
-                RedisBudget(limits, settings.redis_url, prefix="opsloop:gateway")
+                RedisBudget(limits, settings.redis_url, prefix=settings.redis_prefix)
                 if settings.redis_url
                 else MemoryBudget(limits)
             )

@@ -73,6 +73,9 @@ class Settings(BaseModel):
     redis_url: str = Field(
         "", description="Share budgets through Redis (redis://127.0.0.1:6379/0); empty: memory."
     )
+    redis_prefix: str = Field(
+        "opsloop:gateway", min_length=1, description="Prefix of the budget keys in Redis."
+    )
 
     @field_validator("upstream")
     @classmethod
