@@ -285,7 +285,10 @@ class Gateway:
         for i, chunk in enumerate(result.chunks, 1):
             lines.append(f"[{i}] {self._clean(chunk.text, vault)}")
         note = {"role": "system", "content": "\n".join(lines)}
-        first = next((i for i, m in enumerate(messages) if m.get("role") != "system"), 0)
+        first = next(
+            (i for i, m in enumerate(messages) if m.get("role") not in ("system", "developer")),
+            len(messages),
+        )
         return [*messages[:first], note, *messages[first:]]
 
     # ------------------------------------------------------------------ outbound
