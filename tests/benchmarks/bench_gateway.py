@@ -159,7 +159,6 @@ def run(requests: int) -> dict[str, Any]:
         out: dict[str, Any] = {}
         with httpx.Client(timeout=30) as client:
             for mode in ("plain", "stream"):
-                payload = {**body, "stream": mode == "stream"}
                 times: dict[str, list[float]] = {"direct": [], "proxy": [], "gateway": []}
                 cpu_start: dict[str, float] = {}
                 for i in range(requests + 50):
@@ -169,6 +168,10 @@ def run(requests: int) -> dict[str, Any]:
                             "up": cpu_ms(upstream.pid),
                             "px": cpu_ms(proxy.pid),
                         }
+                    # A new message each round: the gateway remembers texts it found clean
+                    # (a conversation's history), which would make a repeated one free.
+                    messages = [body["messages"][0], {"role": "user", "content": f"{USER} #{i}"}]
+                    payload = {**body, "messages": messages, "stream": mode == "stream"}
                     for name, (url, headers) in targets.items():
                         started = time.perf_counter()
                         with client.stream("POST", url, json=payload, headers=headers) as r:

@@ -259,6 +259,30 @@ def test_a_stream_the_upstream_breaks_off_ends_with_an_error_event(make_gateway)
     assert "the upstream stream broke off" in str(caught.value)
 
 
+def test_a_conversations_history_is_not_scanned_again(make_gateway, monkeypatch) -> None:
+    import opsloop_gateway.app as app_module
+
+    scanned: list[str] = []
+    real = app_module.scan_text
+
+    def counting(project: Any, text: str, target: str, **kw: Any) -> Any:
+        if target != "output":
+            scanned.append(text)
+        return real(project, text, target, **kw)
+
+    monkeypatch.setattr(app_module, "scan_text", counting)
+    _, gw = make_gateway()
+    turn1 = [{"role": "user", "content": f"hello, I am {EMAIL}"}]
+    ask(gw, "", messages=turn1)
+    turn2 = [*turn1, {"role": "assistant", "content": "Hi!"}, {"role": "user", "content": "ok"}]
+    ask(gw, "", messages=turn2)
+    assert scanned == ["hello, I am <EMAIL_1>", "Hi!", "ok"]  # turn 1 was not scanned again
+    for _ in range(2):  # a blocked text is never remembered
+        with pytest.raises(openai.BadRequestError):
+            ask(gw, "", messages=[*turn2, {"role": "user", "content": ATTACK}])
+    assert scanned.count(ATTACK) == 2
+
+
 def test_models_are_listed_through_the_gateway(make_gateway) -> None:
     _, gw = make_gateway()
     assert [m.id for m in client(gw).models.list()] == ["test-model"]

@@ -16,9 +16,11 @@ the stage and the finding types — never the text. Errors use OpenAI's format:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -140,6 +142,8 @@ class Gateway:
                 )
             self.upstream_headers["authorization"] = f"Bearer {key}"
         self.client: httpx.AsyncClient | None = None
+        # Digests of texts found clean lately: a conversation resends its history each turn.
+        self._clean: OrderedDict[bytes, None] = OrderedDict()
 
     # ------------------------------------------------------------------ records
     def refuse(
@@ -224,10 +228,35 @@ class Gateway:
         forwarded = {**body, "messages": out}
         return Prepared(forwarded, caller, vault, canary, schema, bool(body.get("stream")))
 
-    def _clean(self, text: str, vault: Vault | None) -> str:
+    def _seen(self, *key: str) -> bool:
+        """Whether this text was found clean recently (kept as a digest, never the text)."""
+        if not self.settings.scan_cache:
+            return False
+        digest = hashlib.blake2b("\0".join(key).encode(), digest_size=16).digest()
+        if digest in self._clean:
+            self._clean.move_to_end(digest)
+            return True
+        return False
+
+    def _remember(self, *key: str) -> None:
+        if not self.settings.scan_cache:
+            return
+        digest = hashlib.blake2b("\0".join(key).encode(), digest_size=16).digest()
+        self._clean[digest] = None
+        if len(self._clean) > self.settings.scan_cache:
+            self._clean.popitem(last=False)
+
+    def _cleaned(self, text: str, vault: Vault | None) -> str:
+        """``text`` with PII and secrets out (pseudonymised through the vault, or redacted)."""
+        if self._seen("pii", text):
+            return text
         if vault is not None:
-            return vault.pseudonymize(text)
-        return redact(text, find_sensitive(text, self.entities))
+            out = vault.pseudonymize(text)
+        else:
+            out = redact(text, find_sensitive(text, self.entities))
+        if out == text:
+            self._remember("pii", text)
+        return out
 
     def _scan_message(
         self, caller: Caller, message: dict[str, Any], vault: Vault | None
@@ -236,8 +265,10 @@ class Gateway:
         target = _TARGET_OF_ROLE.get(role)
 
         def check(text: str) -> str:
-            cleaned = self._clean(text, vault)
+            cleaned = self._cleaned(text, vault)
             if target is None:  # the caller's own system prompt: PII and secrets out only
+                return cleaned
+            if self._seen("scan", target, cleaned):  # an earlier turn of the conversation
                 return cleaned
             # The vault (or the redaction) above already took PII and secrets out.
             result = scan_text(
@@ -248,6 +279,8 @@ class Gateway:
             )
             if result.blocked:
                 raise self._blocked(caller, target, result, 400, "prompt_blocked")
+            if result.verdict == "allow":
+                self._remember("scan", target, cleaned)
             return result.text
 
         content = message.get("content")
@@ -283,7 +316,7 @@ class Gateway:
             return messages
         lines = [_CONTEXT_HEADER]
         for i, chunk in enumerate(result.chunks, 1):
-            lines.append(f"[{i}] {self._clean(chunk.text, vault)}")
+            lines.append(f"[{i}] {self._cleaned(chunk.text, vault)}")
         note = {"role": "system", "content": "\n".join(lines)}
         first = next(
             (i for i, m in enumerate(messages) if m.get("role") not in ("system", "developer")),

@@ -64,6 +64,12 @@ class Settings(BaseModel):
     context: bool = Field(
         True, description="Accept retrieved documents in a request's 'context' field."
     )
+    scan_cache: int = Field(
+        4096,
+        ge=0,
+        description="Texts found clean remembered (as digests) so a conversation's history "
+        "is not scanned again each turn; 0: scan everything every time.",
+    )
     holdback: int = Field(
         256, ge=16, description="Characters a stream holds back until they are checked."
     )
