@@ -422,11 +422,8 @@ class Gateway:
             return text
 
         try:
-            async for line in upstream.aiter_lines():
-                if not line.startswith("data:"):
-                    continue
-                payload = line[5:].strip()
-                if payload == "[DONE]":
+            async for payload in _sse_data(upstream):
+                if payload == b"[DONE]":
                     break
                 try:
                     chunk = orjson.loads(payload)
@@ -481,6 +478,20 @@ class Gateway:
             await upstream.aclose()
             if self.budget is not None:
                 self.budget.charge(caller.id, usage_tokens or produced)
+
+
+async def _sse_data(upstream: httpx.Response) -> AsyncIterator[bytes]:
+    """The ``data:`` payloads of a server-sent event stream, read as bytes (no text decoding
+    of every line: the payloads are JSON, which orjson reads from bytes)."""
+    buffer = b""
+    async for raw in upstream.aiter_bytes():  # content-encoding undone, bytes kept
+        buffer += raw
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            if line.startswith(b"data:"):
+                yield line[5:].strip()
+    if buffer.startswith(b"data:"):
+        yield buffer[5:].strip()
 
 
 def _sse(value: dict[str, Any]) -> bytes:
