@@ -202,6 +202,15 @@ def test_budget_shared_through_redis_between_two_gateways(make_gateway) -> None:
     client.delete(*client.keys(prefix + ":*"))
 
 
+def test_an_unreachable_budget_store_refuses_with_503(make_gateway) -> None:
+    extra = 'budget_requests = 3\nredis_url = "redis://127.0.0.1:9/0"\n'  # nothing listens
+    _, gw = make_gateway(extra)
+    with pytest.raises(openai.InternalServerError) as caught:
+        ask(gw, "hello")
+    assert caught.value.status_code == 503
+    assert caught.value.response.json()["error"]["code"] == "budget_unavailable"
+
+
 def test_a_response_schema_file_from_the_settings(make_gateway, tmp_path: Path) -> None:
     schema = tmp_path / "answer.schema.json"
     schema.write_text(json.dumps(SCHEMA), encoding="utf-8")

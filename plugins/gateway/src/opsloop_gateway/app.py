@@ -31,6 +31,7 @@ import httpx
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response, StreamingResponse
+from redis.exceptions import RedisError
 
 from opsloop.errors import OpsloopError
 from opsloop.guard import GuardResult, scan_text
@@ -197,7 +198,15 @@ class Gateway:
                           "unsupported_n")  # fmt: skip
         if self.budget is not None:
             prompt = sum(estimate_tokens(_text_of(m)) for m in messages if isinstance(m, dict))
-            decision = self.budget.admit(caller.id, prompt)
+            try:
+                decision = self.budget.admit(caller.id, prompt)
+            except RedisError as exc:  # fail closed: no budget, no request
+                raise Refused(
+                    503,
+                    f"the budget store cannot be reached ({type(exc).__name__}); retry later",
+                    "server_error",
+                    "budget_unavailable",
+                ) from None
             if not decision.allowed:
                 sid = self.refuse(caller, "budget", [f"budget.{decision.limit}"])
                 raise Refused(
@@ -324,6 +333,13 @@ class Gateway:
         )
         return [*messages[:first], note, *messages[first:]]
 
+    def _charge(self, caller: Caller, tokens: int) -> None:
+        assert self.budget is not None
+        try:
+            self.budget.charge(caller.id, tokens)
+        except RedisError as exc:  # the answer is already on its way: log, do not fail it
+            log.warning("budget charge for %s lost: %s", caller.id, type(exc).__name__)
+
     # ------------------------------------------------------------------ outbound
     def _scan_output(self, caller: Caller, text: str) -> str:
         result = scan_text(self.project, text, "output")
@@ -379,7 +395,7 @@ class Gateway:
                     )
         if self.budget is not None:
             usage = data.get("usage") or {}
-            self.budget.charge(caller.id, int(usage.get("completion_tokens") or produced))
+            self._charge(caller, int(usage.get("completion_tokens") or produced))
         return data
 
     async def stream(self, prepared: Prepared, upstream: httpx.Response) -> AsyncIterator[bytes]:
@@ -477,7 +493,7 @@ class Gateway:
         finally:
             await upstream.aclose()
             if self.budget is not None:
-                self.budget.charge(caller.id, usage_tokens or produced)
+                self._charge(caller, usage_tokens or produced)
 
 
 async def _sse_data(upstream: httpx.Response) -> AsyncIterator[bytes]:
