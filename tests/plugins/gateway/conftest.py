@@ -8,14 +8,10 @@ from typing import Any
 
 import opsloop_gateway.plugin as gateway_plugin
 import pytest
-from gateway_testkit import ThreadServer, upstream_app
+from gateway_testkit import BOB_KEY, ThreadServer, gateway_config, upstream_app
 from opsloop_gateway.app import create_app
-from opsloop_gateway.keys import hash_key
 
 from opsloop.testing import make_project
-
-ALICE_KEY = "olg-alice-0123456789abcdef0123456789"
-BOB_KEY = "olg-bob-fedcba9876543210fedcba98765"
 
 
 @pytest.fixture(scope="module")
@@ -23,17 +19,6 @@ def upstream() -> Iterator[ThreadServer]:
     server = ThreadServer(upstream_app()).start()
     yield server
     server.stop()
-
-
-def gateway_config(upstream_url: str, extra: str = "") -> str:
-    return (
-        '[project]\nname = "gw"\n\n[plugin.gateway]\n'
-        f'upstream = "{upstream_url}/v1"\n{extra}\n'
-        "[[plugin.gateway.keys]]\n"
-        f'name = "alice"\nsha256 = "{hash_key(ALICE_KEY)}"\ntenant = "acme"\n'
-        'groups = ["support"]\n\n'
-        '[[plugin.gateway.keys]]\nname = "bob"\nenv = "BOB_GATEWAY_KEY"\ntenant = "globex"\n'
-    )
 
 
 @pytest.fixture
@@ -61,8 +46,3 @@ def make_gateway(
     for project, server in started:
         server.stop()
         project.close()
-
-
-def received(upstream: ThreadServer) -> list[dict[str, Any]]:
-    """The request bodies the upstream got since the gateway was made."""
-    return list(upstream.app.state.received)

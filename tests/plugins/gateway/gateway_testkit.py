@@ -27,6 +27,7 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from opsloop_gateway.keys import hash_key
 
 CANNED = {
     "exfil": (
@@ -170,3 +171,23 @@ def serving(app: Any) -> Iterator[ThreadServer]:
         yield server
     finally:
         server.stop()
+
+
+ALICE_KEY = "olg-alice-0123456789abcdef0123456789"
+BOB_KEY = "olg-bob-fedcba9876543210fedcba98765"
+
+
+def gateway_config(upstream_url: str, extra: str = "") -> str:
+    return (
+        '[project]\nname = "gw"\n\n[plugin.gateway]\n'
+        f'upstream = "{upstream_url}/v1"\n{extra}\n'
+        "[[plugin.gateway.keys]]\n"
+        f'name = "alice"\nsha256 = "{hash_key(ALICE_KEY)}"\ntenant = "acme"\n'
+        'groups = ["support"]\n\n'
+        '[[plugin.gateway.keys]]\nname = "bob"\nenv = "BOB_GATEWAY_KEY"\ntenant = "globex"\n'
+    )
+
+
+def received(upstream: ThreadServer) -> list[dict[str, Any]]:
+    """The request bodies the upstream got since the gateway was made."""
+    return list(upstream.app.state.received)

@@ -13,8 +13,7 @@ import httpx
 import openai
 import opsloop_gateway.plugin as gateway_plugin
 import pytest
-from conftest import ALICE_KEY, BOB_KEY, received
-from gateway_testkit import ThreadServer
+from gateway_testkit import ALICE_KEY, BOB_KEY, ThreadServer, received
 
 from opsloop.records import Signal
 from opsloop.testing import assert_plugin_conforms

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import openai
-from conftest import gateway_config
+from gateway_testkit import gateway_config
 from opsloop_gateway.keys import hash_key
 
 OPSLOOP = Path(sys.executable).with_name("opsloop")
