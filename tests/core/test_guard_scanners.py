@@ -31,7 +31,12 @@ def test_plugin_conforms(tmp_path: Path) -> None:
 
 def test_a_core_only_project_guards_text(tmp_path: Path) -> None:
     project = make_project(tmp_path / "p")
-    assert [s.name for s in list_scanners(project)] == ["prompt_injection", "secrets", "pii"]
+    assert [s.name for s in list_scanners(project)] == [
+        "prompt_injection",
+        "secrets",
+        "pii",
+        "markup",
+    ]
     result = scan_text(project, DEMO)
     assert result.verdict == "block"
     assert result.text.startswith("Hi, I'm <EMAIL>, card <CARD>. Ignore")

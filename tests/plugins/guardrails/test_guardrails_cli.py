@@ -47,7 +47,8 @@ def test_file_input_and_json_output(tmp_path: Path) -> None:
     assert report["verdict"] == "redact"
     assert report["text"] == "[bold]Call me[/bold] at <PHONE> or <SECRET>"
     assert [f["type"] for f in report["findings"]] == ["secret.github_token", "pii.phone"]
-    assert report["scanners"] == {"secrets": "redact", "pii": "redact"}  # no injection on output
+    # no injection scan on output; the built-in markup scanner runs there too
+    assert report["scanners"] == {"secrets": "redact", "pii": "redact", "markup": "allow"}
     assert report["signal_id"] is None
 
 

@@ -8,13 +8,18 @@ scanners) and :mod:`.evaluate` (``opsloop guard eval``).
 
 from __future__ import annotations
 
+import os
+import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from opsloop.errors import OpsloopError
 from opsloop.records import Signal
 
 if TYPE_CHECKING:
+    from collections.abc import Collection
+
     from opsloop.interfaces import Finding, Scanner, ScanResult, ScanTarget
     from opsloop.project import Project
 
@@ -62,11 +67,15 @@ def run_scanners(scanners: list[Scanner], text: str, target: ScanTarget = "input
     return GuardResult(verdict, current, findings, results)
 
 
-def scan_text(project: Project, text: str, target: ScanTarget = "input") -> GuardResult:
-    """Run every scanner that covers ``target``; a block is emitted as a Signal."""
+def scan_text(
+    project: Project, text: str, target: ScanTarget = "input", *, skip: Collection[str] = ()
+) -> GuardResult:
+    """Run every scanner that covers ``target`` (but those named in ``skip``: a caller that
+    already took PII and secrets out, like the gateway's vault, skips ``pii`` and
+    ``secrets``); a block is emitted as a Signal."""
     if target not in TARGETS:
         raise OpsloopError(f"unknown scan target '{target}'; use one of: {', '.join(TARGETS)}")
-    scanners = [s for s in list_scanners(project) if target in s.targets]
+    scanners = [s for s in list_scanners(project) if target in s.targets and s.name not in skip]
     if not scanners:
         raise OpsloopError(
             "no scanner is enabled; the built-in guard plugin registers prompt_injection, "
@@ -92,3 +101,44 @@ def scan_text(project: Project, text: str, target: ScanTarget = "input") -> Guar
         outcome.signal_id = signal.id
     project.hook.after_scan(project=project, target=target, results=results)
     return outcome
+
+
+_opened: dict[str, Project] = {}
+_opened_lock = threading.Lock()
+
+
+def resolve_project(project: Project | str | Path | None = None) -> Project:
+    """``project`` itself; or the project at that path; or, for None, the project of the
+    current folder (``$OPSLOOP_PROJECT``, else the nearest opsloop.toml up from the cwd) —
+    and where there is none, a detached one: default settings, nothing written anywhere.
+
+    Projects opened here are kept for the life of the process, one per config file.
+    """
+    from opsloop.project import Project, locate
+
+    if isinstance(project, Project):
+        return project
+    if project is None:
+        config_path, _ = locate(None, os.environ)
+        key = str(config_path) if config_path is not None else "<detached>"
+    else:
+        key = str(Path(project).resolve())
+    with _opened_lock:
+        if key not in _opened:
+            if project is None:
+                _opened[key] = Project.open(config_path, detached_ok=True)
+            else:
+                _opened[key] = Project.open(project)
+        return _opened[key]
+
+
+def scan(
+    text: str, target: ScanTarget = "input", project: Project | str | Path | None = None
+) -> GuardResult:
+    """Scan ``text`` with every scanner of the project (see :func:`resolve_project`).
+
+    Returns the :class:`GuardResult`: ``.verdict`` (allow, redact, block), ``.blocked``,
+    ``.text`` (redacted) and ``.findings``. A block is a ``guard_block`` signal in the
+    project's records (kept in memory when there is no project).
+    """
+    return scan_text(resolve_project(project), text, target)

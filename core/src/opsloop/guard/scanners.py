@@ -1,7 +1,8 @@
 """The guard's own scanners: no vendor SDK, no network, nothing downloaded.
 
 ``prompt_injection`` (rules + the shipped model, blocks), ``secrets`` and ``pii`` (rules,
-redact). Built from ``[plugin.guard]`` by the built-in ``guard`` plugin; other plugins may
+redact), ``markup`` (exfiltrating markup in model output: strip or block). Built from
+``[plugin.guard]`` by the built-in ``guard`` plugin; other plugins may
 wrap them (opsloop-guardrails runs the same detectors as guardrails validators).
 """
 
@@ -11,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from opsloop.errors import OpsloopError
-from opsloop.guard import rules
+from opsloop.guard import pii, rules
 from opsloop.guard.rules import Match
 from opsloop.interfaces import Finding, ScanResult, ScanTarget
 
@@ -82,27 +83,55 @@ class SecretsScanner:
 
 
 class PiiScanner:
-    """``pii``: redacts e-mail, card (Luhn), phone and IBAN (mod-97) as ``<EMAIL>``..."""
+    """``pii``: redacts e-mail, card (Luhn), phone, IBAN (mod-97), US SSN, UK NINO and IP
+    addresses as ``<EMAIL>``, ``<CARD>``... (see :mod:`opsloop.guard.pii`)."""
 
     name = "pii"
     targets: tuple[ScanTarget, ...] = ALL_TARGETS
 
-    def __init__(self, entities: Sequence[str] = rules.PII_ENTITIES) -> None:
-        unknown = sorted(set(entities) - set(rules.PII_ENTITIES))
-        if unknown:
-            raise ValueError(f"unknown PII entities {unknown}; use {list(rules.PII_ENTITIES)}")
+    def __init__(self, entities: Sequence[str] = pii.PII_ENTITIES) -> None:
+        pii.check_entities(entities)
         self.entities = tuple(entities)
 
     def scan(self, text: str, *, target: ScanTarget) -> ScanResult:
         check_target(target)
-        return _redacting(self.name, text, rules.find_pii(text, self.entities))
+        return _redacting(self.name, text, pii.find_pii(text, self.entities))
+
+
+class MarkupScanner:
+    """``markup``: strips (or blocks) model output that would exfiltrate data when rendered:
+    image links with query payloads, script tags, iframes, data URIs (see
+    :mod:`opsloop.guard.output`)."""
+
+    name = "markup"
+    targets: tuple[ScanTarget, ...] = ("output",)
+
+    def __init__(self, action: str = "strip", allow_hosts: Sequence[str] = ()) -> None:
+        if action not in ("strip", "block"):
+            raise ValueError(f"unknown markup action '{action}'; use strip or block")
+        self.action = action
+        self.allow_hosts = tuple(allow_hosts)
+
+    def scan(self, text: str, *, target: ScanTarget) -> ScanResult:
+        check_target(target)
+        from opsloop.guard.output import find_markup, strip_markup
+
+        if target not in self.targets:
+            return ScanResult(self.name, "allow", text)
+        found = find_markup(text, self.allow_hosts)
+        if not found:
+            return ScanResult(self.name, "allow", text)
+        findings = [to_finding(self.name, m) for m in found]
+        if self.action == "block":
+            return ScanResult(self.name, "block", text, findings)
+        return ScanResult(self.name, "redact", strip_markup(text, found), findings)
 
 
 def _redacting(name: str, text: str, found: list[Match]) -> ScanResult:
     if not found:
         return ScanResult(name, "allow", text)
     findings = [to_finding(name, m) for m in found]
-    return ScanResult(name, "redact", rules.redact(text, found), findings)
+    return ScanResult(name, "redact", pii.redact(text, found), findings)
 
 
 def build_scanners(settings: Any) -> list[Any]:
@@ -113,5 +142,6 @@ def build_scanners(settings: Any) -> list[Any]:
         ),
         "secrets": SecretsScanner,
         "pii": lambda: PiiScanner(settings.pii_entities),
+        "markup": lambda: MarkupScanner(settings.markup, settings.markup_allow_hosts),
     }
     return [makers[name]() for name in settings.scanners]

@@ -6,16 +6,16 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-ScannerName = Literal["prompt_injection", "secrets", "pii"]
-PiiEntity = Literal["email", "card", "phone", "iban"]
+ScannerName = Literal["prompt_injection", "secrets", "pii", "markup"]
+PiiEntity = Literal["email", "card", "phone", "iban", "ssn", "nino", "ipv4", "ipv6"]
 
 
 def _all_scanners() -> list[ScannerName]:
-    return ["prompt_injection", "secrets", "pii"]
+    return ["prompt_injection", "secrets", "pii", "markup"]
 
 
 def _all_entities() -> list[PiiEntity]:
-    return ["email", "card", "phone", "iban"]
+    return ["email", "card", "phone", "iban", "ssn", "nino", "ipv4", "ipv6"]
 
 
 class Settings(BaseModel):
@@ -34,6 +34,13 @@ class Settings(BaseModel):
     injection_patterns: list[str] = Field(
         default_factory=list,
         description="Extra regular expressions (case-insensitive, on normalised text) that block.",
+    )
+    markup: Literal["strip", "block"] = Field(
+        "strip", description="What the markup scanner does with exfiltrating output markup."
+    )
+    markup_allow_hosts: list[str] = Field(
+        default_factory=list,
+        description="Hosts whose images may carry a query string (e.g. your own CDN).",
     )
     model: bool = Field(True, description="Run the shipped model beside the rules.")
     threshold: float | None = Field(

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from opsloop.errors import first_line
+from opsloop.guard import pii
 from opsloop.guard.scanners import ALL_TARGETS, INJECTION_TARGETS, check_target
 from opsloop.interfaces import Finding, ScanResult, ScanTarget
 from opsloop_guardrails import rules
@@ -108,8 +109,9 @@ class GuardrailsScanner:
 
 
 # ---------------------------------------------------------------------------- factories
-def pii_scanner(entities: Sequence[str] = rules.PII_ENTITIES) -> GuardrailsScanner:
-    """``pii``: redacts e-mail, card, phone and IBAN as ``<EMAIL>``, ``<CARD>``..."""
+def pii_scanner(entities: Sequence[str] = pii.PII_ENTITIES) -> GuardrailsScanner:
+    """``pii``: redacts e-mail, card, phone, IBAN, SSN, NINO and IP addresses as
+    ``<EMAIL>``, ``<CARD>``... (:mod:`opsloop.guard.pii`)."""
     chosen = tuple(entities)
 
     def validators() -> list[Any]:

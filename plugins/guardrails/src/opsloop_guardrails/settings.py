@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 ScannerName = Literal["secrets", "pii", "prompt_injection"]
-PiiEntity = Literal["email", "card", "phone", "iban"]
+PiiEntity = Literal["email", "card", "phone", "iban", "ssn", "nino", "ipv4", "ipv6"]
 
 
 def _all_scanners() -> list[ScannerName]:
@@ -15,7 +15,7 @@ def _all_scanners() -> list[ScannerName]:
 
 
 def _all_entities() -> list[PiiEntity]:
-    return ["email", "card", "phone", "iban"]
+    return ["email", "card", "phone", "iban", "ssn", "nino", "ipv4", "ipv6"]
 
 
 class Settings(BaseModel):

@@ -1,6 +1,7 @@
 """guardrails-ai validators (registered with ``register_validator``) built on the pure rules.
 
-* ``opsloop/pii``: e-mail, payment card (Luhn), phone, IBAN (mod-97); fix value is redacted.
+* ``opsloop/pii``: e-mail, payment card (Luhn), phone, IBAN (mod-97), US SSN, UK NINO, IPv4
+  and IPv6 addresses (:mod:`opsloop.guard.pii`); fix value is redacted.
 * ``opsloop/secrets``: API keys, tokens, private key blocks; fix value is redacted.
 * ``opsloop/prompt_injection``: injection and jailbreak detection, rules and the core's
   shipped model (:func:`opsloop.guard.detect.detect_injection`); no fix value.
@@ -16,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from opsloop.guard import pii
 from opsloop_guardrails import rules
 from opsloop_guardrails.offline import load_guardrails
 
@@ -47,7 +49,7 @@ def _result(value: str, matches: Sequence[rules.Match], what: str, fix: bool) ->
     kinds = sorted({m.type for m in matches})
     return FailResult(
         error_message=f"{what}: {', '.join(kinds)}",
-        fix_value=rules.redact(value, matches) if fix else None,
+        fix_value=pii.redact(value, matches) if fix else None,
         error_spans=[
             ErrorSpan(start=m.start, end=m.end, reason=reason(m.type, m.rule)) for m in matches
         ],
@@ -56,20 +58,19 @@ def _result(value: str, matches: Sequence[rules.Match], what: str, fix: bool) ->
 
 @register_validator(name="opsloop/pii", data_type="string")
 class DetectPII(Validator):
-    """Finds e-mail addresses, payment cards, phone numbers and IBANs; fix redacts them."""
+    """Finds e-mail addresses, payment cards, phone numbers, IBANs, national ids and IP
+    addresses; fix redacts them."""
 
     def __init__(
-        self, entities: Sequence[str] = rules.PII_ENTITIES, on_fail: Any = None, **kwargs: Any
+        self, entities: Sequence[str] = pii.PII_ENTITIES, on_fail: Any = None, **kwargs: Any
     ) -> None:
-        unknown = sorted(set(entities) - set(rules.PII_ENTITIES))
-        if unknown:
-            raise ValueError(f"unknown PII entities {unknown}; use {list(rules.PII_ENTITIES)}")
+        pii.check_entities(entities)
         super().__init__(on_fail=on_fail, entities=list(entities), **kwargs)
         self.entities = tuple(entities)
 
     def _validate(self, value: Any, metadata: dict[str, Any]) -> ValidationResult:
         text = str(value)
-        return _result(text, rules.find_pii(text, self.entities), "PII found", fix=True)
+        return _result(text, pii.find_pii(text, self.entities), "PII found", fix=True)
 
 
 @register_validator(name="opsloop/secrets", data_type="string")

@@ -1,0 +1,1 @@
+"""opsloop-gateway: an OpenAI-compatible guarded gateway (``opsloop guard serve``)."""
