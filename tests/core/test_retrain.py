@@ -1,0 +1,166 @@
+"""Automated retraining on a real MLflow store and a real uvicorn server on loopback:
+a good challenger is promoted after its canary, a broken one is rolled back, clients see
+no failed request, every step is audited and each run is one RetrainRun record."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import retrain_kit as rk
+import test_registry_kit as kit
+
+from opsloop import registry
+from opsloop.errors import ConfigError, OpsloopError
+from opsloop.records import Approval, RetrainRun, Signal
+from opsloop.retrain import POLICY_APPROVER, list_runs, maybe_retrain, retrain
+
+no_outbound_network = kit.no_outbound_network
+MODEL = rk.MODEL
+POLICY = POLICY_APPROVER.format(model=MODEL)
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """A project with v1 @champion served by a real uvicorn server (canary share 0.5)."""
+    project, trainer = rk.open_project(tmp_path / "p", rk.policy())
+    ref = registry.get_store(project).resolve(MODEL, "champion")
+    handle = project.hook.start_server(project=project, ref=ref, host="127.0.0.1", port=0)
+    try:
+        yield {"project": project, "trainer": trainer, "url": handle.url}
+    finally:
+        handle.stop()
+        project.close()
+
+
+def _entries(project: Any, since: int = 0) -> list[dict[str, Any]]:
+    return list(project.audit.entries())[since:]
+
+
+@pytest.mark.slow  # a real server under load and two canaries: about 10 s after set-up
+def test_good_challenger_promoted_bad_one_rolled_back_no_failed_request(
+    served: dict[str, Any],
+) -> None:
+    project, trainer = served["project"], served["trainer"]
+    with rk.Load(served["url"]) as load:
+        # 1. A drift signal about the model: the broken model is retrained, served as
+        # challenger, fails its canary and is rolled back; the champion stays version 1.
+        trainer.broken = True
+        signal = Signal(source="test", type="drift", subject=MODEL, summary="drifted")
+        project.emit(signal)
+        (bad,) = list_runs(project, MODEL)
+        mark = len(_entries(project))
+        # 2. By hand (no cooldown): a good model, promoted after its canary.
+        trainer.broken = False
+        good = retrain(project, MODEL)
+    assert bad.trigger == "drift" and bad.signal_id == signal.id
+    assert bad.verdict == "rolled_back", bad
+    assert (bad.version, bad.champion_before, bad.champion_after) == ("2", "1", "1")
+    assert [s["step"] for s in bad.steps] == [
+        "train", "register", "evaluate", "challenger", "canary", "rollback",
+    ]  # fmt: skip
+    assert bad.canary["ok"] is False and bad.canary["failed_requests"] >= 1
+    assert "challenger requests failed" in (bad.error or "")
+
+    assert good.verdict == "promoted", good
+    assert (good.trigger, good.champion_before, good.champion_after, good.version) == (
+        "manual", "1", "3", "3",
+    )  # fmt: skip
+    assert [s["step"] for s in good.steps] == [
+        "train", "register", "evaluate", "challenger", "canary", "promote", "retire",
+    ]  # fmt: skip
+    assert all(s["status"] == "done" for s in good.steps)
+    assert good.canary["ok"] is True and good.canary["failed_requests"] == 0
+    assert good.canary["challenger_requests"] >= 20
+    assert registry.current_version(project, MODEL, "challenger") is None
+    assert registry.current_version(project, MODEL, "champion") == "3"
+
+    # Clients saw no failed request, though the challenger failed on every one it got.
+    assert load.failed == 0 and load.total > 40, (load.statuses, load.errors[:3])
+    assert set(load.versions) <= {"1", "2", "3"}
+
+    # One record per run; every step of the bad run audited, with the policy's approvals.
+    assert [r.verdict for r in project.records.list(RetrainRun)] == ["rolled_back", "promoted"]
+    actions = [(e["action"], e["target"]) for e in _entries(project)[:mark]]
+    names = [a for a, _ in actions]
+    assert names.index("incident.open") < names.index("retrain.start")  # the alert came first
+    for expected in [
+        ("retrain.start", MODEL),
+        ("retrain.train", MODEL),
+        ("model.register", f"{MODEL}/2"),
+        ("retrain.register", MODEL),
+        ("model.evidence", f"{MODEL}/2"),
+        ("retrain.evaluate", MODEL),
+        ("action.approve", f"{MODEL}@challenger"),
+        ("model.alias", f"{MODEL}@challenger"),
+        ("retrain.challenger", MODEL),
+        ("retrain.canary", MODEL),
+        ("model.alias.remove", f"{MODEL}@challenger"),
+        ("retrain.rollback", MODEL),
+        ("retrain.finish", MODEL),
+    ]:
+        assert expected in actions, expected
+    ordered = [a for a in actions if a[0].startswith("retrain.")]
+    assert ordered[0] == ("retrain.start", MODEL) and ordered[-1] == ("retrain.finish", MODEL)
+    approvals = [a for a in project.records.list(Approval) if a.approved_by == POLICY]
+    assert [a.action for a in approvals] == [
+        "model.challenger", "model.rollback", "model.challenger", "model.promote",
+    ]  # fmt: skip
+    (finish,) = [e for e in _entries(project)[:mark] if e["action"] == "retrain.finish"]
+    assert finish["after"] == {"verdict": "rolled_back", "champion": "1", "run": bad.id}
+    assert project.audit.verify().ok
+
+    # A second signal within the cooldown starts nothing; the skip is audited.
+    outcome = maybe_retrain(project, Signal(source="test", type="drift", subject=MODEL))
+    assert outcome.run is None and outcome.skipped.startswith("cooldown 1h")
+    assert _entries(project)[-1]["action"] == "retrain.skip"
+    assert len(list_runs(project, MODEL)) == 2
+
+
+def test_without_approval_the_alias_moves_are_dry_runs(tmp_path: Path) -> None:
+    project, _ = rk.open_project(
+        tmp_path / "p", rk.policy(auto_approve="false", triggers="[]"), serving=False
+    )
+    try:
+        run = retrain(project, MODEL)
+        assert run.verdict == "dry_run" and run.version == "2"
+        assert [s["status"] for s in run.steps][-1] == "dry_run"
+        assert registry.current_version(project, MODEL, "challenger") is None
+        assert any(e["action"] == "action.dry_run" for e in _entries(project))
+        # no trigger names drift: a drift signal starts nothing
+        project.emit(Signal(source="test", type="drift", subject=MODEL))
+        assert len(list_runs(project, MODEL)) == 1
+    finally:
+        project.close()
+
+
+def test_a_version_missing_the_gate_is_rejected_and_never_served(tmp_path: Path) -> None:
+    project, _ = rk.open_project(
+        tmp_path / "p",
+        rk.policy(params="{ C = 0.000001 }"),
+        serving=False,
+    )
+    try:
+        run = retrain(project, MODEL)
+        assert run.verdict == "rejected", run
+        assert run.steps[-1]["step"] == "evaluate" and run.steps[-1]["status"] == "rejected"
+        assert "threshold" in (run.error or "")
+        assert registry.current_version(project, MODEL, "challenger") is None
+        assert registry.current_version(project, MODEL, "champion") == "1"
+    finally:
+        project.close()
+
+
+def test_missing_policy_and_bad_policy_are_one_line_errors(tmp_path: Path) -> None:
+    project, _ = rk.open_project(tmp_path / "p", serving=False)
+    try:
+        with pytest.raises(ConfigError, match=r"no retraining policy for model 'bc'"):
+            retrain(project, MODEL)
+    finally:
+        project.close()
+    with pytest.raises(ConfigError, match="training_data must name a table"):
+        rk.open_project(tmp_path / "q", rk.policy(training_data='"bc_train"'), serving=False)
+    with pytest.raises(OpsloopError, match="cooldown"):
+        rk.open_project(tmp_path / "r", rk.policy(cooldown='"soon"'), serving=False)
