@@ -110,14 +110,19 @@ log_rotate_seconds = 0.2
 """
 
 
-def open_project(root: Path, config: str = "", *, serving: bool = True) -> tuple[Project, Trainer]:
+def open_project(
+    root: Path, config: str = "", *, serving: bool = True, serving_config: str = SERVING
+) -> tuple[Project, Trainer]:
     """Built-ins + opsloop-mlflow (+ opsloop-fastapi) + tables + the trainer; v1 @champion."""
     from opsloop import registry
 
     root.mkdir(parents=True, exist_ok=True)
     text = (
         '[project]\nname = "retrain-test"\n\n[audit]\nactor = "alice"\n\n'
-        "[monitor]\nprofile_on_register = false\n" + GATE + (SERVING if serving else "") + config
+        "[monitor]\nprofile_on_register = false\n"
+        + GATE
+        + (serving_config if serving else "")
+        + config
     )
     (root / "opsloop.toml").write_text(text, encoding="utf-8")
     (root / ".opsloop").mkdir(exist_ok=True)
