@@ -4,6 +4,7 @@ no failed request, every step is audited and each run is one RetrainRun record."
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -164,3 +165,65 @@ def test_missing_policy_and_bad_policy_are_one_line_errors(tmp_path: Path) -> No
         rk.open_project(tmp_path / "q", rk.policy(training_data='"bc_train"'), serving=False)
     with pytest.raises(OpsloopError, match="cooldown"):
         rk.open_project(tmp_path / "r", rk.policy(cooldown='"soon"'), serving=False)
+
+
+def test_cli_runs_the_policy_and_lists_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`opsloop retrain NAME` in-process, with the installed plugins and a CSV-tables plugin."""
+    import shutil
+
+    from test_registry_kit import LOCAL_TABLES_PLUGIN, db_template, frames
+
+    from opsloop.cli import context, main
+
+    root = tmp_path / "proj"
+    (root / "localplugins").mkdir(parents=True)
+    (root / "localplugins" / "tables.py").write_text(LOCAL_TABLES_PLUGIN, encoding="utf-8")
+    (root / "tables").mkdir()
+    train, holdout = frames()
+    train.to_csv(root / "tables" / "raw.bc_train.csv", index=False)
+    holdout.to_csv(root / "tables" / "raw.bc_holdout.csv", index=False)
+    (root / "opsloop.toml").write_text(
+        '[project]\nname = "cli"\n\n[audit]\nactor = "alice"\n\n[plugins]\n'
+        'paths = ["localplugins"]\n\n[monitor]\nprofile_on_register = false\n'
+        + rk.GATE
+        + rk.policy(auto_approve="false"),
+        encoding="utf-8",
+    )
+    (root / ".opsloop").mkdir()
+    shutil.copy(db_template(), root / ".opsloop" / "mlflow.db")
+    monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.delenv("OPSLOOP_PLUGINS", raising=False)
+
+    def run(*args: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as info:
+            main(["--project", str(root), *args])
+        out, err = capsys.readouterr()
+        return int(info.value.code or 0), out, err
+
+    try:
+        code, out, _ = run("retrain", MODEL)
+        assert code == 0, out
+        lines = out.splitlines()
+        assert [line.split()[0] for line in lines[:-1]] == [
+            "train", "register", "evaluate", "challenger",
+        ]  # fmt: skip
+        assert "dry_run" in lines[3]
+        assert lines[-1].startswith("rtr_") and "alias moves not approved (dry run)" in lines[-1]
+
+        code, out, _ = run("retrain", MODEL, "--runs", "--json")
+        assert code == 0
+        (listed,) = json.loads(out)
+        assert (listed["kind"], listed["verdict"], listed["version"]) == (
+            "retrain_run", "dry_run", "1",
+        )  # fmt: skip
+
+        code, _, err = run("retrain", "other")
+        assert code == 2 and len(err.strip().splitlines()) == 1
+        assert "no retraining policy for model 'other'" in err
+    finally:
+        project = context._state.get("project")
+        if project is not None:
+            project.close()  # type: ignore[attr-defined]
