@@ -66,7 +66,7 @@ def test_conformance_flags_non_list_results(tmp_path: Path) -> None:
 
 def test_project_fixture_holds_only_builtins(opsloop_project: Any) -> None:
     assert set(opsloop_project.plugins.entries) == {
-        "core", "respond", "papermill", "registry", "monitor", "guard",
+        "core", "respond", "papermill", "registry", "monitor", "guard", "retrain",
     }  # fmt: skip
     results = [r for group in opsloop_project.hook.register_checks(project=opsloop_project)
                for r in group]  # fmt: skip
