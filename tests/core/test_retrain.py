@@ -4,11 +4,14 @@ no failed request, every step is audited and each run is one RetrainRun record."
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import retrain_kit as rk
 import test_registry_kit as kit
@@ -25,8 +28,9 @@ POLICY = POLICY_APPROVER.format(model=MODEL)
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[dict[str, Any]]:
-    """A project with v1 @champion served by a real uvicorn server (canary share 0.5)."""
-    project, trainer = rk.open_project(tmp_path / "p", rk.policy())
+    """A project with v1 @champion served by a real uvicorn server (canary share 0.5; the
+    policy's 0.75 is written on each challenger)."""
+    project, trainer = rk.open_project(tmp_path / "p", rk.policy(canary_share=0.75))
     ref = registry.get_store(project).resolve(MODEL, "champion")
     handle = project.hook.start_server(project=project, ref=ref, host="127.0.0.1", port=0)
     try:
@@ -34,6 +38,27 @@ def served(tmp_path: Path) -> Iterator[dict[str, Any]]:
     finally:
         handle.stop()
         project.close()
+
+
+@contextlib.contextmanager
+def _watch_version(url: str, seen: set[tuple[str | None, float]]) -> Iterator[None]:
+    """Collect (challenger version, canary share) from the server's /version every 50 ms."""
+    stop = threading.Event()
+
+    def run() -> None:
+        with httpx.Client(trust_env=False, timeout=10) as client:
+            while not stop.wait(0.05):
+                body = client.get(url + "/version").json()
+                challenger = body["challenger"]
+                seen.add((challenger["version"] if challenger else None, body["canary_share"]))
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(10)
 
 
 def _entries(project: Any, since: int = 0) -> list[dict[str, Any]]:
@@ -45,7 +70,8 @@ def test_good_challenger_promoted_bad_one_rolled_back_no_failed_request(
     served: dict[str, Any],
 ) -> None:
     project, trainer = served["project"], served["trainer"]
-    with rk.Load(served["url"]) as load:
+    seen: set[tuple[str | None, float]] = set()
+    with rk.Load(served["url"]) as load, _watch_version(served["url"], seen):
         # 1. A drift signal about the model: the broken model is retrained, served as
         # challenger, fails its canary and is rolled back; the champion stays version 1.
         trainer.broken = True
@@ -75,6 +101,10 @@ def test_good_challenger_promoted_bad_one_rolled_back_no_failed_request(
     assert all(s["status"] == "done" for s in good.steps)
     assert good.canary["ok"] is True and good.canary["failed_requests"] == 0
     assert good.canary["challenger_requests"] >= 20
+    # the policy's canary share travelled with each version: the server used 0.75, not the
+    # 0.5 it is configured with
+    assert registry.metadata(project, MODEL, "3")["canary_share"] == "0.75"
+    assert ("3", 0.75) in seen and ("2", 0.75) in seen, seen
     assert registry.current_version(project, MODEL, "challenger") is None
     assert registry.current_version(project, MODEL, "champion") == "3"
 

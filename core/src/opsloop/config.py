@@ -120,6 +120,10 @@ class RetrainPolicy(_Section):
     # the canary: the serving stage follows challenger_alias ([plugin.fastapi] canary_share)
     champion_alias: str = "champion"
     challenger_alias: str = "challenger"
+    #: the challenger's share of traffic, written on its version as registry metadata
+    #: ``canary_share`` (servers with a canary, [plugin.fastapi] canary_share > 0, use it);
+    #: None: the servers' own share
+    canary_share: float | None = Field(default=None, gt=0, le=1)
     canary_duration: str = "10m"  # the longest a canary runs before its verdict
     canary_min_requests: int = Field(default=200, ge=1)  # challenger requests for a verdict
     poll_seconds: float = Field(default=5.0, gt=0)  # how often the prediction log is read

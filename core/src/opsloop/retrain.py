@@ -427,6 +427,8 @@ def _steps(
             run=lambda: registry.set_alias(project, model, alias, ref.version),
             reason="retraining run " + steps.run_id,
         )
+        if policy.canary_share is not None and approver:
+            d["canary_share"] = _set_share(project, model, ref.version, policy.canary_share)
         result = perform(project, action, approved_by=approver)
         d.update(outcome=result.outcome, approved_by=result.approved_by or None)
         if result.outcome == "dry_run":
@@ -485,6 +487,16 @@ def _steps(
         d["reloaded"] = reload_servers(project, policy)
     state["verdict"] = "rolled_back"
     state["error"] = reason
+
+
+def _set_share(project: Project, model: str, version: str, share: float) -> str:
+    """Write the canary share on the version (registry metadata the servers read)."""
+    from opsloop import registry
+
+    if not registry.has_governance(registry.get_store(project)):
+        return "not set: the registry keeps no metadata; the servers' own share applies"
+    registry.set_metadata(project, model, version, {"canary_share": f"{share:g}"})
+    return f"{share:g}"
 
 
 def watch_canary(
