@@ -16,7 +16,7 @@ import pytest
 import retrain_kit as rk
 import test_registry_kit as kit
 
-from opsloop import registry
+from opsloop import hookimpl, registry
 from opsloop.errors import ConfigError, OpsloopError
 from opsloop.records import Approval, RetrainRun, Signal
 from opsloop.retrain import POLICY_APPROVER, list_runs, maybe_retrain, retrain
@@ -257,3 +257,50 @@ def test_cli_runs_the_policy_and_lists_runs(
         project = context._state.get("project")
         if project is not None:
             project.close()  # type: ignore[attr-defined]
+
+
+def test_a_signal_starts_a_background_run_only_when_the_policy_names_it(tmp_path: Path) -> None:
+    from opsloop.retrain import wait_for_runs
+
+    project, _ = rk.open_project(
+        tmp_path / "p",
+        rk.policy(background="true", auto_approve="false", min_severity='"critical"'),
+        serving=False,
+    )
+    try:
+        # below min_severity, another type, another model: nothing starts
+        project.emit(Signal(source="t", type="drift", subject=MODEL, severity="warning"))
+        project.emit(Signal(source="t", type="data_quality", subject=MODEL, severity="critical"))
+        project.emit(Signal(source="t", type="drift", subject="other", severity="critical"))
+        assert wait_for_runs(project, 60) and list_runs(project) == []
+        # model quality (written "quality" in the policy), critical: a run in a thread
+        signal = Signal(source="t", type="model_quality", subject=MODEL, severity="critical")
+        project.emit(signal)
+        assert wait_for_runs(project, 120)
+        (run,) = list_runs(project, MODEL)
+        assert (run.trigger, run.signal_id, run.verdict) == ("model_quality", signal.id, "dry_run")
+    finally:
+        project.close()
+
+
+def test_removing_an_alias_needs_a_store_that_can(tmp_path: Path) -> None:
+    from opsloop.plugins import make_manager
+    from opsloop.project import Project
+    from opsloop.testing import MemoryModelStore
+
+    store = MemoryModelStore()
+
+    class Plugin:
+        @hookimpl
+        def model_store(self, project: Any) -> Any:
+            return store
+
+    (tmp_path / "opsloop.toml").write_text('[project]\nname = "m"\n', encoding="utf-8")
+    manager = make_manager()
+    manager.register(Plugin(), name="memory")
+    project = Project.open(tmp_path, plugins=manager, environ={})
+    try:
+        with pytest.raises(OpsloopError, match="cannot remove an alias"):
+            registry.remove_alias(project, MODEL, "challenger")
+    finally:
+        project.close()
