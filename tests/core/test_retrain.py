@@ -304,3 +304,86 @@ def test_removing_an_alias_needs_a_store_that_can(tmp_path: Path) -> None:
             registry.remove_alias(project, MODEL, "challenger")
     finally:
         project.close()
+
+
+class _Log:
+    """read_predictions answering with a frame the test builds (the canary's input)."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+
+    def add(self, role: str, version: str, n: int, latency: float, **extra: Any) -> None:
+        start = len(self.rows)
+        self.rows += [
+            {"request_id": f"r{start + i}", "row": 0, "role": role, "model_version": version,
+             "latency_ms": latency, "prediction": 1, "label": None, **extra}
+            for i in range(n)
+        ]  # fmt: skip
+
+    @hookimpl
+    def read_predictions(self, project: Any, model: str, since: str | None) -> Any:
+        import pandas as pd
+
+        return pd.DataFrame(self.rows)
+
+
+@pytest.fixture
+def judged(tmp_path: Path) -> Iterator[tuple[Any, _Log]]:
+    from opsloop.plugins import make_manager
+    from opsloop.project import Project
+
+    (tmp_path / "opsloop.toml").write_text(
+        '[project]\nname = "j"\n' + rk.policy(max_latency_ratio=2, max_quality_drop=0.1),
+        encoding="utf-8",
+    )
+    log = _Log()
+    manager = make_manager()
+    manager.register(log, name="log")
+    project = Project.open(tmp_path, plugins=manager, environ={})
+    yield project, log
+    project.close()
+
+
+def test_canary_verdicts_from_the_prediction_log(judged: tuple[Any, _Log]) -> None:
+    from opsloop.retrain import judge_canary, policy_for
+
+    project, log = judged
+    policy = policy_for(project, MODEL)
+
+    def judge(final: bool = False) -> Any:
+        return judge_canary(project, policy, MODEL, "1", "2", "2026-01-01T00:00:00+00:00",
+                            final=final)  # fmt: skip
+
+    log.add("champion", "1", 30, 1.0)
+    log.add("challenger", "2", 10, 1.0)
+    verdict = judge()
+    assert verdict.ok is None and verdict.reason == "10 of 20 requests"
+    verdict = judge(final=True)
+    assert verdict.ok is False and verdict.reason.startswith("inconclusive: the challenger")
+
+    log.add("challenger", "2", 10, 1.5)  # 20 requests, p95 1.5 ms vs 1.0: within 2x
+    verdict = judge()
+    assert verdict.ok is True and verdict.figures["latency_ratio"] == 1.5
+    assert verdict.figures["quality"].startswith("not judged")
+
+    log.add("challenger", "2", 20, 5.0)  # now p95 5 ms: 5x the champion's
+    verdict = judge()
+    assert verdict.ok is False and "p95 latency 5.00 ms is 5.0x" in verdict.reason
+
+    log.add("fallback", "1", 1, 1.0)  # one failure: the budget of 0.2 is spent
+    verdict = judge()
+    assert verdict.ok is False and verdict.figures["failed_requests"] == 1
+    assert verdict.reason.startswith("1 of 41 challenger requests failed")
+
+
+def test_canary_quality_from_feedback_labels(judged: tuple[Any, _Log]) -> None:
+    from opsloop.retrain import judge_canary, policy_for
+
+    project, log = judged
+    policy = policy_for(project, MODEL)
+    log.add("champion", "1", 60, 1.0, label=1)  # always right
+    log.add("challenger", "2", 40, 1.0, label=1)
+    log.add("challenger", "2", 20, 1.0, label=0)  # wrong on a third
+    verdict = judge_canary(project, policy, MODEL, "1", "2", "2026-01-01T00:00:00+00:00")
+    assert verdict.ok is False and "accuracy 0.667 from feedback" in verdict.reason
+    assert verdict.figures["champion_accuracy"] == 1.0
