@@ -434,6 +434,11 @@ quality_drop = 0.05            #   degraded when accuracy, f1, roc_auc, ... drop
 [respond]
 runbook_timeout = 600          # seconds a runbook cell may run
 kernel = "python3"
+# Automated retraining of a model on drift or quality signals (docs/retraining.md):
+# [respond.retrain.my-model]
+# training_data = "raw.my_table" # retrain on the latest ingested data
+# triggers = ["drift", "quality"]
+# canary_min_requests = 200      # then promote or roll back through [registry.gate]
 
 [registry]
 cards = "cards"                # model cards (`opsloop model card`), under the home
