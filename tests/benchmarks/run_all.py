@@ -22,6 +22,7 @@ import bench_demo
 import bench_drift
 import bench_drift_calibration
 import bench_registry_load
+import bench_retrain_loop
 import bench_serving
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "benchmarks.md"
@@ -103,6 +104,7 @@ def main() -> None:
         bench_drift_calibration.END,
     )
     bench_decode_bomb.write_doc(bench_decode_bomb.main())
+    bench_retrain_loop.write_doc(bench_retrain_loop.doc_lines(bench_retrain_loop.main()))
     if shutil.which("wrk") is None:  # the serving benchmark drives the servers with wrk
         print("skipped the serving benchmark: wrk is not installed (apt-get install -y wrk)")
         return

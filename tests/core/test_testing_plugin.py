@@ -16,6 +16,7 @@ from opsloop.builtins import (
     notify_plugin,
     papermill_plugin,
     respond_plugin,
+    retrain_plugin,
     schedule_plugin,
 )
 from opsloop.interfaces import PluginInfo
@@ -32,6 +33,7 @@ from opsloop.testing import assert_plugin_conforms, check_plugin
         guard_plugin,
         monitor_plugin,
         schedule_plugin,
+        retrain_plugin,
     ],
 )
 def test_builtins_conform(plugin: ModuleType, tmp_path: Path) -> None:
@@ -78,6 +80,7 @@ def test_conformance_flags_non_list_results(tmp_path: Path) -> None:
 def test_project_fixture_holds_only_builtins(opsloop_project: Any) -> None:
     assert set(opsloop_project.plugins.entries) == {
         "core", "respond", "notify", "papermill", "registry", "monitor", "guard", "schedule",
+        "retrain",
     }  # fmt: skip
     results = [r for group in opsloop_project.hook.register_checks(project=opsloop_project)
                for r in group]  # fmt: skip

@@ -218,6 +218,7 @@ def test_core_alone_installs_from_wheels_and_runs(core_venv: Path, tmp_path: Pat
     rows = {r["name"]: r for r in json.loads(out.stdout)["plugins"]}
     assert set(rows) == {
         "core", "respond", "notify", "papermill", "registry", "monitor", "guard", "schedule",
+        "retrain",
     }  # fmt: skip
     assert all(r["status"] == "ok" and r["source"] == "builtin" for r in rows.values())
     # the guard works from the core wheel alone: its model is package data, no guardrails-ai

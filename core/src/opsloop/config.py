@@ -11,7 +11,7 @@ import os
 import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -102,11 +102,73 @@ class MonitorSection(_Section):
         return value
 
 
+class RetrainPolicy(_Section):
+    """``[respond.retrain.<model>]``: when and how a model is retrained, canaried and promoted.
+
+    See docs/retraining.md. Durations are written like ``"90s"``, ``"10m"``, ``"1h"``.
+    """
+
+    #: signal types that start a run: drift, data_quality, model_quality ("quality" is
+    #: model_quality); [] runs only by hand (`opsloop retrain NAME`)
+    triggers: list[str] = Field(default_factory=lambda: ["drift", "model_quality"])
+    min_severity: Literal["info", "warning", "critical"] = "warning"
+    training_data: str  # "dataset.table": the latest ingested data, read through read_dataset
+    target: str = "target"
+    params: dict[str, Any] = Field(default_factory=dict)  # passed to the train_model hook
+    cooldown: str = "1h"  # no signal-started run within this of the last run's start
+    background: bool = True  # a signal starts the run in a thread (False: inside the check)
+    # the canary: the serving stage follows challenger_alias ([plugin.fastapi] canary_share)
+    champion_alias: str = "champion"
+    challenger_alias: str = "challenger"
+    #: the challenger's share of traffic, written on its version as registry metadata
+    #: ``canary_share`` (servers with a canary, [plugin.fastapi] canary_share > 0, use it);
+    #: None: the servers' own share
+    canary_share: float | None = Field(default=None, gt=0, le=1)
+    canary_duration: str = "10m"  # the longest a canary runs before its verdict
+    canary_min_requests: int = Field(default=200, ge=1)  # challenger requests for a verdict
+    poll_seconds: float = Field(default=5.0, gt=0)  # how often the prediction log is read
+    # success criteria, challenger vs champion over the canary window
+    max_error_rate: float = Field(default=0.01, ge=0, le=1)  # failed (fallback) / requests
+    max_latency_ratio: float | None = Field(default=3.0, gt=0)  # p95 vs the champion's p95
+    min_agreement: float | None = Field(default=None, ge=0, le=1)  # same answer as champion
+    max_quality_drop: float | None = Field(default=None, ge=0)  # accuracy (labels) vs champion
+    min_labels: int = Field(default=50, ge=1)  # labelled rows per side to judge quality
+    #: who approves the destructive steps (challenger, promote): the policy itself when
+    #: true (recorded as approved by "policy:retrain/<model>"); false: a person must give
+    #: `opsloop retrain NAME --approved-by WHO`, else those steps are dry runs
+    auto_approve: bool = True
+    #: serving apps to tell at once (POST /admin/reload, token from $OPSLOOP_ADMIN_TOKEN);
+    #: without them each replica notices the alias on its next poll
+    reload_urls: list[str] = Field(default_factory=list)
+
+    @field_validator("triggers")
+    @classmethod
+    def _triggers(cls, value: list[str]) -> list[str]:
+        return [{"quality": "model_quality"}.get(t.strip(), t.strip()) for t in value]
+
+    @field_validator("cooldown", "canary_duration")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        from opsloop.durations import parse_duration
+
+        parse_duration(value)
+        return value
+
+    @field_validator("training_data")
+    @classmethod
+    def _dataset_table(cls, value: str) -> str:
+        dataset, dot, table = value.partition(".")
+        if not dot or not dataset.strip() or not table.strip():
+            raise ValueError("training_data must name a table as 'dataset.table'")
+        return value
+
+
 class RespondSection(_Section):
     runbook_timeout: float = Field(default=600, gt=0)  # seconds per cell
     kernel: str = "python3"
     #: ``[respond.notify.<name>]`` tables: one notifier each, checked by opsloop.notify
     notify: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    retrain: dict[str, RetrainPolicy] = Field(default_factory=dict)  # [respond.retrain.<model>]
 
 
 class GateSection(_Section):
@@ -379,6 +441,11 @@ kernel = "python3"
 # type = "pagerduty"           # webhook, slack, pagerduty, email
 # routing_key_env = "PD_ROUTING_KEY"
 # severities = ["critical"]
+# Automated retraining of a model on drift or quality signals (docs/retraining.md):
+# [respond.retrain.my-model]
+# training_data = "raw.my_table" # retrain on the latest ingested data
+# triggers = ["drift", "quality"]
+# canary_min_requests = 200      # then promote or roll back through [registry.gate]
 
 [registry]
 cards = "cards"                # model cards (`opsloop model card`), under the home

@@ -38,6 +38,7 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("monitor", "opsloop.builtins.monitor_plugin"),
     ("guard", "opsloop.builtins.guard_plugin"),
     ("schedule", "opsloop.builtins.schedule_plugin"),
+    ("retrain", "opsloop.builtins.retrain_plugin"),
 )
 #: The built-in no allow- or block-list removes: without it there is no project to open.
 ESSENTIAL = "core"

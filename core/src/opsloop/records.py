@@ -203,6 +203,7 @@ class AliasMove(Record):
     rollback: bool = False
     actor: str = ""
     checks: list[dict[str, Any]] = field(default_factory=list)  # [{name, ok, detail}]
+    removed: bool = False  # the alias was removed (``to_version`` is ""): a challenger retired
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -319,6 +320,36 @@ class ScheduleRun(Record):
     host: str = ""  # host:pid that ran it
 
 
+@dataclass(frozen=True, kw_only=True)
+class RetrainRun(Record):
+    """One automated retraining run (opsloop.retrain): every step, its timing, the verdict.
+
+    Written once, when the run ended; each step was audited as it happened. ``verdict``:
+    ``promoted`` (the challenger is the new champion), ``rolled_back`` (its canary failed;
+    the challenger alias was removed), ``rejected`` (it missed the promotion gate on the
+    holdout, never served), ``dry_run`` (no approval: nothing moved), ``failed`` (an
+    error; ``error`` says which step).
+    """
+
+    kind: ClassVar[str] = "retrain_run"
+    prefix: ClassVar[str] = "rtr"
+
+    model: str
+    trigger: str  # "manual", or the signal type that started it
+    signal_id: str | None = None
+    verdict: Literal["promoted", "rolled_back", "rejected", "dry_run", "failed"] = "failed"
+    version: str | None = None  # the retrained version (the challenger)
+    champion_before: str | None = None
+    champion_after: str | None = None
+    steps: list[dict[str, Any]] = field(default_factory=list)  # [{step, status, seconds, ...}]
+    canary: dict[str, Any] = field(default_factory=dict)  # the figures of the verdict
+    approved_by: str = ""
+    actor: str = ""
+    started_at: str = ""
+    finished_at: str = ""
+    error: str | None = None
+
+
 RECORD_TYPES: dict[str, type[Record]] = {
     cls.kind: cls
     for cls in (
@@ -336,5 +367,6 @@ RECORD_TYPES: dict[str, type[Record]] = {
         Approval,
         Schedule,
         ScheduleRun,
+        RetrainRun,
     )
 }

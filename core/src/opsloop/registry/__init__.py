@@ -33,7 +33,13 @@ from opsloop.registry.history import history
 from opsloop.registry.metadata import metadata, set_metadata
 from opsloop.registry.promotion import promote, run_gates, set_alias
 from opsloop.registry.registration import register_from, register_model
-from opsloop.registry.rollback import alias_moves, alias_stack, rollback, rollback_target
+from opsloop.registry.rollback import (
+    alias_moves,
+    alias_stack,
+    remove_alias,
+    rollback,
+    rollback_target,
+)
 
 __all__ = [
     "ALIAS_RE",
@@ -53,6 +59,7 @@ __all__ = [
     "record_evidence",
     "register_from",
     "register_model",
+    "remove_alias",
     "rollback",
     "rollback_target",
     "run_gates",

@@ -40,6 +40,9 @@ def alias_stack(project: Project, name: str, alias: str) -> list[str]:
     """
     stack: list[str] = []
     for move in alias_moves(project, name, alias):
+        if move.removed:  # the alias was removed: its history starts again
+            stack.clear()
+            continue
         if move.rollback:
             if stack and stack[-1] == move.from_version:
                 stack.pop()
@@ -112,3 +115,49 @@ def rollback(
     ref = store.resolve(name, target)
     project.hook.after_promote(project=project, ref=ref, alias=alias, previous=current)
     return ref
+
+
+def remove_alias(project: Project, name: str, alias: str, *, reason: str = "") -> str | None:
+    """Remove ``alias`` from ``name`` (retire a challenger); the version it held, or None.
+
+    Recorded as an AliasMove (``removed``) and audited as ``model.alias.remove``; an alias
+    that is not set changes nothing. The store must implement the optional ModelStore
+    method ``delete_alias(name, alias) -> previous version or None`` (opsloop-mlflow does).
+    """
+    from opsloop.records import AliasMove
+
+    store = get_store(project)
+    alias = clean_alias(alias)
+    delete = getattr(store, "delete_alias", None)
+    if not callable(delete):
+        raise OpsloopError(
+            f"the registry plugin '{getattr(store, 'name', type(store).__name__)}' cannot "
+            f"remove an alias (no delete_alias method); move {name}@{alias} instead"
+        )
+    with moves_locked(project):
+        current = current_version(project, name, alias)
+        if current is None:
+            return None
+        previous = delete(name, alias) or current
+        move = AliasMove(
+            model=name,
+            alias=alias,
+            from_version=previous,
+            to_version="",
+            reason=reason.strip(),
+            removed=True,
+            actor=project.audit.actor,
+        )
+        try:
+            project.emit(move)
+        except BaseException:
+            store.set_alias(name, alias, previous)
+            raise
+        project.audit.append(
+            "model.alias.remove",
+            f"{name}@{alias}",
+            before={"version": previous},
+            after={"version": None},
+            detail={"reason": reason.strip(), "move": move.id},
+        )
+    return previous

@@ -39,7 +39,7 @@ from opsloop.records import ModelVersionRef
 from opsloop_fastapi import __version__
 from opsloop_fastapi.afterpredict import AfterPredict
 from opsloop_fastapi.decode import DecodeLimits
-from opsloop_fastapi.follow import Follower
+from opsloop_fastapi.follow import Follower, canary_share
 from opsloop_fastapi.front import Front, Router
 from opsloop_fastapi.metrics import ServerMetrics
 from opsloop_fastapi.pglog import store_for
@@ -199,7 +199,11 @@ def create_app(
         ),
         prediction_log=log,
         feedback_log=feedback,
-        router=Router(settings.canary_share),
+        router=Router(
+            canary_share(project, challenger.ref, settings.canary_share)
+            if challenger is not None and settings.canary_share > 0
+            else settings.canary_share
+        ),
         limiter=make_limiter(settings, ref.name),
         pool=ThreadPoolExecutor(
             settings.model_threads,
@@ -435,7 +439,7 @@ def _add_routes(app: FastAPI, state: ServingState, front: Front) -> None:
         return {
             **slots.champion.describe(),
             "challenger": slots.challenger.describe() if slots.challenger else None,
-            "canary_share": state.settings.canary_share,
+            "canary_share": state.router.share,
             "shadow": state.settings.shadow,
             "server": f"opsloop-fastapi {__version__}",
             "pid": os.getpid(),

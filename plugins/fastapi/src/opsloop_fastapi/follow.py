@@ -53,6 +53,30 @@ def artifact_digest(store: Any, ref: Any, model: Any) -> str | None:
     return str(value) if value else None
 
 
+#: Registry metadata on a challenger version: the share of traffic its canary gets.
+CANARY_SHARE_KEY = "canary_share"
+
+
+def canary_share(project: Any, ref: Any, default: float) -> float:
+    """The challenger's canary share: its version's ``canary_share`` metadata, else ``default``.
+
+    A retraining policy (``[respond.retrain.<model>] canary_share``) writes it when it sets
+    the challenger, so the share travels with the version to every replica.
+    """
+    try:
+        from opsloop.registry import has_governance, metadata
+
+        if not has_governance(store_of(project)):
+            return default
+        value = metadata(project, ref.name, ref.version).get(CANARY_SHARE_KEY)
+        return min(1.0, max(0.0, float(value))) if value else default
+    except Exception as exc:  # noqa: BLE001 - a bad value must not stop the swap
+        logger.warning(
+            "model %s v%s: canary_share metadata ignored: %s", ref.name, ref.version, exc
+        )
+        return default
+
+
 def load_served(
     project: Any, name: str, alias: str, *, compile_models: bool, store: Any = None
 ) -> ServedModel:
@@ -163,6 +187,10 @@ class Follower:
                 {"error": str(exc)[:300]},
             )
             raise
+        if slot == "challenger" and self.state.settings.canary_share > 0:
+            self.state.router.share = canary_share(
+                self.state.project, ref, self.state.settings.canary_share
+            )
         old = holder.swap(served) if slot == "champion" else holder.set_challenger(served)
         self._after_swap(slot, old, served, actor)
         seconds = round(time.perf_counter() - started, 3)

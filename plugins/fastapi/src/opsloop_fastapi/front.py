@@ -41,6 +41,7 @@ ROUTE_FEEDBACK = "/v1/feedback"
 _PREFIX = "/v1/models/"
 _SUFFIX = "/predict"
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_SHUTDOWN = "shutdown"  # Front._attempt: the model threads are gone
 _GOLDEN = 0.6180339887498949  # frac(phi): a low-discrepancy sequence for the canary split
 
 
@@ -92,6 +93,10 @@ class Front:
         self.body_timeout = settings.body_timeout_seconds
         self.deadlines = BodyDeadlines(self.body_timeout)
         self.limit_header = settings.rate_limit_key.encode("latin-1")
+        self.fallback = settings.challenger_fallback
+        self.challenger_timeout = min(
+            settings.challenger_timeout_seconds or self.timeout, self.timeout
+        )
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -188,16 +193,28 @@ class Front:
         job = Job(kind, served, role, body, mime, request_id, scope["headers"])
         if state.shadow_enabled and role == "champion" and slots.challenger is not None:
             job.challenger = slots.challenger
-        loop = asyncio.get_running_loop()
-        try:
-            future = loop.run_in_executor(state.pool, state.scorer.run, job)
-        except RuntimeError:  # the model threads stopped: the server is shutting down
+        fallback = role == "challenger" and self.fallback
+        outcome = await self._attempt(job, self.challenger_timeout if fallback else self.timeout)
+        if fallback and (outcome is None or job.failed):
+            # The challenger failed or was too slow: the champion answers instead (logged
+            # with role "fallback"), so a bad challenger never fails a client's request.
+            if outcome is None:
+                job.timed_out[0] = True
+                self._count(served, "timeout")
+            logger.warning(
+                "challenger %s v%s %s on request %s; the champion answers",
+                served.ref.name,
+                served.ref.version,
+                "timed out" if outcome is None else "failed",
+                request_id,
+            )
+            served = slots.champion
+            job = Job(kind, served, "fallback", body, mime, request_id, scope["headers"])
+            outcome = await self._attempt(job, self.timeout)
+        if outcome == _SHUTDOWN:
             message = "the server is shutting down; retry on another replica"
             return await _send(send, 503, error_body(kind, 503, message), request_id)
-        try:
-            async with asyncio.timeout(self.timeout):
-                status, payload, headers, scored = await future
-        except TimeoutError:
+        if outcome is None:
             job.timed_out[0] = True
             self._count(served, "timeout")
             message = (
@@ -205,6 +222,7 @@ class Front:
                 "(plugin.fastapi.timeout_seconds); request_id " + request_id
             )
             return await _send(send, 504, error_body(kind, 504, message), request_id)
+        status, payload, headers, scored = outcome
         if scored is not None:
             served, role, seconds, rows = scored
             m = state.metrics
@@ -212,6 +230,20 @@ class Front:
             m.child(m.predict_seconds, ref.name, ref.version, role).observe(seconds)
             m.child(m.prediction_rows, ref.name, ref.version, role).inc(rows)
         return await _send(send, status, payload, request_id, headers)
+
+    async def _attempt(self, job: Job, timeout: float) -> Any:
+        """Run ``job`` in a model thread: its reply, None on timeout, or _SHUTDOWN."""
+        state = self.state
+        loop = asyncio.get_running_loop()
+        try:
+            future = loop.run_in_executor(state.pool, state.scorer.run, job)
+        except RuntimeError:  # the model threads stopped: the server is shutting down
+            return _SHUTDOWN
+        try:
+            async with asyncio.timeout(timeout):
+                return await future
+        except TimeoutError:
+            return None
 
     async def _limit(
         self,

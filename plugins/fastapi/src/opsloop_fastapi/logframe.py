@@ -27,7 +27,8 @@ META_COLUMNS = (
     "prediction",
     "label",
 )
-SERVED_ROLES = ("champion", "challenger")
+#: roles answered to clients; "fallback": the champion answered for a failed challenger
+SERVED_ROLES = ("champion", "challenger", "fallback")
 
 
 def log_frame(

@@ -115,6 +115,9 @@ class Job:
     raw_headers: list[tuple[bytes, bytes]]
     challenger: ServedModel | None = None  # set when the request is copied to the shadow
     timed_out: list[bool] = field(default_factory=lambda: [False])
+    #: the model raised (or the server failed) on this request: a challenger's request is
+    #: then answered by the champion (see ``Front.score``)
+    failed: bool = False
 
 
 #: (status, body, extra headers, (served, role, seconds in the model, rows) when scored).
@@ -172,6 +175,7 @@ class Scorer:
             return self._run(job)
         except Exception as exc:  # a bug (in a hook, or ours): a clean 500
             logger.exception("request %s failed", job.request_id)
+            job.failed = True
             message = (
                 f"the server failed ({type(exc).__name__}); see the server log, request_id "
                 f"{job.request_id}"
@@ -303,6 +307,7 @@ class Scorer:
                 ctx = LazyContext(
                     job.request_id, ref, job.raw_headers, array=array, columns=columns, frame=frame
                 )
+            job.failed = True
             self._model_error(job, ctx, exc)
             if isinstance(exc, ValueError | TypeError | OpsloopError):
                 why = first_line(exc) or type(exc).__name__

@@ -66,6 +66,10 @@ class Settings(BaseModel):
     challenger_alias: str = "challenger"
     canary_share: float = Field(default=0.0, ge=0, le=1)  # share of traffic to the challenger
     shadow: bool = False  # score every champion request with the challenger too (logged only)
+    # a challenger that raises (or takes longer than challenger_timeout_seconds) on a request
+    # does not fail it: the champion answers, logged with role "fallback"
+    challenger_fallback: bool = True
+    challenger_timeout_seconds: float = Field(default=0.0, ge=0)  # 0: timeout_seconds
     compile_models: bool = True  # numpy fast path for verified linear scikit-learn pipelines
 
     # ---------------------------------------------------------------- admin

@@ -565,6 +565,21 @@ class MlflowModelStore:
         )
         return str(previous) if previous is not None else None
 
+    def delete_alias(self, name: str, alias: str) -> str | None:
+        """Remove ``alias`` from ``name``; return the version it pointed at (None: not set)."""
+        self._check_name(name)
+        alias = str(alias).strip().lstrip("@")
+        previous = _aliases(self._registered(name)).get(alias)
+        if previous is None:
+            return None
+        self.call_mlflow(
+            f"removing alias {name}@{alias}",
+            self.client.delete_registered_model_alias,
+            name,
+            alias,
+        )
+        return str(previous)
+
     def load(self, ref: ModelVersionRef) -> LoadedModel:
         """Load ``ref`` for scoring after checking every artifact file against its SHA-256.
 
