@@ -629,8 +629,8 @@ def run_runbook(
         finished_at=utcnow(),
         result=declared,
     )
-    project.emit(run)
-    project.audit.append(
+    project.emit(
+        run,
         "runbook.run",
         spec.name,
         after={
