@@ -125,6 +125,12 @@ def test_truncate_and_delete_head_is_found(tmp_path: Path) -> None:
     log2.head_path.write_bytes(old_head)
     result = log2.verify()
     assert not result.ok and "checkpoint kept outside the project" in result.reason
+    # the next append seals what it found into the chain, so the cut is never forgotten
+    log2.append("next", "z")
+    recovered = [e for e in log2.entries() if e["action"] == "audit.recovered"]
+    assert "entries were removed from the end" in recovered[0]["detail"]["head"]
+    result = log2.verify()
+    assert result.ok and any("removed from the end" in w for w in result.warnings)
 
 
 def test_deleting_log_and_head_is_found(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import fcntl
+import functools
 import getpass
 import hashlib
 import hmac
@@ -331,6 +332,11 @@ class AuditLog:
     def head_path(self) -> Path:
         return self.path.with_name(self.path.name + ".head")
 
+    @functools.cached_property
+    def checkpoint_path(self) -> Path:
+        """The sealed copy of the head kept in the user's opsloop home."""
+        return self.keys.checkpoint_path(self.path)
+
     @property
     def quarantine_path(self) -> Path:
         return self.path.with_name(self.path.name + ".torn")
@@ -399,7 +405,12 @@ class AuditLog:
                 problem = self._head_problem(head, key, log_id, seq, prev)
                 checkpoint = self._read_checkpoint()
                 ahead = _seq_of(checkpoint) or 0
-                if not problem and checkpoint and checkpoint.get("log") == log_id and ahead > seq:
+                if not problem and checkpoint and checkpoint.get("log") != log_id:
+                    problem = (
+                        f"the checkpoint outside the project was for log {checkpoint.get('log')}"
+                        f" at entry {ahead}, not this log: the log was replaced"
+                    )
+                elif not problem and checkpoint and ahead > seq:
                     problem = (
                         f"the checkpoint outside the project recorded entry {ahead} but the "
                         f"log ended at entry {seq}: entries were removed from the end"
@@ -545,7 +556,7 @@ class AuditLog:
 
     def _read_checkpoint(self) -> dict[str, Any] | None:
         try:
-            path = self.keys.checkpoint_path(self.path)
+            path = self.checkpoint_path
             head = json.loads(path.read_bytes())
         except (OSError, ValueError):
             return None
@@ -591,7 +602,7 @@ class AuditLog:
         text = json.dumps(head, sort_keys=True)
         _replace(self.head_path, text, self.file_mode)
         with contextlib.suppress(OSError):  # best effort: the home may be read-only
-            checkpoint = self.keys.checkpoint_path(self.path)
+            checkpoint = self.checkpoint_path
             checkpoint.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             _replace(checkpoint, json.dumps({**head, "path": str(self.path)}, sort_keys=True))
 
@@ -808,7 +819,7 @@ class AuditLog:
     ) -> str:
         if checkpoint is None:
             return ""
-        where = str(self.keys.checkpoint_path(self.path))
+        where = str(self.checkpoint_path)
         if not isinstance(checkpoint.get("seq"), int):
             return f"the checkpoint {where} is malformed"
         if checkpoint.get("log") != log_id:
