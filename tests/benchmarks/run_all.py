@@ -16,6 +16,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import bench_audit
 import bench_cli_start
 import bench_demo
 import bench_drift
@@ -101,6 +102,7 @@ def main() -> None:
         bench_drift_calibration.START,
         bench_drift_calibration.END,
     )
+    bench_audit.write_doc(bench_audit.doc_lines(bench_audit.main()))
     if shutil.which("wrk") is None:  # the serving benchmark drives the servers with wrk
         print("skipped the serving benchmark: wrk is not installed (apt-get install -y wrk)")
         return
