@@ -674,24 +674,34 @@ class AuditLog:
         """Walk the lines; the failure, or None when every line is a good entry."""
         prev = GENESIS.encode("ascii")
         key = b""
-        mac: _LineMac | None = None
+        inner = outer = None  # the key's HMAC pads, once the keyed entries begin
         marks = {name: mark for name, mark in scan.marks.items() if mark is not None}
+        marked = set(marks.values())
         collect = scan.collect_records
+        count = 0
+        sep, cut = b',"hash":"', -_HASH_SUFFIX - 1
         for lineno, raw in enumerate(fh, 1):
-            if mac is not None:  # the fast path: keyed lines, checked from their bytes
-                if mac.ok(raw, prev):
-                    scan.count += 1
+            if inner is not None and outer is not None and raw[cut : cut + 9] == sep:
+                # the fast path, inlined (a million times): HMAC(prev + line up to "hash")
+                mac = inner.copy()
+                mac.update(prev)
+                mac.update(raw[:cut])
+                out = outer.copy()
+                out.update(mac.digest())
+                if out.hexdigest().encode("ascii") == raw[-67:-3]:
+                    count += 1
                     prev = raw[-67:-3]
-                    if collect:
-                        _collect_line(raw, scan)
-                    if b'"action":"audit.' in raw:
-                        self._note(json.loads(raw), scan)
-                    if marks and scan.count in marks.values():
-                        _mark(scan, marks, prev.decode("ascii"))
+                    if collect or count in marked or b'"action":"audit.' in raw:
+                        scan.count = count
+                        if collect:
+                            _collect_line(raw, scan)
+                        if b'"action":"audit.' in raw:
+                            self._note(json.loads(raw), scan)
+                        if count in marked:
+                            _mark(scan, marks, prev.decode("ascii"))
                     continue
-                if not raw.strip():
-                    continue
-            elif not raw.strip():
+            scan.count = count
+            if not raw.strip():
                 continue
             if not raw.endswith(b"\n"):
                 scan.warnings.append(
@@ -733,8 +743,9 @@ class AuditLog:
                         f"as the user that holds the key, or set ${KEY_ENV}"
                     )
                 key = scan.key = found
-                mac = _LineMac(key)
-                if not _line_mac_ok(key, raw, prev):
+                pads = _LineMac(key)
+                inner, outer = pads.inner, pads.outer
+                if not pads.ok(raw, prev):
                     return scan.bad(
                         f"its content was edited (its HMAC does not match the key {key_id(key)})"
                     )
@@ -744,8 +755,10 @@ class AuditLog:
             else:
                 scan.unkeyed = scan.count
             prev = str(entry.get("hash")).encode("ascii")
-            if marks and scan.count in marks.values():
+            if scan.count in marked:
                 _mark(scan, marks, prev.decode("ascii"))
+            count = scan.count
+        scan.count = count
         return None
 
     @staticmethod
