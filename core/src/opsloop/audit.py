@@ -101,11 +101,6 @@ def _seal(key: bytes, body: dict[str, Any]) -> tuple[bytes, str]:
     return data + b',"hash":"' + digest.encode("ascii") + b'"}\n', digest
 
 
-def _line_mac_ok(key: bytes, line: bytes, prev: bytes) -> bool:
-    """Whether a keyed line (with its newline) is sealed by ``key`` after hash ``prev``."""
-    return _LineMac(key).ok(line, prev)
-
-
 class _LineMac:
     """HMAC-SHA256 of keyed lines with the key's pads hashed once (RFC 2104 by hand: the
     one-shot ``hmac.digest`` costs twice as much per line under OpenSSL 3)."""
@@ -326,6 +321,7 @@ class AuditLog:
         #: detail for the ``audit.keyed`` entry (the project commits its records here)
         self.on_keyed = on_keyed
         self._key_cache: dict[str, bytes] = {}
+        self._macs: dict[bytes, _LineMac] = {}
 
     # ------------------------------------------------------------------ paths
     @property
@@ -343,14 +339,24 @@ class AuditLog:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[int]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, self.file_mode)
+        flags = os.O_RDWR | os.O_CREAT | os.O_APPEND
+        try:
+            fd = os.open(self.path, flags, self.file_mode)
+        except FileNotFoundError:  # the folder is new
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, flags, self.file_mode)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield fd
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
+
+    def _mac(self, key: bytes) -> _LineMac:
+        mac = self._macs.get(key)
+        if mac is None:
+            mac = self._macs[key] = _LineMac(key)
+        return mac
 
     def _key(self, log_id: str, *, create: bool = False) -> bytes | None:
         if log_id in self._key_cache:
@@ -395,7 +401,7 @@ class AuditLog:
                         f"{self.keys.where(log_id)}; run opsloop as the user that holds the "
                         f"key, or set ${KEY_ENV} / [audit] key_file"
                     )
-                if not _line_mac_ok(key, tail.last_line, str(last.get("prev")).encode()):
+                if not self._mac(key).ok(tail.last_line, str(last.get("prev")).encode()):
                     raise IntegrityError(
                         f"audit log {self.path}: the last entry (seq {last.get('seq')}) does "
                         "not match its key (edited, or written with another key); run "
@@ -601,10 +607,13 @@ class AuditLog:
         }
         text = json.dumps(head, sort_keys=True)
         _replace(self.head_path, text, self.file_mode)
+        text = json.dumps({**head, "path": str(self.path)}, sort_keys=True)
         with contextlib.suppress(OSError):  # best effort: the home may be read-only
-            checkpoint = self.checkpoint_path
-            checkpoint.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            _replace(checkpoint, json.dumps({**head, "path": str(self.path)}, sort_keys=True))
+            try:
+                _replace(self.checkpoint_path, text)
+            except FileNotFoundError:
+                self.checkpoint_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                _replace(self.checkpoint_path, text)
 
     # ------------------------------------------------------------------ read
     def entries(self) -> Iterator[dict[str, Any]]:
