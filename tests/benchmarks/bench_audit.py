@@ -259,8 +259,9 @@ def doc_lines(result: dict[str, Any]) -> list[str]:
         f"{verdict(result['meets_append'])}; verify ≤ {TARGET_VERIFY_S:.0f} s: "
         f"{verdict(result['meets_verify'])}. Building the log took {result['build_s']} s. "
         "On a shared machine wall time is CPU time times the oversubscription (see the load "
-        "average) plus, for appends, the disk's fsync (the floor row): the append's p95 "
-        "follows the bare fsync's p95.",
+        "average) plus, for appends, the disk's fsync, which swings from under 1 ms to over "
+        "10 ms from one moment to the next (the floor row is measured right after the "
+        "appends): p95 is reported, the target is the p50.",
         "",
         "```json",
         json.dumps(result, indent=1),
