@@ -9,3 +9,8 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("OTEL_SDK_DISABLED", "true")
+# Audit keys and checkpoints go to a throwaway opsloop home, never the user's ~/.config.
+if "OPSLOOP_CONFIG_HOME" not in os.environ:
+    import tempfile
+
+    os.environ["OPSLOOP_CONFIG_HOME"] = tempfile.mkdtemp(prefix="opsloop-test-home-")

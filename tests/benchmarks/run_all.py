@@ -16,6 +16,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import bench_audit
 import bench_cli_start
 import bench_decode_bomb
 import bench_demo
@@ -105,6 +106,7 @@ def main() -> None:
     )
     bench_decode_bomb.write_doc(bench_decode_bomb.main())
     bench_retrain_loop.write_doc(bench_retrain_loop.doc_lines(bench_retrain_loop.main()))
+    bench_audit.write_doc(bench_audit.doc_lines(bench_audit.main()))
     if shutil.which("wrk") is None:  # the serving benchmark drives the servers with wrk
         print("skipped the serving benchmark: wrk is not installed (apt-get install -y wrk)")
         return

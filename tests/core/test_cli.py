@@ -138,6 +138,7 @@ def test_init_writes_starter_and_refuses_to_overwrite(tmp_path: Path) -> None:
     assert out.returncode == 0
     text = (tmp_path / "proj" / "opsloop.toml").read_text()
     assert 'name = "proj"' in text and "# opsloop project settings" in text
+    assert (tmp_path / "proj" / ".opsloop").stat().st_mode & 0o777 == 0o700  # private home
     again = run("init", str(tmp_path / "proj"), cwd=tmp_path)
     assert again.returncode == 2 and "already exists" in again.stderr
     assert not list((tmp_path / "proj").glob("*.tmp"))

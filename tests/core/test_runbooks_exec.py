@@ -142,8 +142,10 @@ def test_successful_run_writes_notebook_record_audit_and_incident_update(
     }
     assert stored.incident_id == incident.id and stored.input_path == str(path)
     assert stored.started_at < stored.finished_at
-    entry = list(project.audit.entries())[-1]
+    # the run's entry, then the incident update's own (every record is audited)
+    *_, entry, linked = list(project.audit.entries())
     assert (entry["action"], entry["target"]) == ("runbook.run", "double")
+    assert linked["action"] == "record.incident_update"
     assert entry["after"]["run_id"] == run.id and entry["after"]["status"] == "succeeded"
     assert project.audit.verify().ok
     updates = [u for u in project.records.list(IncidentUpdate) if u.incident_id == incident.id]
@@ -169,7 +171,7 @@ def test_failing_cell_is_a_failed_run_with_the_error_line(project: Project) -> N
     assert not failed.with_name(f"{run.id}.ipynb").exists()
     assert "ValueError: no data" in outputs_text(failed)  # the person sees the failing cell
     assert isinstance(project.records.get(run.id), RunbookRun)
-    assert list(project.audit.entries())[-1]["after"]["status"] == "failed"
+    assert list(project.audit.entries())[-2]["after"]["status"] == "failed"
     update = project.records.list(IncidentUpdate)[-1]
     assert update.runbook_run_id == run.id
     assert update.note == "runbook broken failed: ValueError: no data (cell 3)"

@@ -107,6 +107,25 @@ def test_demo_made_no_network_call(
     assert attempts == "", f"network calls attempted:\n{attempts}"
 
 
+def test_demo_home_is_private(
+    demo: tuple[Path, subprocess.CompletedProcess[str], Path],
+) -> None:
+    """Records, MLflow store, warehouse, prediction log, notebooks: nobody else can read."""
+    root, _out, _ = demo
+    home = root / ".opsloop"
+    paths = [home, *home.rglob("*")]
+    names = {p.name for p in paths}
+    assert {"records.sqlite", "audit.jsonl", "warehouse.duckdb"} <= names
+    assert any(p.suffix == ".ipynb" for p in paths)  # an executed runbook
+    loose = {
+        str(p.relative_to(home)): oct(p.stat().st_mode & 0o777)
+        for p in paths
+        if not p.is_symlink() and p.stat().st_mode & 0o077
+    }
+    assert not loose
+    assert home.stat().st_mode & 0o777 == 0o700
+
+
 def test_demo_records_tell_the_whole_story(
     demo: tuple[Path, subprocess.CompletedProcess[str], Path],
 ) -> None:
@@ -142,7 +161,8 @@ def test_demo_records_tell_the_whole_story(
         outputs = [o for c in executed["cells"] if c["cell_type"] == "code" for o in c["outputs"]]
         assert any(o.get("output_type") == "display_data" and "image/png" in o.get("data", {})
                    for o in outputs), "the triage notebook draws a chart"  # fmt: skip
-        assert project.audit.verify().ok
+        verdict = project.verify_audit()  # the chain, keyed, and every record against it
+        assert verdict.ok and verdict.log_id and verdict.unkeyed == 0, verdict.describe()
         actions = [e["action"] for e in project.audit.entries()]
         for action in ("ingest.load", "model.register", "monitor.profile", "model.alias",
                        "serve.start", "alert.fire", "incident.open", "runbook.run"):  # fmt: skip

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 import time
@@ -87,7 +88,9 @@ def cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=300,
         env={"PATH": f"{OPSLOOP.parent}:/usr/bin:/bin", "HOME": str(root), "COLUMNS": "200",
-             "OPSLOOP_ACTOR": "e2e"},
+             "OPSLOOP_ACTOR": "e2e",
+             # the audit key lives in the user's opsloop home: the same one as this process's
+             "OPSLOOP_CONFIG_HOME": os.environ["OPSLOOP_CONFIG_HOME"]},
         cwd=root,
     )  # fmt: skip
 

@@ -96,8 +96,8 @@ def perform(project: Project, action: Action, *, approved_by: str = "") -> Actio
         after=action.after,
         reason=action.reason,
     )
-    project.emit(approval)
-    project.audit.append(
+    project.emit(
+        approval,
         "action.approve",
         action.target,
         before=action.before,

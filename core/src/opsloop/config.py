@@ -39,6 +39,9 @@ class _Section(BaseModel):
 class ProjectSection(_Section):
     name: str = "opsloop-project"
     home: str = ".opsloop"  # relative to the config file's folder
+    #: False: the home and all it holds are private to you (0700 folders, 0600 files);
+    #: True: shared with the home's group (2770 / 0660), for a team on one machine
+    share_group: bool = False
 
 
 class WarehouseSection(_Section):
@@ -52,6 +55,9 @@ class RecordsSection(_Section):
 class AuditSection(_Section):
     path: str = "audit.jsonl"
     actor: str = ""  # default: $OPSLOOP_ACTOR, else the OS user
+    #: the HMAC key sealing the log, kept outside the project (default: one key per log in
+    #: ~/.config/opsloop/keys/; $OPSLOOP_AUDIT_KEY, hex, wins over both)
+    key_file: str = ""
 
 
 class PluginsSection(_Section):
@@ -400,6 +406,7 @@ STARTER = """\
 [project]
 name = "{name}"
 home = ".opsloop"              # where opsloop keeps its state, beside this file
+share_group = false            # false: the home is private (0700); true: group-shared (2770)
 
 [warehouse]
 path = "warehouse.duckdb"      # DuckDB file under the home (ingested data, predictions)
@@ -408,8 +415,9 @@ path = "warehouse.duckdb"      # DuckDB file under the home (ingested data, pred
 path = "records.sqlite"        # signals, alerts, incidents, runbook runs (append-only)
 
 [audit]
-path = "audit.jsonl"           # hash-chained audit log; check it with `opsloop audit verify`
+path = "audit.jsonl"           # keyed, hash-chained audit log; check it: `opsloop audit verify`
 actor = ""                     # who you are in the audit log (default: $OPSLOOP_ACTOR or OS user)
+key_file = ""                  # HMAC key sealing the log (default: ~/.config/opsloop/keys/<log id>)
 
 [plugins]
 enabled = []                   # allow-list of plugin names (empty: all installed)

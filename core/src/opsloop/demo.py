@@ -356,7 +356,7 @@ def _print_summary(project: Project, summary: DemoSummary, console: Console) -> 
         table.add_row(Text(s.name), Text("yes", "green") if s.ok else Text("NO", "red"),
                       f"{s.seconds:.1f}", Text(s.artefact))  # fmt: skip
     console.print(table)
-    verdict = project.audit.verify()
+    verdict = project.verify_audit()
     console.print(
         f"project home: {project.home}\n"
         f"audit log:    {project.audit.path} ({verdict.entries} entries, "

@@ -270,8 +270,8 @@ def record_evaluation(project: Project, result: Evaluation, gate: GateSection) -
         },
         actor=project.audit.actor,
     )
-    project.emit(evidence)
-    project.audit.append(
+    project.emit(
+        evidence,
         "model.evidence",
         f"{result.ref.name}/{result.ref.version}",
         after={"type": "evaluation", "verdict": _verdict(evidence.passed), "id": evidence.id},

@@ -62,8 +62,8 @@ def run_load(project: Project, source: SourceSpec) -> LoadRecord:
             f"no installed plugin loads sources of kind '{source.kind}' (source '{source.name}');"
             " install one, e.g. `pip install opsloop-dlt`"
         )
-    project.emit(load)
-    project.audit.append(
+    project.emit(
+        load,
         "ingest.load",
         f"{load.dataset}.{source.name}",
         after={

@@ -52,8 +52,8 @@ def save_profile(project: Project, profile: ReferenceProfile) -> ProfileRecord:
         source=dict(profile.source),
         actor=project.audit.actor,
     )
-    project.emit(record)
-    project.audit.append(
+    project.emit(
+        record,
         "monitor.profile",
         f"{profile.model}/{profile.version}",
         after={"id": profile.id, "record": record.id, "path": record.path, "sha256": digest},

@@ -11,20 +11,23 @@ in memory, nothing written anywhere.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import hashlib
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
 
-from opsloop.audit import AuditLog, VerifyResult
+from opsloop.audit import AuditKeys, AuditLog, VerifyResult
 from opsloop.config import CONFIG_FILE, Config, find_config, load_config, validate_settings
 from opsloop.config_files import plugin_env_overrides
 from opsloop.errors import ConfigError, OpsloopError
 from opsloop.plugins import PluginManager
 from opsloop.records import Record
 from opsloop.registrations import UNCACHED_HOOKS, Collected, Shadowed, collect_hook
-from opsloop.store import RecordStore
+from opsloop.store import RecordStore, record_hash
 
 T = TypeVar("T")
 
@@ -119,6 +122,8 @@ class Project:
                 config.plugins.model_dump(), root, env, load_entrypoints=True
             )
         project = cls(root, config, plugins, environ=env, detached=config_path is None)
+        if not project.detached:
+            private_umask(config.project.share_group)
         if start:
             project.hook.startup(project=project)
         return project
@@ -213,6 +218,7 @@ class Project:
         """
         if self.detached:
             raise no_project_error(Path.cwd(), searched_up=True)
+        make_home(self.home, self.config.project.share_group)
         target = self.home.joinpath(*parts)
         target.parent.mkdir(parents=True, exist_ok=True)
         return target
@@ -226,23 +232,190 @@ class Project:
     def audit(self) -> AuditLog:
         if self.detached:
             return _DetachedAuditLog(self.config.audit.actor)
-        return AuditLog(self.path(self.config.audit.path), self.config.audit.actor)
+        key_file = self.config.audit.key_file
+        keys = AuditKeys.from_environ(
+            {**os.environ, **self.environ}, (self.root / key_file) if key_file else ""
+        )
+        return AuditLog(
+            self.path(self.config.audit.path),
+            self.config.audit.actor,
+            keys=keys,
+            on_keyed=self._records_commitment,
+            file_mode=0o660 if self.config.project.share_group else 0o600,
+        )
+
+    def _records_commitment(self) -> dict[str, Any]:
+        """The records stored before the log was keyed, as the ``audit.keyed`` entry
+        commits to them (each later record is committed by its own entry)."""
+        rows = sorted(self.records.rows())
+        text = "".join(f"{rid} {kind} {digest}\n" for rid, kind, digest in rows)
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        return {"records": {"count": len(rows), "sha256": digest}}
 
     @cached_property
     def records(self) -> RecordStore:
         if self.detached:
             return RecordStore(None)
-        return RecordStore(self.path(self.config.records.path))
+        store = RecordStore(self.path(self.config.records.path))
+        if self.config.project.share_group and store.path is not None:
+            # SQLite creates files 0644 & ~umask: give the group write access too
+            for path in store.path.parent.glob(store.path.name + "*"):
+                with contextlib.suppress(OSError):
+                    os.chmod(path, 0o660)
+        return store
 
-    def emit(self, record: Record) -> Record:
-        """Store a record, then tell every plugin through ``on_record``."""
-        self.records.add(record)
-        self.hook.on_record(project=self, record=record)
+    def emit(
+        self,
+        record: Record,
+        action: str = "",
+        target: str = "",
+        *,
+        before: Any = None,
+        after: Any = None,
+        detail: dict[str, Any] | None = None,
+        actor: str | None = None,
+    ) -> Record:
+        """Store a record with its audit entry, then tell every plugin through ``on_record``.
+
+        The entry (``action`` on ``target``; default ``record.<kind>`` on the record id)
+        commits to the record's hash; see :meth:`recording` for the order of writes.
+        """
+        with self.recording(
+            record, action, target, before=before, after=after, detail=detail, actor=actor
+        ):
+            pass
         return record
+
+    @contextlib.contextmanager
+    def recording(
+        self,
+        record: Record,
+        action: str = "",
+        target: str = "",
+        *,
+        before: Any = None,
+        after: Any = None,
+        detail: dict[str, Any] | None = None,
+        actor: str | None = None,
+    ) -> Iterator[Record]:
+        """Audit, change, store: the one rule for every state change opsloop makes.
+
+        Inside one record-store transaction (BEGIN IMMEDIATE) the audit entry is written
+        first (the intent, committing to the record's hash), then the body of the ``with``
+        block makes its change (moves an alias, ...), then the record commits. A failure
+        in the block rolls the record back and appends ``<action>.failed``; a crash leaves
+        at most an audit entry whose record is missing (reported by ``audit verify``),
+        never a stored change without its entry. ``on_record`` runs after the commit.
+        """
+        action = action or f"record.{record.kind}"
+        with self.records.transaction():
+            self.audit.append(
+                action,
+                target or record.id,
+                before=before,
+                after=after,
+                detail=detail,
+                actor=actor,
+                record={"id": record.id, "kind": record.kind, "sha256": record_hash(record)},
+            )
+            self.records.add(record)
+            try:
+                yield record
+            except Exception as exc:
+                self.audit.append(
+                    f"{action}.failed",
+                    target or record.id,
+                    detail={"error": str(exc)[:500], "record": record.id},
+                    actor=actor,
+                )
+                raise
+            self.records.after_commit(lambda: self.hook.on_record(project=self, record=record))
+
+    def verify_audit(self) -> VerifyResult:
+        """The audit chain checked, and every stored record against the hash its audit
+        entry committed to: an edited, deleted or smuggled-in record row is found."""
+        result = self.audit.verify(collect_records=True)
+        if not result.ok or self.detached:
+            return result
+        problem, warnings = check_records(self.records, result)
+        warnings = [*result.warnings, *warnings]
+        if problem:
+            return dataclasses.replace(
+                result, ok=False, reason=problem, bad_seq=None, warnings=warnings
+            )
+        return dataclasses.replace(result, warnings=warnings)
 
     def close(self) -> None:
         if "records" in self.__dict__:
             self.records.close()
+
+
+def check_records(store: RecordStore, result: VerifyResult) -> tuple[str, list[str]]:
+    """(the first record problem or "", warnings): every row's hash against the audit
+    entry that committed to it; rows from before keying against the ``audit.keyed`` entry."""
+    warnings: list[str] = []
+    if store.triggers_were_missing or store.meta("triggers_missing_at"):
+        warnings.append(
+            "the records store's append-only triggers were dropped (found missing at "
+            f"{store.meta('triggers_missing_at') or 'this open'}; recreated): rows are "
+            "checked against the audit log below"
+        )
+    committed = dict(result.records)
+    loose: list[tuple[str, str, str]] = []
+    for rid, kind, digest in store.rows():
+        entry = committed.pop(rid, None)
+        if entry is None:
+            loose.append((rid, kind, digest))
+        elif entry[0] != digest:
+            return (
+                f"record {rid} ({kind}) was changed after it was stored: its row no longer "
+                f"matches the hash audit entry {entry[1]} committed to",
+                warnings,
+            )
+    if committed:
+        rid, (_, seq) = next(iter(committed.items()))
+        return (
+            f"record {rid}, committed by audit entry {seq}, is missing from the records store "
+            f"({len(committed)} missing): deleted, or a crash between the entry and the commit",
+            warnings,
+        )
+    if not result.log_id:
+        if loose:
+            warnings.append(
+                f"{len(loose)} records are not yet committed to the audit log (it is unkeyed);"
+                " the next audited change commits them"
+            )
+        return "", warnings
+    loose.sort()
+    text = "".join(f"{rid} {kind} {digest}\n" for rid, kind, digest in loose)
+    before = result.records_before
+    if len(loose) != before.get("count", 0) or (
+        loose and hashlib.sha256(text.encode()).hexdigest() != before.get("sha256")
+    ):
+        shown = ", ".join(rid for rid, _, _ in loose[:3])
+        return (
+            f"{len(loose)} record rows have no audit entry of their own, but "
+            f"{before.get('count', 0)} were stored before the log was keyed: rows were "
+            f"added, edited or deleted outside opsloop (unaudited rows among: {shown or 'none'})",
+            warnings,
+        )
+    return "", warnings
+
+
+def make_home(home: Path, shared: bool = False) -> None:
+    """Create the project home private (0700), or group-shared (2770) when ``shared``."""
+    if home.is_dir():
+        return
+    mode = 0o2770 if shared else 0o700
+    home.mkdir(parents=True, exist_ok=True, mode=mode)
+    os.chmod(home, mode)
+
+
+def private_umask(shared: bool = False) -> None:
+    """Set the process umask so everything written under the home (records, MLflow store,
+    warehouse, prediction log, notebooks, written by opsloop or by a vendor library) is
+    private: 0600 files and 0700 folders (0660 / 0770 when ``shared``)."""
+    os.umask(0o007 if shared else 0o077)
 
 
 class _DetachedAuditLog(AuditLog):
@@ -260,7 +433,7 @@ class _DetachedAuditLog(AuditLog):
     def entries(self) -> Any:
         return iter(self._memory)
 
-    def verify(self) -> VerifyResult:
+    def verify(self, *, collect_records: bool = False) -> VerifyResult:
         return VerifyResult(True, len(self._memory))
 
 

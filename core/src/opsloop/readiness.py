@@ -127,8 +127,8 @@ def check_readiness(
         go=all(i["ok"] for i in items),
         actor=project.audit.actor,
     )
-    project.emit(verdict)
-    project.audit.append(
+    project.emit(
+        verdict,
         "model.ready",
         f"{ref.name}/{ref.version}",
         after={"go": verdict.go, "id": verdict.id},

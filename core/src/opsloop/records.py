@@ -106,6 +106,8 @@ class Incident(Record):
     alert_ids: list[str] = field(default_factory=list)
     subject: str = ""
     status: Literal["open"] = "open"
+    #: one open incident per key (rule and subject), enforced by the record store
+    dedup_key: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -64,14 +64,72 @@ def list_incidents(project: Project, *, open_only: bool = False) -> list[Inciden
     return [v for v in views if v.status in OPEN_STATES] if open_only else views
 
 
-def _open_incident_for(project: Project, rule: str, subject: str) -> IncidentView | None:
-    for view in reversed(list_incidents(project, open_only=True)):
-        alerts = [project.records.get(a) for a in view.incident.alert_ids]
-        if view.incident.subject == subject and any(
-            isinstance(a, Alert) and a.rule == rule for a in alerts
-        ):
-            return view
-    return None
+def dedup_key(rule: str, subject: str) -> str:
+    """The key that allows one open incident per alert rule and subject."""
+    return f"{rule}\x1f{subject}"
+
+
+def _incident_key(project: Project, incident: Incident) -> str:
+    if incident.dedup_key:
+        return incident.dedup_key
+    alerts = [project.records.get(a) for a in incident.alert_ids]
+    rules = [a.rule for a in alerts if isinstance(a, Alert)]
+    return dedup_key(rules[0], incident.subject) if rules else ""
+
+
+def _index_open_incidents(project: Project) -> None:
+    """Fill the store's open-incident index once, for incidents opened before it existed.
+
+    Call inside a record-store transaction."""
+    db = project.records._db
+    if project.records.meta("open_incidents_indexed"):
+        return
+    for view in list_incidents(project, open_only=True):
+        key = _incident_key(project, view.incident)
+        if key:
+            db.execute(
+                "INSERT OR IGNORE INTO open_incidents (dedup_key, incident_id) VALUES (?, ?)",
+                (key, view.incident.id),
+            )
+    db.execute("INSERT INTO store_meta (key, value) VALUES ('open_incidents_indexed', '1')")
+
+
+def _open_or_attach(project: Project, rule: str, signal: Signal, alert: Alert) -> None:
+    """Open an incident for (rule, subject), or attach the alert to the open one.
+
+    Atomic across processes: the lookup and the insert run in one BEGIN IMMEDIATE
+    transaction, and the store's ``open_incidents`` table (primary key: the dedup key)
+    refuses a second open incident for the same key.
+    """
+    key = dedup_key(rule, signal.subject)
+    with project.records.transaction() as db:
+        _index_open_incidents(project)
+        row = db.execute(
+            "SELECT incident_id FROM open_incidents WHERE dedup_key = ?", (key,)
+        ).fetchone()
+        if row is not None:
+            project.emit(
+                IncidentUpdate(incident_id=row[0], note=f"alert {alert.id} attached"),
+                "incident.attach",
+                row[0],
+                after={"alert": alert.id},
+                actor="opsloop",
+            )
+            return
+        incident = Incident(
+            title=signal.summary or f"{rule} on {signal.subject}",
+            severity=signal.severity,
+            alert_ids=[alert.id],
+            subject=signal.subject,
+            dedup_key=key,
+        )
+        db.execute(
+            "INSERT INTO open_incidents (dedup_key, incident_id) VALUES (?, ?)",
+            (key, incident.id),
+        )
+        project.emit(
+            incident, "incident.open", incident.id, after={"alert": alert.id}, actor="opsloop"
+        )
 
 
 def evaluate_signal(project: Project, signal: Signal) -> list[Alert]:
@@ -89,31 +147,15 @@ def evaluate_signal(project: Project, signal: Signal) -> list[Alert]:
             subject=signal.subject,
             runbook=rule.runbook,
         )
-        project.emit(alert)
-        project.audit.append(
-            "alert.fire", alert.id, after={"rule": rule.name, "signal": signal.id}, actor="opsloop"
-        )
+        project.emit(
+            alert, "alert.fire", alert.id, after={"rule": rule.name, "signal": signal.id},
+            actor="opsloop",
+        )  # fmt: skip
         alerts.append(alert)
         # Notifiers are told through the outbox (opsloop.notify), from the records emitted
         # here: this alert if its rule opens no incident, else the incident or its update.
-        if not rule.open_incident:
-            continue
-        existing = _open_incident_for(project, rule.name, signal.subject)
-        if existing is not None:
-            project.emit(
-                IncidentUpdate(incident_id=existing.incident.id, note=f"alert {alert.id} attached")
-            )
-            continue
-        incident = Incident(
-            title=signal.summary or f"{rule.name} on {signal.subject}",
-            severity=signal.severity,
-            alert_ids=[alert.id],
-            subject=signal.subject,
-        )
-        project.emit(incident)
-        project.audit.append(
-            "incident.open", incident.id, after={"alert": alert.id}, actor="opsloop"
-        )
+        if rule.open_incident:
+            _open_or_attach(project, rule.name, signal, alert)
     return alerts
 
 
@@ -124,17 +166,38 @@ def update_incident(
     allowed = ("open", "acknowledged", "mitigated", "resolved")
     if status not in allowed:
         raise OpsloopError(f"unknown incident status '{status}'; use one of: {', '.join(allowed)}")
-    view = incident_view(project, incident_id)
-    update = IncidentUpdate(
-        incident_id=incident_id,
-        status=status,  # type: ignore[arg-type]
-        note=note,
-        actor=project.audit.actor,
-    )
-    project.emit(update)
-    project.audit.append(
-        "incident.update", incident_id, before={"status": view.status}, after={"status": status}
-    )
+    with project.records.transaction() as db:
+        _index_open_incidents(project)
+        view = incident_view(project, incident_id)
+        update = IncidentUpdate(
+            incident_id=incident_id,
+            status=status,  # type: ignore[arg-type]
+            note=note,
+            actor=project.audit.actor,
+        )
+        key = _incident_key(project, view.incident)
+        if key and status == "resolved":
+            db.execute("DELETE FROM open_incidents WHERE incident_id = ?", (incident_id,))
+        elif key and view.status == "resolved":
+            other = db.execute(
+                "SELECT incident_id FROM open_incidents WHERE dedup_key = ?", (key,)
+            ).fetchone()
+            if other is not None and other[0] != incident_id:
+                raise OpsloopError(
+                    f"incident {other[0]} is open for the same rule and subject; resolve it "
+                    f"before reopening {incident_id}"
+                )
+            db.execute(
+                "INSERT OR IGNORE INTO open_incidents (dedup_key, incident_id) VALUES (?, ?)",
+                (key, incident_id),
+            )
+        project.emit(
+            update,
+            "incident.update",
+            incident_id,
+            before={"status": view.status},
+            after={"status": status},
+        )
     return update
 
 

@@ -674,8 +674,8 @@ def _run_scoped(
         finished_at=utcnow(),
         result=result,
     )
-    project.emit(run)
-    project.audit.append(
+    project.emit(
+        run,
         "runbook.run",
         spec.name,
         after={

@@ -6,6 +6,8 @@ server, the CLI, a notebook) and DuckDB allows one writing process per file.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import sqlite3
 import threading
@@ -42,7 +44,26 @@ CREATE TRIGGER IF NOT EXISTS claims_no_update BEFORE UPDATE ON claims
 BEGIN SELECT RAISE(ABORT, 'claims are append-only'); END;
 CREATE TRIGGER IF NOT EXISTS claims_no_delete BEFORE DELETE ON claims
 BEGIN SELECT RAISE(ABORT, 'claims are append-only'); END;
+CREATE TABLE IF NOT EXISTS open_incidents (
+    dedup_key TEXT PRIMARY KEY,
+    incident_id TEXT NOT NULL UNIQUE
+);
+CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+
+#: The append-only triggers, as the schema creates them (``opsloop doctor`` compares).
+TRIGGERS = ("records_no_update", "records_no_delete")
+
+
+def row_hash(record_id: str, kind: str, created_at: str, body: str) -> str:
+    """The SHA-256 an audit entry commits to for one stored record row."""
+    text = "\x1f".join((record_id, kind, created_at, body))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def record_hash(record: Record) -> str:
+    """The SHA-256 of the row :meth:`RecordStore.add` stores for ``record``."""
+    return row_hash(record.id, record.kind, record.created_at, record.to_json())
 
 
 @dataclass(frozen=True)
@@ -68,10 +89,70 @@ class RecordStore:
             path.parent.mkdir(parents=True, exist_ok=True)
         where = ":memory:" if path is None else path
         self._db = sqlite3.connect(where, timeout=30, isolation_level=None, check_same_thread=False)
+        self._lock = threading.RLock()
+        self._depth = 0
+        self._after_commit: list[Callable[[], object]] = []
         if path is not None:
             self._db.execute("PRAGMA journal_mode=WAL")
+        #: the append-only triggers were missing when this store was opened (someone
+        #: dropped them); they are recreated, and ``opsloop doctor`` reports it
+        self.triggers_were_missing = self._triggers_missing()
         self._db.executescript(_SCHEMA)
         self._claim_lock = threading.Lock()
+        if self.triggers_were_missing:
+            from opsloop.records import utcnow
+
+            self._db.execute(
+                "INSERT OR IGNORE INTO store_meta (key, value) VALUES (?, ?)",
+                ("triggers_missing_at", utcnow()),
+            )
+
+    def meta(self, key: str) -> str:
+        """A value the store keeps about itself ("" when unset)."""
+        row = self._db.execute("SELECT value FROM store_meta WHERE key = ?", (key,)).fetchone()
+        return str(row[0]) if row else ""
+
+    def _triggers_missing(self) -> bool:
+        rows = self._db.execute(
+            "SELECT name FROM sqlite_master WHERE type IN ('table', 'trigger')"
+        ).fetchall()
+        names = {r[0] for r in rows}
+        return "records" in names and not all(t in names for t in TRIGGERS)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (BEGIN IMMEDIATE: the write lock is taken first, so two
+        processes cannot both read-then-write); nested calls join the outer one."""
+        with self._lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield self._db
+                finally:
+                    self._depth -= 1
+                return
+            self._db.execute("BEGIN IMMEDIATE")
+            self._depth = 1
+            try:
+                yield self._db
+            except BaseException:
+                self._depth = 0
+                self._after_commit.clear()
+                self._db.execute("ROLLBACK")
+                raise
+            self._depth = 0
+            callbacks, self._after_commit = self._after_commit, []
+            self._db.execute("COMMIT")
+        for callback in callbacks:
+            callback()
+
+    def after_commit(self, callback: Callable[[], object]) -> None:
+        """Run ``callback`` once the current transaction commits (now, outside one)."""
+        with self._lock:
+            if self._depth:
+                self._after_commit.append(callback)
+                return
+        callback()
 
     def close(self) -> None:
         self._db.close()
@@ -88,6 +169,13 @@ class RecordStore:
                 f"record {record.id} already exists; records are written once"
             ) from None
         return record
+
+    def rows(self) -> Iterator[tuple[str, str, str]]:
+        """(id, kind, row hash) of every stored row, for the audit cross-check."""
+        for rid, kind, created_at, body in self._db.execute(
+            "SELECT id, kind, created_at, body FROM records"
+        ):
+            yield rid, kind, row_hash(rid, kind, created_at, body)
 
     def get(self, record_id: str) -> Record:
         row = self._db.execute("SELECT body FROM records WHERE id = ?", (record_id,)).fetchone()

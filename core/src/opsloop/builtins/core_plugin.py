@@ -69,13 +69,40 @@ def register_checks(project: Project) -> list[CheckResult]:
         results.append(CheckResult("project home writable", True, str(project.home), "core"))
     except OSError as exc:
         results.append(CheckResult("project home writable", False, str(exc), "core"))
-    verdict = project.audit.verify()
+    mode = project.home.stat().st_mode & 0o777
+    shared = project.config.project.share_group
+    loose = mode & (0o007 if shared else 0o077)
+    results.append(
+        CheckResult(
+            "project home private",
+            not loose,
+            f"{project.home} is {mode:o}"
+            + (
+                f"; others can read it: chmod {'2770' if shared else '700'} {project.home}"
+                if loose
+                else ""
+            ),
+            "core",
+        )
+    )
+    verdict = project.verify_audit()
     results.append(
         CheckResult(
             "audit log chain",
             verdict.ok,
-            f"{verdict.entries} entries"
-            + ("" if verdict.ok else f"; entry {verdict.bad_seq}: {verdict.reason}"),
+            verdict.describe() + "".join(f"; warning: {w}" for w in verdict.warnings),
+            "core",
+        )
+    )
+    triggers_ok = not project.records.triggers_were_missing
+    results.append(
+        CheckResult(
+            "records append-only",
+            triggers_ok,
+            "UPDATE and DELETE refused by triggers"
+            if triggers_ok
+            else "the append-only triggers of the records store were missing (dropped) and "
+            "were recreated; `opsloop audit verify` checks every row against the audit log",
             "core",
         )
     )

@@ -169,6 +169,11 @@ def init_command(
     tmp = target.with_suffix(".toml.tmp")
     tmp.write_text(STARTER.format(name=name or path.name), encoding="utf-8")
     tmp.replace(target)
+    from opsloop.config import load_config
+    from opsloop.project import make_home
+
+    config = load_config(target, {})
+    make_home((path / config.project.home).resolve(), config.project.share_group)
     context.console.print(f"wrote {target}")
 
 

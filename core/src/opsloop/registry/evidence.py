@@ -78,8 +78,8 @@ def record_evidence(
         sha256=digest,
         actor=project.audit.actor,
     )
-    project.emit(evidence)
-    project.audit.append(
+    project.emit(
+        evidence,
         "model.evidence",
         f"{ref.name}/{ref.version}",
         after={

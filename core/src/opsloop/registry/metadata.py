@@ -23,14 +23,18 @@ def set_metadata(
     clean = {str(k): str(v).strip() for k, v in values.items()}
     gov = governance(store, "model metadata")
     before = gov.get_metadata(name, version)
-    gov.set_metadata(name, version, clean)
     target = f"{name}/{version}" if version else name
-    project.audit.append(
+    project.audit.append(  # the intent first: no change is ever stored unaudited
         "model.metadata",
         target,
         before={k: before.get(k) for k in clean},
         after=clean,
     )
+    try:
+        gov.set_metadata(name, version, clean)
+    except Exception as exc:
+        project.audit.append("model.metadata.failed", target, detail={"error": str(exc)[:500]})
+        raise
     return {**before, **clean}
 
 

@@ -91,8 +91,6 @@ def _move(
                 exit_code=1,
             )
         forced = bool(failed)
-        moved_from = store.set_alias(name, alias, ref.version)
-        previous = moved_from if moved_from is not None else previous
         move = AliasMove(
             model=name,
             alias=alias,
@@ -103,12 +101,11 @@ def _move(
             actor=project.audit.actor,
             checks=checks,
         )
-        emit_move(project, store, move)
-        project.audit.append(
+        emit_move(
+            project,
+            store,
+            move,
             f"{action}.forced" if forced else action,
-            f"{name}@{alias}",
-            before={"version": previous},
-            after={"version": ref.version},
             detail={
                 "gates": checks
                 or (f"no gate guards @{alias}" if registered else "no gate configured"),
@@ -122,12 +119,30 @@ def _move(
     return ref
 
 
-def emit_move(project: Project, store: ModelStore, move: AliasMove) -> None:
-    """Record the move; if that fails, put the alias back so history and registry agree."""
+def emit_move(
+    project: Project,
+    store: ModelStore,
+    move: AliasMove,
+    action: str,
+    detail: dict[str, Any],
+) -> None:
+    """Audit the move (first), move the alias, then commit the AliasMove record, all in one
+    record-store transaction (:meth:`Project.recording`); if storing fails after the alias
+    moved, put the alias back so history and registry agree."""
+    moved = False
     try:
-        project.emit(move)
+        with project.recording(
+            move,
+            action,
+            f"{move.model}@{move.alias}",
+            before={"version": move.from_version},
+            after={"version": move.to_version},
+            detail=detail,
+        ):
+            store.set_alias(move.model, move.alias, move.to_version)
+            moved = True
     except BaseException:
-        if move.from_version is not None:
+        if moved and move.from_version is not None:
             store.set_alias(move.model, move.alias, move.from_version)
         raise
 

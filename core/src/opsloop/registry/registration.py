@@ -29,8 +29,8 @@ def register_model(
     project.hook.before_register(project=project, name=name, trained=trained)
     lineage = {**dict(lineage), "registered_by": project.audit.actor}
     ref = store.register(name, trained, lineage=lineage)
-    project.emit(ref)
-    project.audit.append(
+    project.emit(
+        ref,
         "model.register",
         f"{name}/{ref.version}",
         after={

@@ -94,7 +94,6 @@ def rollback(
             )
         ref = store.resolve(name, target)
         check_integrity(project, store, ref)
-        store.set_alias(name, alias, target)
         move = AliasMove(
             model=name,
             alias=alias,
@@ -104,13 +103,8 @@ def rollback(
             rollback=True,
             actor=project.audit.actor,
         )
-        emit_move(project, store, move)
-        project.audit.append(
-            "model.rollback",
-            f"{name}@{alias}",
-            before={"version": current},
-            after={"version": target},
-            detail={"reason": reason.strip(), "move": move.id},
+        emit_move(
+            project, store, move, "model.rollback", {"reason": reason.strip(), "move": move.id}
         )
     ref = store.resolve(name, target)
     project.hook.after_promote(project=project, ref=ref, alias=alias, previous=current)
