@@ -131,7 +131,9 @@ def test_successful_run_writes_notebook_record_audit_and_incident_update(
     nb = json.loads(out.read_text())
     assert nb["metadata"]["papermill"]["input_path"] == str(path)
     assert nb["metadata"]["opsloop"]["run"]["id"] == run.id
-    assert sorted(p.name for p in out.parent.iterdir()) == [out.name]  # no temp files left
+    html = out.with_suffix(".html")  # its offline HTML copy, and no temp files left
+    assert sorted(p.name for p in out.parent.iterdir()) == [html.name, out.name]
+    assert run.html_path == str(html) and "double 42 int" in html.read_text()
     # the record, the audit entry, the incident update, the hooks
     stored = project.records.get(run.id)
     assert isinstance(stored, RunbookRun)

@@ -44,6 +44,10 @@ SECRETS_CELL_TAG = "opsloop-secrets"
 MIN_SCRUB_LENGTH = 4
 #: The output type a runbook's declared result is displayed as (see :func:`runbook_result`).
 RESULT_MIME = "application/vnd.opsloop.result+json"
+#: What a notebook is (metadata ``opsloop.kind``): an on-call runbook or a report.
+KINDS: tuple[str, ...] = ("runbook", "report")
+#: The environment variable that tells the kernel the id of the run it executes.
+RUN_ID_ENV = "OPSLOOP_RUN_ID"
 
 _TRUE = frozenset({"true", "yes", "y", "on", "1"})
 _FALSE = frozenset({"false", "no", "n", "off", "0"})
@@ -83,6 +87,11 @@ def shipped_runbooks_dir() -> Path:
     return Path(__file__).resolve().parent / "notebooks" / "runbooks"
 
 
+def shipped_reports_dir() -> Path:
+    """The report notebooks shipped inside the opsloop package (run like runbooks)."""
+    return Path(__file__).resolve().parent / "notebooks" / "reports"
+
+
 def read_notebook(path: Path) -> dict[str, Any]:
     """A notebook file as JSON; an unreadable file is a one-line OpsloopError."""
     try:
@@ -115,20 +124,25 @@ def _summary(nb: Mapping[str, Any]) -> str:
 
 
 def runbook_spec(path: Path) -> RunbookSpec:
-    """The RunbookSpec of one notebook: name from the file stem, summary and secrets from
-    metadata ``opsloop.summary`` / ``opsloop.secret_parameters``."""
+    """The RunbookSpec of one notebook: name from the file stem, summary, secrets and kind
+    from metadata ``opsloop.summary`` / ``opsloop.secret_parameters`` / ``opsloop.kind``
+    (default: ``report`` for a notebook in a ``reports`` folder, else ``runbook``)."""
     path = Path(path)
+    kind = "report" if path.parent.name == "reports" else "runbook"
     try:
         nb = read_notebook(path)
     except OpsloopError as exc:
-        return RunbookSpec(name=path.stem, path=path, summary=f"unreadable: {exc}")
+        return RunbookSpec(name=path.stem, path=path, summary=f"unreadable: {exc}", kind=kind)
     meta = nb.get("metadata", {}).get("opsloop", {})
     secrets = meta.get("secret_parameters", []) if isinstance(meta, dict) else []
+    if isinstance(meta, dict) and meta.get("kind") in KINDS:
+        kind = str(meta["kind"])
     return RunbookSpec(
         name=path.stem,
         path=path,
         summary=_summary(nb),
         secret_parameters=tuple(str(s) for s in secrets or ()),
+        kind=kind,
     )
 
 
@@ -495,6 +509,9 @@ def _execute(
     The notebook is written under a hidden temporary name and renamed when it is complete,
     so no half-written notebook ever carries the final name.
     """
+    from opsloop.notebook_html import prepare_in_background
+
+    prepare_in_background()  # the HTML exporter loads while the kernel starts
     final = project.path("runbooks", spec.name, f"{run['id']}.ipynb")
     partial = final.with_name(f".{run['id']}.partial.ipynb")
     prepared = final.with_name(f".{run['id']}.input.ipynb")
@@ -505,6 +522,8 @@ def _execute(
     try:
         _prepare(spec, prepared, list(secrets), run)
         env = {secret_env_name(n): json.dumps(v) for n, v in secrets.items()}
+        env[RUN_ID_ENV] = run["id"]
+        env["OPSLOOP_ACTOR"] = project.audit.actor  # the kernel acts for who ran it
         with _environment(env):
             result = project.hook.execute_notebook(
                 project=project,
@@ -537,13 +556,17 @@ def _with_conventions(
     declared: Mapping[str, ParameterSpec],
     given: dict[str, Any],
     incident_id: str | None,
+    runbook: str = "",
 ) -> dict[str, Any]:
-    """Fill ``project_dir`` and ``incident_id`` when the runbook declares them."""
+    """Fill ``project_dir``, ``incident_id`` and ``output_dir`` (the folder the executed
+    notebook goes to) when the runbook declares them."""
     out = dict(given)
     if incident_id and "incident_id" in declared and not out.get("incident_id"):
         out["incident_id"] = incident_id
     if "project_dir" in declared and "project_dir" not in out:
         out["project_dir"] = str(project.root)
+    if "output_dir" in declared and not out.get("output_dir"):
+        out["output_dir"] = str(project.home / "runbooks" / runbook)
     return out
 
 
@@ -577,7 +600,7 @@ def run_runbook(
         )
     declared = inspect_parameters(spec)
     values = coerce_parameters(
-        spec, _with_conventions(project, declared, dict(parameters or {}), incident_id)
+        spec, _with_conventions(project, declared, dict(parameters or {}), incident_id, spec.name)
     )
     named = values.get("incident_id")
     if incident_id and isinstance(named, str) and named and named != incident_id:
@@ -616,6 +639,7 @@ def run_runbook(
             failed = project.path("runbooks", spec.name, f"{run_id}.failed.ipynb")
             output = str(failed) if failed.is_file() else ""
     declared = _declared_result(output)
+    html = "" if interrupted else _export_html(output)  # Ctrl-C: stop now
     run = RunbookRun(
         id=run_id,
         runbook=spec.name,
@@ -628,6 +652,7 @@ def run_runbook(
         started_at=started,
         finished_at=utcnow(),
         result=declared,
+        html_path=html,
     )
     project.emit(run)
     project.audit.append(
@@ -638,6 +663,7 @@ def run_runbook(
             "status": run.status,
             "parameters": shown,
             "output_path": output,
+            "html_path": html,
             "result": {k: declared[k] for k in ("summary", "recommendation") if k in declared},
             "incident_id": incident_id,
             "error": error,
@@ -688,6 +714,22 @@ def read_result(notebook: Mapping[str, Any]) -> dict[str, Any]:
             if isinstance(value, dict):
                 found = value
     return found
+
+
+def _export_html(output: str) -> str:
+    """Export the executed notebook to offline HTML beside it; '' when there is no
+    notebook. A failed export is a warning, not a failed run: the notebook is the record."""
+    if not output:
+        return ""
+    from opsloop.notebook_html import export_html
+
+    try:
+        return str(export_html(Path(output)))
+    except Exception as exc:  # noqa: BLE001 - the run happened; only its HTML copy is missing
+        import sys
+
+        print(f"opsloop: warning: no HTML copy of {output}: {_one_line(exc, [])}", file=sys.stderr)
+        return ""
 
 
 def _declared_result(output: str) -> dict[str, Any]:

@@ -14,7 +14,9 @@ if TYPE_CHECKING:
     from opsloop.interfaces import RunbookSpec
 
 incident_app = typer.Typer(help="Incidents opened from alerts.", no_args_is_help=True)
-runbook_app = typer.Typer(help="Runbook notebooks: list, inspect, run.", no_args_is_help=True)
+runbook_app = typer.Typer(
+    help="Runbook and report notebooks: list, inspect, run.", no_args_is_help=True
+)
 
 
 @incident_app.command("list")
@@ -130,7 +132,8 @@ def _brief_parameter(row: dict[str, Any]) -> str:
 def runbook_list(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
-    """List runbooks and their parameters (* required); `runbook inspect NAME` for help."""
+    """List runbooks and reports with their parameters (* required); `runbook inspect NAME`
+    for help."""
     from rich.table import Table
 
     from opsloop.runbooks import list_runbooks
@@ -139,6 +142,7 @@ def runbook_list(
     rows: list[dict[str, Any]] = [
         {
             "name": spec.name,
+            "kind": spec.kind,
             "summary": spec.summary,
             "stage": spec.stage,
             "path": str(spec.path),
@@ -149,12 +153,12 @@ def runbook_list(
     if as_json:
         context.print_json(rows)
         return
-    table = Table(title="runbooks (* required)", title_justify="left")
-    for col in ("name", "summary", "parameters"):
+    table = Table(title="runbooks and reports (* required)", title_justify="left")
+    for col in ("name", "kind", "summary", "parameters"):
         table.add_column(col, overflow="fold")
     for row in rows:
         params = "\n".join(_brief_parameter(p) for p in row["parameters"]) or "-"
-        table.add_row(row["name"], row["summary"], params)
+        table.add_row(row["name"], row["kind"], row["summary"], params)
     context.console.print(table)
 
 
@@ -177,6 +181,7 @@ def runbook_inspect(
         context.print_json(
             {
                 "name": spec.name,
+                "kind": spec.kind,
                 "summary": spec.summary,
                 "path": str(spec.path),
                 "parameters": params,
@@ -185,7 +190,7 @@ def runbook_inspect(
         )
         return
     out = context.console
-    out.print(f"{spec.name}: {spec.summary}", markup=False, highlight=False)
+    out.print(f"{spec.name} ({spec.kind}): {spec.summary}", markup=False, highlight=False)
     out.print(f"path: {spec.path}", markup=False, highlight=False)
     table = Table(title="parameters", title_justify="left")
     for col in ("name", "type", "default", "required", "help"):
@@ -249,6 +254,8 @@ def runbook_run(
         return
     out = context.console
     out.print(f"runbook {name}: {run.status} -> {run.output_path} ({run.id})", markup=False)
+    if run.html_path:
+        out.print(f"html: {run.html_path}", markup=False, highlight=False)
     for key in ("summary", "recommendation"):
         if run.result.get(key):
             out.print(f"{key}: {run.result[key]}", markup=False, highlight=False)
