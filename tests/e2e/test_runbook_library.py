@@ -150,7 +150,7 @@ def library(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     train, holdout = frame.iloc[:300], frame.iloc[400:].reset_index(drop=True)
     train.to_csv(root / "tables" / "raw.bc_train.csv", index=False)
     holdout.to_csv(root / "tables" / "raw.bc_holdout.csv", index=False)
-    project = Project.open(root, environ={"OPSLOOP_ACTOR": "e2e"})
+    project = Project.open(root, environ={"OPSLOOP_AUDIT__ACTOR": "e2e"})
     runs: dict[str, RunbookRun] = {}
     try:
         trained = project.hook.train_model(
