@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import time
 from importlib import resources
 from pathlib import Path
@@ -367,3 +368,20 @@ def test_integrity_failure_names_the_tampered_version(library: dict[str, Any]) -
     assert result["tampered"] == ["bc/2"] and result["aliased"] == ["bc/2"]
     assert result["recommendation"] == "re-register"  # @challenger never held another version
     assert result["audit_ok"] is True
+
+
+def test_the_cli_prints_the_html_copy_and_the_verdict(library: dict[str, Any]) -> None:
+    import subprocess
+    import sys
+
+    root = library["project"].root
+    opsloop = Path(sys.executable).parent / "opsloop"
+    out = subprocess.run(
+        [str(opsloop), "-p", str(root), "runbook", "run", "load-failure", "-P", "source=orders"],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "300"},
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    html = next(ln for ln in lines if ln.startswith("html: ")).removeprefix("html: ")
+    assert html.endswith(".html") and Path(html).is_file()
+    assert "recommendation: fix-source-and-replay" in lines

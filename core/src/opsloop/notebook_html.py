@@ -40,6 +40,7 @@ def remote_assets(html: str) -> list[str]:
 
 
 _LOCK = threading.Lock()
+_RENDER_LOCK = threading.Lock()  # one exporter per process: renders take turns
 _EXPORTER: Any = None
 
 
@@ -95,7 +96,8 @@ def to_html(notebook: str | dict[str, Any]) -> str:
     # v4.reads joins the line lists without validating: the notebook is one opsloop wrote,
     # and compiling nbformat's JSON schema costs more than the rendering itself.
     node = v4.reads(text)  # type: ignore[no-untyped-call]
-    body, _ = exporter.from_notebook_node(node)
+    with _RENDER_LOCK:
+        body, _ = exporter.from_notebook_node(node)
     return _REMOTE.sub("", body)
 
 
