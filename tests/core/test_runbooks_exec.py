@@ -169,6 +169,8 @@ def test_failing_cell_is_a_failed_run_with_the_error_line(project: Project) -> N
     failed = project.path("runbooks", "broken", f"{run.id}.failed.ipynb")
     assert run.output_path == str(failed) and failed.is_file()
     assert not failed.with_name(f"{run.id}.ipynb").exists()
+    assert run.html_path == str(failed.with_suffix(".html"))  # the failed run's HTML copy
+    assert "ValueError" in failed.with_suffix(".html").read_text()
     assert "ValueError: no data" in outputs_text(failed)  # the person sees the failing cell
     assert isinstance(project.records.get(run.id), RunbookRun)
     assert list(project.audit.entries())[-1]["after"]["status"] == "failed"

@@ -29,14 +29,12 @@ from opsloop.records import (
     RunbookRun,
     Signal,
 )
+from opsloop.runbooks import RUN_ID_ENV  # the run id opsloop puts in the kernel's environment
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from opsloop.project import Project
-
-#: The environment variable that carries the run id into a runbook's kernel.
-RUN_ID_ENV = "OPSLOOP_RUN_ID"
 
 
 def open_project(project_dir: str = ".") -> Project:

@@ -32,6 +32,7 @@ from opsloop.records import Incident, IncidentUpdate, RunbookRun, new_id, utcnow
 from opsloop.redact import REDACTED, is_secret_key, redact, redact_text
 
 if TYPE_CHECKING:
+    from opsloop.notebook_html import HtmlWorker
     from opsloop.project import Project
 
 #: The parameter types a runbook may declare.
@@ -509,9 +510,6 @@ def _execute(
     The notebook is written under a hidden temporary name and renamed when it is complete,
     so no half-written notebook ever carries the final name.
     """
-    from opsloop.notebook_html import prepare_in_background
-
-    prepare_in_background()  # the HTML exporter loads while the kernel starts
     final = project.path("runbooks", spec.name, f"{run['id']}.ipynb")
     partial = final.with_name(f".{run['id']}.partial.ipynb")
     prepared = final.with_name(f".{run['id']}.input.ipynb")
@@ -631,6 +629,7 @@ def run_runbook(
     started = utcnow()
     meta = {"id": run_id, "runbook": spec.name, "incident_id": incident_id}
     interrupted: KeyboardInterrupt | None = None
+    worker = _html_worker()  # loads the HTML exporter while the kernel runs
     with _RUN_LOCK:
         try:
             output, error = _execute(project, spec, meta, plain, secrets, limit)
@@ -639,7 +638,9 @@ def run_runbook(
             failed = project.path("runbooks", spec.name, f"{run_id}.failed.ipynb")
             output = str(failed) if failed.is_file() else ""
     declared = _declared_result(output)
-    html = "" if interrupted else _export_html(output)  # Ctrl-C: stop now
+    html = "" if interrupted else _export_html(output, worker)  # Ctrl-C: stop now
+    if worker is not None:
+        worker.close()
     run = RunbookRun(
         id=run_id,
         runbook=spec.name,
@@ -716,14 +717,27 @@ def read_result(notebook: Mapping[str, Any]) -> dict[str, Any]:
     return found
 
 
-def _export_html(output: str) -> str:
-    """Export the executed notebook to offline HTML beside it; '' when there is no
-    notebook. A failed export is a warning, not a failed run: the notebook is the record."""
+def _html_worker() -> HtmlWorker | None:
+    """A process that builds the HTML exporter now (None if it cannot start)."""
+    from opsloop.notebook_html import HtmlWorker
+
+    try:
+        return HtmlWorker()
+    except OSError:
+        return None
+
+
+def _export_html(output: str, worker: HtmlWorker | None = None) -> str:
+    """Export the executed notebook to offline HTML beside it ('' when there is no
+    notebook), through ``worker`` when there is one. A failed export is a warning, not a
+    failed run: the notebook is the record."""
     if not output:
         return ""
     from opsloop.notebook_html import export_html
 
     try:
+        if worker is not None:
+            return str(worker.export(Path(output)))
         return str(export_html(Path(output)))
     except Exception as exc:  # noqa: BLE001 - the run happened; only its HTML copy is missing
         import sys
