@@ -127,7 +127,7 @@ def test_unknown_runbook_is_one_line_with_a_hint(project: Project) -> None:
         get_runbook(project, "drift-triag")
     message = str(info.value)
     assert message.startswith("no runbook named 'drift-triag'; did you mean 'drift-triage'?")
-    assert "(runbooks: drift-triage)" in message
+    assert "(runbooks: deployment-readiness, drift-triage, governance, " in message
     assert "\n" not in message
 
 

@@ -131,7 +131,9 @@ def test_successful_run_writes_notebook_record_audit_and_incident_update(
     nb = json.loads(out.read_text())
     assert nb["metadata"]["papermill"]["input_path"] == str(path)
     assert nb["metadata"]["opsloop"]["run"]["id"] == run.id
-    assert sorted(p.name for p in out.parent.iterdir()) == [out.name]  # no temp files left
+    html = out.with_suffix(".html")  # its offline HTML copy, and no temp files left
+    assert sorted(p.name for p in out.parent.iterdir()) == [html.name, out.name]
+    assert run.html_path == str(html) and "double 42 int" in html.read_text()
     # the record, the audit entry, the incident update, the hooks
     stored = project.records.get(run.id)
     assert isinstance(stored, RunbookRun)
@@ -169,6 +171,8 @@ def test_failing_cell_is_a_failed_run_with_the_error_line(project: Project) -> N
     failed = project.path("runbooks", "broken", f"{run.id}.failed.ipynb")
     assert run.output_path == str(failed) and failed.is_file()
     assert not failed.with_name(f"{run.id}.ipynb").exists()
+    assert run.html_path == str(failed.with_suffix(".html"))  # the failed run's HTML copy
+    assert "ValueError" in failed.with_suffix(".html").read_text()
     assert "ValueError: no data" in outputs_text(failed)  # the person sees the failing cell
     assert isinstance(project.records.get(run.id), RunbookRun)
     assert list(project.audit.entries())[-2]["after"]["status"] == "failed"

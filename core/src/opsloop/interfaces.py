@@ -533,6 +533,7 @@ class RunbookSpec:
     summary: str = ""
     stage: Stage = "respond"
     secret_parameters: tuple[str, ...] = ()
+    kind: str = "runbook"  # "runbook" or "report" (metadata opsloop.kind)
 
 
 CheckFn = Callable[[], CheckResult]

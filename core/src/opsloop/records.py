@@ -183,6 +183,8 @@ class RunbookRun(Record):
     finished_at: str = ""
     #: what the runbook concluded (``opsloop.runbooks.runbook_result``): summary, recommendation
     result: dict[str, Any] = field(default_factory=dict)
+    #: the executed notebook as offline HTML, beside ``output_path`` ('' when not exported)
+    html_path: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)

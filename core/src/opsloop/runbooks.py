@@ -41,6 +41,7 @@ from opsloop.redact import (
 )
 
 if TYPE_CHECKING:
+    from opsloop.notebook_html import HtmlWorker
     from opsloop.project import Project
 
 #: The parameter types a runbook may declare.
@@ -52,6 +53,10 @@ SECRETS_FILE_ENV = "OPSLOOP_SECRETS_FILE"
 SECRETS_CELL_TAG = "opsloop-secrets"
 #: The output type a runbook's declared result is displayed as (see :func:`runbook_result`).
 RESULT_MIME = "application/vnd.opsloop.result+json"
+#: What a notebook is (metadata ``opsloop.kind``): an on-call runbook or a report.
+KINDS: tuple[str, ...] = ("runbook", "report")
+#: The environment variable that tells the kernel the id of the run it executes.
+RUN_ID_ENV = "OPSLOOP_RUN_ID"
 
 _TRUE = frozenset({"true", "yes", "y", "on", "1"})
 _FALSE = frozenset({"false", "no", "n", "off", "0"})
@@ -91,6 +96,11 @@ def shipped_runbooks_dir() -> Path:
     return Path(__file__).resolve().parent / "notebooks" / "runbooks"
 
 
+def shipped_reports_dir() -> Path:
+    """The report notebooks shipped inside the opsloop package (run like runbooks)."""
+    return Path(__file__).resolve().parent / "notebooks" / "reports"
+
+
 def read_notebook(path: Path) -> dict[str, Any]:
     """A notebook file as JSON; an unreadable file is a one-line OpsloopError."""
     try:
@@ -123,20 +133,25 @@ def _summary(nb: Mapping[str, Any]) -> str:
 
 
 def runbook_spec(path: Path) -> RunbookSpec:
-    """The RunbookSpec of one notebook: name from the file stem, summary and secrets from
-    metadata ``opsloop.summary`` / ``opsloop.secret_parameters``."""
+    """The RunbookSpec of one notebook: name from the file stem, summary, secrets and kind
+    from metadata ``opsloop.summary`` / ``opsloop.secret_parameters`` / ``opsloop.kind``
+    (default: ``report`` for a notebook in a ``reports`` folder, else ``runbook``)."""
     path = Path(path)
+    kind = "report" if path.parent.name == "reports" else "runbook"
     try:
         nb = read_notebook(path)
     except OpsloopError as exc:
-        return RunbookSpec(name=path.stem, path=path, summary=f"unreadable: {exc}")
+        return RunbookSpec(name=path.stem, path=path, summary=f"unreadable: {exc}", kind=kind)
     meta = nb.get("metadata", {}).get("opsloop", {})
     secrets = meta.get("secret_parameters", []) if isinstance(meta, dict) else []
+    if isinstance(meta, dict) and meta.get("kind") in KINDS:
+        kind = str(meta["kind"])
     return RunbookSpec(
         name=path.stem,
         path=path,
         summary=_summary(nb),
         secret_parameters=tuple(str(s) for s in secrets or ()),
+        kind=kind,
     )
 
 
@@ -416,6 +431,22 @@ def _private_dir() -> Path:
 
 
 @contextlib.contextmanager
+def _environment(values: Mapping[str, str]) -> Iterator[None]:
+    """Set ``values`` in os.environ while the block runs, for the kernel to inherit (the
+    caller holds the run lock); the previous values come back afterwards."""
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in old.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@contextlib.contextmanager
 def _secrets_file(secrets: Mapping[str, Any]) -> Iterator[None]:
     """Write the secrets to a private file (0600, in a 0700 folder, in memory where the
     system allows) and name it in os.environ while the block runs (caller holds the lock).
@@ -510,7 +541,9 @@ def _execute(
     done = False  # stays False when interrupted: the notebook is kept as failed
     try:
         _prepare(spec, prepared, list(secrets), run)
-        with _secrets_file(secrets):
+        # the kernel acts for who ran it, and knows its run (never a secret: see above)
+        env = {RUN_ID_ENV: run["id"], "OPSLOOP_ACTOR": project.audit.actor}
+        with _secrets_file(secrets), _environment(env):
             result = project.hook.execute_notebook(
                 project=project,
                 input_path=prepared,
@@ -542,13 +575,17 @@ def _with_conventions(
     declared: Mapping[str, ParameterSpec],
     given: dict[str, Any],
     incident_id: str | None,
+    runbook: str = "",
 ) -> dict[str, Any]:
-    """Fill ``project_dir`` and ``incident_id`` when the runbook declares them."""
+    """Fill ``project_dir``, ``incident_id`` and ``output_dir`` (the folder the executed
+    notebook goes to) when the runbook declares them."""
     out = dict(given)
     if incident_id and "incident_id" in declared and not out.get("incident_id"):
         out["incident_id"] = incident_id
     if "project_dir" in declared and "project_dir" not in out:
         out["project_dir"] = str(project.root)
+    if "output_dir" in declared and not out.get("output_dir"):
+        out["output_dir"] = str(project.home / "runbooks" / runbook)
     return out
 
 
@@ -604,7 +641,9 @@ def _run_checked(
     timeout: float | None,
 ) -> RunbookRun:
     declared = inspect_parameters(spec)
-    values = coerce_parameters(spec, _with_conventions(project, declared, raw, incident_id))
+    values = coerce_parameters(
+        spec, _with_conventions(project, declared, raw, incident_id, spec.name)
+    )
     named = values.get("incident_id")
     if incident_id and isinstance(named, str) and named and named != incident_id:
         raise ParameterError(
@@ -653,6 +692,7 @@ def _run_scoped(
     started = utcnow()
     meta = {"id": run_id, "runbook": spec.name, "incident_id": incident_id}
     interrupted: KeyboardInterrupt | None = None
+    worker = _html_worker()  # loads the HTML exporter while the kernel runs
     with _RUN_LOCK:
         try:
             output, error = _execute(project, spec, meta, plain, secrets, limit, scrubber)
@@ -661,6 +701,9 @@ def _run_scoped(
             failed = project.path("runbooks", spec.name, f"{run_id}.failed.ipynb")
             output = str(failed) if failed.is_file() else ""
     result = scrubber.value(_declared_result(output))
+    html = "" if interrupted else _export_html(output, worker, scrubber)  # Ctrl-C: stop now
+    if worker is not None:
+        worker.close()
     run = RunbookRun(
         id=run_id,
         runbook=spec.name,
@@ -673,6 +716,7 @@ def _run_scoped(
         started_at=started,
         finished_at=utcnow(),
         result=result,
+        html_path=html,
     )
     project.emit(
         run,
@@ -683,6 +727,7 @@ def _run_scoped(
             "status": run.status,
             "parameters": shown,
             "output_path": output,
+            "html_path": html,
             "result": {k: result[k] for k in ("summary", "recommendation") if k in result},
             "incident_id": incident_id,
             "error": error,
@@ -733,6 +778,44 @@ def read_result(notebook: Mapping[str, Any]) -> dict[str, Any]:
             if isinstance(value, dict):
                 found = value
     return found
+
+
+def _html_worker() -> HtmlWorker | None:
+    """A process that builds the HTML exporter now (None if it cannot start)."""
+    from opsloop.notebook_html import HtmlWorker
+
+    try:
+        return HtmlWorker()
+    except OSError:
+        return None
+
+
+def _export_html(
+    output: str, worker: HtmlWorker | None = None, scrubber: Scrubber | None = None
+) -> str:
+    """Export the executed notebook to offline HTML beside it ('' when there is no
+    notebook), through ``worker`` when there is one, scrubbed of every form of the run's
+    secrets. A failed export is a warning, not a failed run: the notebook is the record."""
+    if not output:
+        return ""
+    from opsloop.notebook_html import export_html
+
+    try:
+        if worker is not None:
+            html = Path(worker.export(Path(output)))
+        else:
+            html = Path(export_html(Path(output)))
+        if scrubber:  # the notebook was scrubbed; the HTML renders it, escaped: scrub again
+            html.write_text(scrubber.text(html.read_text(encoding="utf-8")), encoding="utf-8")
+        return str(html)
+    except Exception as exc:  # noqa: BLE001 - the run happened; only its HTML copy is missing
+        import sys
+
+        print(
+            f"opsloop: warning: no HTML copy of {output}: {_one_line(exc, scrubber or Scrubber())}",
+            file=sys.stderr,
+        )
+        return ""
 
 
 def _declared_result(output: str) -> dict[str, Any]:

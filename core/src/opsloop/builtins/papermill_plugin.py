@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 #: Where a project keeps its own runbooks, relative to its root.
 PROJECT_RUNBOOKS = Path("notebooks") / "runbooks"
+#: Where a project keeps its own reports (listed and run like runbooks).
+PROJECT_REPORTS = Path("notebooks") / "reports"
 #: Kernel log lines that say nothing about why a kernel died.
 _NOISE = ("Kernel is running over TCP without encryption",)
 #: Cells papermill and opsloop add to a runbook; not counted when naming a failed cell.
@@ -45,11 +47,18 @@ def describe_plugin() -> PluginInfo:
 
 @hookimpl
 def register_runbooks(project: Project) -> list[RunbookSpec]:
-    """Shipped runbooks, then the project's ``notebooks/runbooks`` (same name wins)."""
-    from opsloop.runbooks import runbook_specs_in, shipped_runbooks_dir
+    """Shipped runbooks and reports, then the project's ``notebooks/runbooks`` and
+    ``notebooks/reports`` (a project notebook with the same name wins)."""
+    from opsloop.runbooks import runbook_specs_in, shipped_reports_dir, shipped_runbooks_dir
 
-    specs = {s.name: s for s in runbook_specs_in(shipped_runbooks_dir())}
-    specs.update({s.name: s for s in runbook_specs_in(project.root / PROJECT_RUNBOOKS)})
+    specs: dict[str, RunbookSpec] = {}
+    for folder in (
+        shipped_runbooks_dir(),
+        shipped_reports_dir(),
+        project.root / PROJECT_RUNBOOKS,
+        project.root / PROJECT_REPORTS,
+    ):
+        specs.update({s.name: s for s in runbook_specs_in(folder)})
     return list(specs.values())
 
 

@@ -16,7 +16,9 @@ if TYPE_CHECKING:
     from opsloop.interfaces import RunbookSpec
 
 incident_app = typer.Typer(help="Incidents opened from alerts.", no_args_is_help=True)
-runbook_app = typer.Typer(help="Runbook notebooks: list, inspect, run.", no_args_is_help=True)
+runbook_app = typer.Typer(
+    help="Runbook and report notebooks: list, inspect, run.", no_args_is_help=True
+)
 
 
 @incident_app.command("list")
@@ -132,7 +134,8 @@ def _brief_parameter(row: dict[str, Any]) -> str:
 def runbook_list(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
-    """List runbooks and their parameters (* required); `runbook inspect NAME` for help."""
+    """List runbooks and reports with their parameters (* required); `runbook inspect NAME`
+    for help."""
     from rich.table import Table
 
     from opsloop.runbooks import list_runbooks
@@ -141,6 +144,7 @@ def runbook_list(
     rows: list[dict[str, Any]] = [
         {
             "name": spec.name,
+            "kind": spec.kind,
             "summary": spec.summary,
             "stage": spec.stage,
             "path": str(spec.path),
@@ -151,12 +155,12 @@ def runbook_list(
     if as_json:
         context.print_json(rows)
         return
-    table = Table(title="runbooks (* required)", title_justify="left")
-    for col in ("name", "summary", "parameters"):
+    table = Table(title="runbooks and reports (* required)", title_justify="left")
+    for col in ("name", "kind", "summary", "parameters"):
         table.add_column(col, overflow="fold")
     for row in rows:
         params = "\n".join(_brief_parameter(p) for p in row["parameters"]) or "-"
-        table.add_row(row["name"], row["summary"], params)
+        table.add_row(row["name"], row["kind"], row["summary"], params)
     context.console.print(table)
 
 
@@ -179,6 +183,7 @@ def runbook_inspect(
         context.print_json(
             {
                 "name": spec.name,
+                "kind": spec.kind,
                 "summary": spec.summary,
                 "path": str(spec.path),
                 "parameters": params,
@@ -187,7 +192,7 @@ def runbook_inspect(
         )
         return
     out = context.console
-    out.print(f"{spec.name}: {spec.summary}", markup=False, highlight=False)
+    out.print(f"{spec.name} ({spec.kind}): {spec.summary}", markup=False, highlight=False)
     out.print(f"path: {spec.path}", markup=False, highlight=False)
     table = Table(title="parameters", title_justify="left")
     for col in ("name", "type", "default", "required", "help"):
@@ -206,6 +211,19 @@ def runbook_inspect(
         markup=False,
         highlight=False,
     )
+
+
+def _skip_iri_grammars() -> None:
+    """Keep jsonschema from building its IRI checker in this process.
+
+    papermill imports nbformat, which imports jsonschema; when the optional
+    ``rfc3987-syntax`` is installed (guardrails-ai pulls it in through
+    ``jsonschema[format-nongpl]``), jsonschema builds 38 Lark grammars at import, about
+    2 s of CPU, for ``iri`` format checks that no runbook run makes. This CLI process is
+    ours, so the optional import is turned off here (only if jsonschema is not loaded yet).
+    """
+    if "jsonschema" not in sys.modules:
+        sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
 
 
 def _parse_params(pairs: list[str], option: str = "--param") -> dict[str, str]:
@@ -319,6 +337,7 @@ def runbook_run(
     a terminal; --secret-env and --secret-file keep a secret off the command line, where
     `ps` shows it.
     """
+    _skip_iri_grammars()
     from opsloop.runbooks import get_runbook, run_runbook
 
     project = context.open_project()
@@ -343,6 +362,8 @@ def runbook_run(
         return
     out = context.console
     out.print(f"runbook {name}: {run.status} -> {run.output_path} ({run.id})", markup=False)
+    if run.html_path:
+        out.print(f"html: {run.html_path}", markup=False, highlight=False)
     for key in ("summary", "recommendation"):
         if run.result.get(key):
             out.print(f"{key}: {run.result[key]}", markup=False, highlight=False)
