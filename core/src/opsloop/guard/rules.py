@@ -511,7 +511,8 @@ INJECTION_RULES: tuple[tuple[str, tuple[str, ...], re.Pattern[str]], ...] = tupl
 
 
 _VERBS = ("ignor", "disregard", "forget", "skip", "overrid", "bypass", "abandon", "neglect",
-          "discard", "drop", "follow", "obey")  # fmt: skip
+          "discard", "drop", "stop follow", "quit follow", "cease follow", "not follow",
+          "n't follow", "longer follow", "obey")  # fmt: skip
 _I18N_VERBS = "ignor vergiss missacht oubli olvid esquec dimentic negeer vergeet игнор забуд "
 _I18N_VERBS += "обращай 忽略 无视 忘记 忽视 忘掉 無視 忘れ"
 # Words a rule cannot match without (every group must have one): a substring test skips the
@@ -602,7 +603,7 @@ TRIGGERS: dict[str, tuple[tuple[str, ...], ...]] = {
         tuple(
             _folded(w)
             for w in [
-                "system",
+                "systemnachricht",
                 "prompt",
                 "systeme",
                 "sistema",
@@ -612,6 +613,9 @@ TRIGGERS: dict[str, tuple[tuple[str, ...], ...]] = {
                 "ursprungl",
                 "anfangl",
                 "initial",
+                "iniciales",
+                "iniziali",
+                "iniciais",
                 "系统",
                 "初始",
                 "システム",
