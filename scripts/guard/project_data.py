@@ -445,11 +445,12 @@ def rows(seed: int = 14, variants: int = 14) -> Iterator[dict[str, object]]:
                     yield _row(text, 0, "hard_negative", f"hn-{family}-{t}", "en")
     for lang, texts in BENIGN_I18N.items():
         for t, text in enumerate(texts):
-            yield _row(text, 0, "hard_negative", f"i18n-benign-{lang}-{t}", lang)
+            # grouped by index across languages: the n-th sentences are translations
+            yield _row(text, 0, "hard_negative", f"i18n-benign-{t}", lang)
     for category, by_lang in ATTACKS_I18N.items():
         for lang, texts in by_lang.items():
             for t, text in enumerate(texts):
-                yield _row(text, 1, category, f"i18n-{category}-{lang}-{t}", lang)
+                yield _row(text, 1, category, f"i18n-{category}-{t}", lang)
     for t, template in enumerate(EXFIL):
         for domain in rnd.sample(DOMAINS, 3):
             yield _row(template.format(domain=domain), 1, "exfiltration", f"exfil-{t}", "en")

@@ -27,7 +27,7 @@ from opsloop.guard.normalize import canonical
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / ".cache" / "guard-data"
-DEFAULT_C = 3000.0
+DEFAULT_C = 1_000_000.0
 SHRINK = [features.SHRINK]  # a list, so an experiment can change it
 OUT = ROOT / "core" / "src" / "opsloop" / "guard" / "data" / "injection_model.npz"
 
@@ -106,6 +106,27 @@ def fold_of(group: str, folds: int) -> int:
     return int(hashlib.sha256(group.encode()).hexdigest(), 16) % folds
 
 
+def model_rows(rows: Sequence[dict[str, object]]) -> tuple[list[dict[str, object]], np.ndarray]:
+    """Rows with the text the model sees at inference (a quoted attack in a report cut out,
+    :func:`opsloop.guard.detect.model_text`), and which rows the rules block anyway."""
+    from opsloop.guard.detect import model_text
+
+    out: list[dict[str, object]] = []
+    blocked = []
+    for r in rows:
+        text, block = model_text(str(r["text"]), str(r.get("target", "input")))
+        out.append({**r, "text": text})
+        blocked.append(block)
+    return out, np.asarray(blocked)
+
+
+def inference_score(model: InjectionModel, text: str) -> float:
+    """The worst score over the text's views (its canonical form and decoded payloads)."""
+    from opsloop.guard.views import views
+
+    return float(max(model.score(v.norm.text, explain=0).score for v in views(text)))
+
+
 def out_of_fold_scores(rows: list[dict[str, object]], c: float, folds: int = 3) -> np.ndarray:
     scores = np.zeros(len(rows))
     for k in range(folds):
@@ -118,31 +139,45 @@ def out_of_fold_scores(rows: list[dict[str, object]], c: float, folds: int = 3) 
         )
         for i, r in enumerate(rows):
             if fold_of(str(r["group"]), folds) == k:
-                scores[i] = model.score(canonical(str(r["text"])).text, explain=0).score
+                scores[i] = inference_score(model, str(r["text"]))
     return scores
 
 
-def calibrate(rows: list[dict[str, object]], scores: np.ndarray, fpr: float) -> float:
-    """The lowest threshold whose false-positive rate is at most ``fpr`` on *each* benign
-    category (easy benign text must not hide the hard negatives' rate)."""
+def calibrate(
+    rows: list[dict[str, object]],
+    scores: np.ndarray,
+    fpr: float,
+    blocked: np.ndarray | None = None,
+) -> float:
+    """The lowest threshold at which the model adds at most ``fpr`` false positives on *each*
+    benign category (easy benign text must not hide the hard negatives' rate).
+
+    ``blocked`` marks rows the rules tier blocks already: the model's score does not matter
+    for them (the model is consulted only when no rule fired), so they do not count against
+    its budget — a quoted attack in a training hard negative must not push the threshold up
+    for every text the model alone decides.
+    """
     limits = []
+    skip = np.zeros(len(rows), dtype=bool) if blocked is None else blocked
     for category in sorted({str(r["category"]) for r in rows if int(r["label"]) == 0}):  # type: ignore[call-overload]
         mask = np.asarray([int(r["label"]) == 0 and r["category"] == category for r in rows])  # type: ignore[call-overload]
-        benign = np.sort(scores[mask])
-        k = int(np.floor(len(benign) * (1 - fpr)))
-        limits.append(benign[min(k, len(benign) - 1)] + 1e-6)
-    return float(min(max(max(limits), 0.05), 0.995))
+        allowed = int(np.floor(mask.sum() * fpr))
+        pool = np.sort(scores[mask & ~skip])
+        if allowed < len(pool):
+            limits.append(pool[len(pool) - allowed - 1] + 1e-6)
+    return float(min(max(max(limits, default=0.05), 0.05), 0.995))
 
 
 def train(rows: list[dict[str, object]], c: float, fpr: float) -> InjectionModel:
+    rows, blocked = model_rows(rows)
     scores = out_of_fold_scores(rows, c)
-    threshold = calibrate(rows, scores, fpr)
+    threshold = calibrate(rows, scores, fpr, blocked)
     labels = np.asarray([int(r["label"]) for r in rows])  # type: ignore[call-overload]
     recall = float((scores[labels == 1] >= threshold).mean())
     model = fit([str(r["text"]) for r in rows], labels.tolist(), c, category_weights(rows))
     model.threshold = threshold
     model.info = {"oof_recall": round(recall, 4), "oof_fpr_target": fpr, "C": c,
-                  "train_rows": len(rows)}  # fmt: skip
+                  "shrink": SHRINK[0], "train_rows": len(rows)}  # fmt: skip
     return model
 
 
@@ -152,7 +187,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--c", type=float, default=DEFAULT_C, help="inverse regularisation")
     parser.add_argument("--fpr", type=float, default=0.01, help="target false-positive rate")
+    parser.add_argument("--shrink", type=float, default=SHRINK[0], help="pseudo-count")
     args = parser.parse_args()
+    SHRINK[0] = args.shrink
     rows = load_rows(args.data)
     model = train(rows, args.c, args.fpr)
     model.save(args.out)

