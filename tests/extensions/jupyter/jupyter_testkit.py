@@ -90,3 +90,101 @@ def incident_project(root: Path) -> tuple[Project, str]:
     incidents = [v for v in list_incidents(project, open_only=True) if v.incident.subject == MODEL]
     assert incidents, "the drift signal opened no incident"
     return project, incidents[-1].incident.id
+
+
+# ------------------------------------------------------------------ a JupyterLab on loopback
+LABEXTENSION = Path(__file__).resolve().parents[3] / "extensions/jupyter/src/opsloop_jupyter/labextension"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Lab:
+    """A JupyterLab server started on loopback with token auth, in its own Jupyter dirs."""
+
+    def __init__(self, root: Path, home: Path) -> None:
+        import os
+        import secrets
+        import shutil
+        import subprocess
+        import sys
+
+        self.root = root
+        self.token = secrets.token_hex(16)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        data = home / "data"
+        (data / "labextensions").mkdir(parents=True, exist_ok=True)
+        # the labextension from this source tree, ahead of any installed copy
+        (data / "labextensions" / "opsloop-jupyter").symlink_to(LABEXTENSION)
+        config = home / "config"
+        (config / "labconfig").mkdir(parents=True, exist_ok=True)
+        (config / "labconfig" / "page_config.json").write_text(
+            '{"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": true}}'
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("OPSLOOP_", "JUPYTER"))}
+        env |= {
+            "JUPYTER_CONFIG_DIR": str(config),
+            "JUPYTER_DATA_DIR": str(data),
+            "JUPYTER_PATH": str(data),
+            "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
+            "IPYTHONDIR": str(home / "ipython"),
+            "JUPYTER_PLATFORM_DIRS": "1",
+        }
+        lab = shutil.which("jupyter-lab", path=str(Path(sys.executable).parent))
+        assert lab, "jupyter-lab is not installed in this venv (make setup)"
+        self.log = (home / "lab.log").open("wb")
+        self.proc = subprocess.Popen(
+            [
+                lab,
+                "--no-browser",
+                "--allow-root",  # CI and this machine run tests as root
+                "--ip=127.0.0.1",
+                f"--port={self.port}",
+                f"--IdentityProvider.token={self.token}",
+                f"--ServerApp.root_dir={root}",
+                "--ServerApp.jpserver_extensions={'opsloop_jupyter': True}",
+                "--LabApp.extension_manager=readonly",
+                "--ServerApp.shutdown_no_activity_timeout=600",
+            ],
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        self._wait()
+
+    def _wait(self) -> None:
+        import time
+
+        import httpx
+
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"jupyter lab exited: see {self.log.name}")
+            try:
+                r = httpx.get(f"{self.url}/api/status", headers=self.auth, timeout=2)
+                if r.status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        raise RuntimeError(f"jupyter lab did not start in 60 s: see {self.log.name}")
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"token {self.token}"}
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(15)
+        except Exception:  # noqa: BLE001 - a server that ignores SIGTERM is killed
+            self.proc.kill()
+            self.proc.wait(5)
+        self.log.close()

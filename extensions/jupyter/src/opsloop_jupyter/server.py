@@ -99,6 +99,7 @@ def open_runbook(project: Any, root_dir: str, runbook: str, incident_id: str) ->
     is reopened, not overwritten (it may hold a person's work).
     """
     import nbformat
+    from papermill.iorw import load_notebook_node
     from papermill.parameterize import parameterize_notebook
 
     from opsloop.errors import ParameterError
@@ -129,7 +130,7 @@ def open_runbook(project: Any, root_dir: str, runbook: str, incident_id: str) ->
             "JupyterLab in the project folder or a parent of it"
         ) from None
     if not target.exists():
-        nb = nbformat.read(str(spec.path), as_version=4)
+        nb = load_notebook_node(str(spec.path))  # as papermill reads it (tags on every cell)
         nb = parameterize_notebook(nb, values, kernel_name="python3", language="python")
         nb.metadata.setdefault("opsloop", {})["opened_from"] = {
             "runbook": spec.name,
