@@ -48,7 +48,9 @@ def test_launcher_refuses_a_wrong_type_beside_the_field(proj) -> None:  # type: 
     project, incident_id = proj
     form = ow.RunbookLauncher("retrain-check", project=project, incident_id=incident_id)
     form.fields["days"].value = "seven"
-    form.fields["api_token"].value = SECRET
+    form.fields["api_token"].value = SECRET  # as the browser sends it
+    assert form.fields["api_token"].value == ""  # taken at once, not kept in the widget
+    assert "secret received" in form.fields["api_token"].placeholder
     assert form.run() is None
     assert "parameter &#x27;days&#x27; must be int, got &#x27;seven&#x27;" in form.errors["days"].value
     assert form.errors["api_token"].value == "" and "fix the fields" in form.status.value

@@ -97,6 +97,7 @@ class RunbookLauncher(w.VBox):
             given.setdefault("project_dir", str(self.project.root))
         self.fields: dict[str, w.ValueWidget] = {}
         self.errors: dict[str, w.HTML] = {}
+        self._secrets: dict[str, str] = {}  # kernel memory only: never a widget trait
         rows: list[w.Widget] = [
             w.HTML(f"<b>{html.escape(self.spec.name)}</b> — {html.escape(self.spec.summary)}")
         ]
@@ -126,11 +127,33 @@ class RunbookLauncher(w.VBox):
         secret = p.secret or self._is_secret(p.name)
         tip = p.help or p.type
         if secret:  # never prefilled: a default secret is not shown either
-            return w.Password(value="", placeholder=f"{p.type} (secret)", description_tooltip=tip)
+            box = w.Password(
+                value="",
+                placeholder=f"{p.type} (secret)",
+                description_tooltip=tip,
+                continuous_update=False,  # one sync when the field is left, not per key
+            )
+            box.observe(lambda change, name=p.name: self._take_secret(name, change), "value")
+            return box
         if p.type == "bool":
             return w.Checkbox(value=bool(value), indent=False, description_tooltip=tip)
         text = "" if value is None else (value if isinstance(value, str) else _as_text(value))
         return w.Text(value=text, placeholder=p.type, description_tooltip=tip)
+
+    def _take_secret(self, name: str, change: dict[str, Any]) -> None:
+        """A secret arrived from the browser: keep it in kernel memory, empty the field.
+
+        The widget's value is cleared at once, so the secret is not in the widget state a
+        saved notebook holds, nor shown again; the placeholder says it was received.
+        """
+        value = change["new"]
+        if not value:
+            return
+        self._secrets[name] = value
+        field = self.fields.get(name)
+        if field is not None:
+            field.value = ""
+            field.placeholder = "secret received (kept in memory, not saved)"
 
     def _is_secret(self, name: str) -> bool:
         from opsloop.redact import is_secret_key
@@ -143,7 +166,9 @@ class RunbookLauncher(w.VBox):
         for name, field in self.fields.items():
             value = field.value
             if isinstance(field, w.Password):
-                field.value = ""  # gone from the widget state before anything can save it
+                value = self._secrets.pop(name, "") or value  # used once, then forgotten
+                field.value = ""
+                field.placeholder = f"{self.params[name].type} (secret)"
             if isinstance(value, str) and value == "" and not self.params[name].required:
                 continue
             raw[name] = value
