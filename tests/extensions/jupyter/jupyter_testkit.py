@@ -29,8 +29,7 @@ ACKNOWLEDGE_BODY = [
     "action = ow.acknowledge_action(project, incident_id, note)\n"
     "ow.approve(action, approved_by=approved_by, project=project)",
     'ow.RunbookLauncher("retrain-check", project=project, incident_id=incident_id)',
-    "model = ow.incident_subject(project, incident_id)\n"
-    "ow.drift_plot(model, project=project)",
+    "model = ow.incident_subject(project, incident_id)\now.drift_plot(model, project=project)",
 ]
 
 RETRAIN_PARAMETERS = """\
@@ -42,7 +41,11 @@ api_token: str = ""  # the feature store token (secret)"""
 
 def _runbook(summary: str, parameters: str, body: list[str]) -> nbformat.NotebookNode:
     nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     nb.metadata["opsloop"] = {"summary": summary}
     cells = [nbformat.v4.new_markdown_cell(f"# {summary}")]
     param = nbformat.v4.new_code_cell(parameters)
@@ -58,7 +61,9 @@ def write_runbooks(root: Path) -> None:
     folder = root / "notebooks" / "runbooks"
     folder.mkdir(parents=True, exist_ok=True)
     nbformat.write(
-        _runbook("Acknowledge an incident after a look at it", ACKNOWLEDGE_PARAMETERS, ACKNOWLEDGE_BODY),
+        _runbook(
+            "Acknowledge an incident after a look at it", ACKNOWLEDGE_PARAMETERS, ACKNOWLEDGE_BODY
+        ),
         str(folder / "acknowledge.ipynb"),
     )
     nbformat.write(
@@ -93,7 +98,9 @@ def incident_project(root: Path) -> tuple[Project, str]:
 
 
 # ------------------------------------------------------------------ a JupyterLab on loopback
-LABEXTENSION = Path(__file__).resolve().parents[3] / "extensions/jupyter/src/opsloop_jupyter/labextension"
+LABEXTENSION = (
+    Path(__file__).resolve().parents[3] / "extensions/jupyter/src/opsloop_jupyter/labextension"
+)
 
 
 def free_port() -> int:

@@ -36,8 +36,14 @@ def browser(tmp_path: Path) -> Iterator[object]:
 
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1440,1000",
-                "--disable-gpu", f"--user-data-dir={tmp_path / 'chromium'}"):  # fmt: skip
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",  # running as root (CI, this machine)
+        "--disable-dev-shm-usage",
+        "--window-size=1440,1000",
+        "--disable-gpu",
+        f"--user-data-dir={tmp_path / 'chromium'}",
+    ):
         options.add_argument(arg)
     driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
     yield driver
@@ -75,8 +81,17 @@ def test_incident_to_filled_in_runbook_in_two_clicks(browser, tmp_path: Path) ->
 
         # 2. two clicks: the incident, then a runbook -> a filled-in copy opens and runs
         card.click()  # click 1
-        css('.opsloop-runbook[data-runbook="acknowledge"]:not([disabled])', clickable=True).click()  # click 2
-        wait.until(lambda d: "acknowledge.ipynb" in d.find_element(By.CSS_SELECTOR, "#jp-main-dock-panel .lm-TabBar-tab.lm-mod-current").text)
+        css(
+            '.opsloop-runbook[data-runbook="acknowledge"]:not([disabled])', clickable=True
+        ).click()  # click 2
+        wait.until(
+            lambda d: (
+                "acknowledge.ipynb"
+                in d.find_element(
+                    By.CSS_SELECTOR, "#jp-main-dock-panel .lm-TabBar-tab.lm-mod-current"
+                ).text
+            )
+        )
         cells = css(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook")
         wait.until(lambda d: f'incident_id = "{incident_id}"' in cells.text)
         css(".opsloop-approval .opsloop-approve", clickable=True)  # it ran: the widgets are there
@@ -92,12 +107,16 @@ def test_incident_to_filled_in_runbook_in_two_clicks(browser, tmp_path: Path) ->
         wait.until(lambda d: "secret received" in (token.get_attribute("placeholder") or ""))
         assert token.get_attribute("value") == ""
         css(".opsloop-launcher .opsloop-run", clickable=True).click()
-        wait.until(lambda d: "must be int" in d.find_element(By.CSS_SELECTOR, ".opsloop-launcher").text)
+        wait.until(
+            lambda d: "must be int" in d.find_element(By.CSS_SELECTOR, ".opsloop-launcher").text
+        )
         shot("03-launcher-refuses-a-wrong-type")
 
         # 4. an approval click lands in the audit log, with the Jupyter user as approver
         css(".opsloop-approval .opsloop-approve", clickable=True).click()
-        wait.until(lambda d: "done:" in d.find_element(By.CSS_SELECTOR, ".opsloop-approval-status").text)
+        wait.until(
+            lambda d: "done:" in d.find_element(By.CSS_SELECTOR, ".opsloop-approval-status").text
+        )
         approvals = [e for e in project.audit.entries() if e["action"] == "action.approve"]
         assert [e["target"] for e in approvals] == [incident_id]
         assert incident_view(project, incident_id).status == "acknowledged"
@@ -108,9 +127,17 @@ def test_incident_to_filled_in_runbook_in_two_clicks(browser, tmp_path: Path) ->
         assert "signal" in view.text and "alert" in view.text
         css(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea-output img")
         driver.find_element(By.CSS_SELECTOR, ".opsloop-incident-view button").click()  # refresh
-        wait.until(lambda d: "action.approve" in d.find_element(By.CSS_SELECTOR, ".opsloop-incident-view").text)
-        driver.execute_script("window.jupyterapp && window.jupyterapp.commands.execute('docmanager:save')")
-        driver.find_element(By.CSS_SELECTOR, ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook").click()
+        wait.until(
+            lambda d: (
+                "action.approve" in d.find_element(By.CSS_SELECTOR, ".opsloop-incident-view").text
+            )
+        )
+        driver.execute_script(
+            "window.jupyterapp && window.jupyterapp.commands.execute('docmanager:save')"
+        )
+        driver.find_element(
+            By.CSS_SELECTOR, ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook"
+        ).click()
         ActionChains(driver).key_down(Keys.CONTROL).send_keys("s").key_up(Keys.CONTROL).perform()
         saved = project.root / "incidents" / incident_id / "acknowledge.ipynb"
         wait.until(lambda d: "application/vnd.jupyter.widget-view+json" in saved.read_text())
@@ -124,8 +151,13 @@ def test_incident_to_filled_in_runbook_in_two_clicks(browser, tmp_path: Path) ->
 
     # nothing secret in the saved notebook, its widget state, the page, the records or audit log
     notebook = json.loads(saved.read_text())
-    for text in (saved.read_text(), json.dumps(notebook.get("metadata", {})), page,
-                 project.audit.path.read_text(), (lab.log.name and Path(lab.log.name).read_text())):  # fmt: skip
+    for text in (
+        saved.read_text(),
+        json.dumps(notebook.get("metadata", {})),  # widget state, when saved
+        page,
+        project.audit.path.read_text(),
+        Path(lab.log.name).read_text(),
+    ):
         assert SECRET not in text
     assert sorted(p.name for p in shots.iterdir()) == [
         "01-panel-lists-the-incident.png",

@@ -65,7 +65,9 @@ def test_opsloop_rich_output_is_html(ip, tmp_path: Path, monkeypatch: pytest.Mon
     assert "acknowledge" in page and "retrain-check" in page and "<pre" in page
 
 
-def test_opsloop_error_is_one_line_and_an_exit_code(ip, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_opsloop_error_is_one_line_and_an_exit_code(
+    ip, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.chdir(tmp_path)  # no project here
     result = ip.run_line_magic("opsloop", "incident list")
     assert result.exit_code != 0
@@ -74,7 +76,9 @@ def test_opsloop_error_is_one_line_and_an_exit_code(ip, tmp_path: Path, monkeypa
     assert "exit code" in result._repr_html_()
 
 
-def test_opsloop_project_opens_the_notebook_folder(ip, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_opsloop_project_opens_the_notebook_folder(
+    ip, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
     incident_project(tmp_path / "proj")
     sub = tmp_path / "proj" / "incidents" / "x"
     sub.mkdir(parents=True)
@@ -85,10 +89,11 @@ def test_opsloop_project_opens_the_notebook_folder(ip, tmp_path: Path, monkeypat
 
 
 def test_opsloop_project_refuses_a_folder_that_is_no_project(ip, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    with pytest.raises(UsageError, match="no opsloop project at .*no opsloop.toml there"):
+    with pytest.raises(UsageError, match=r"no opsloop project at .*no opsloop.toml there"):
         ip.run_line_magic("opsloop_project", str(tmp_path))
-    from opsloop.project import NoProjectError
     from opsloop_jupyter import open_project
+
+    from opsloop.project import NoProjectError
 
     with pytest.raises(NoProjectError):
         open_project(tmp_path)

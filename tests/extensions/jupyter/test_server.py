@@ -29,7 +29,10 @@ def test_routes_need_jupyters_token(lab) -> None:  # type: ignore[no-untyped-def
     for path in ("incidents", "runbooks"):
         r = httpx.get(f"{server.url}/opsloop/api/{path}")
         assert r.status_code == 403, (path, r.status_code)
-    r = httpx.post(f"{server.url}/opsloop/api/open", json={"runbook": "acknowledge", "incident_id": incident_id})
+    r = httpx.post(
+        f"{server.url}/opsloop/api/open",
+        json={"runbook": "acknowledge", "incident_id": incident_id},
+    )
     assert r.status_code == 403
 
 
@@ -40,7 +43,12 @@ def test_incidents_and_runbooks_come_from_the_core(lab) -> None:  # type: ignore
     [incident] = data["incidents"]
     assert incident["id"] == incident_id and incident["subject"] == MODEL
     assert incident["runbooks"] == ["drift-triage"]  # the built-in model-drift rule's runbook
-    runbooks = {r["name"]: r for r in httpx.get(f"{server.url}/opsloop/api/runbooks", headers=server.auth).json()["runbooks"]}
+    runbooks = {
+        r["name"]: r
+        for r in httpx.get(f"{server.url}/opsloop/api/runbooks", headers=server.auth).json()[
+            "runbooks"
+        ]
+    }
     assert {"acknowledge", "retrain-check", "drift-triage"} <= set(runbooks)
     token = next(p for p in runbooks["retrain-check"]["parameters"] if p["name"] == "api_token")
     assert token["secret"] is True and token["default"] is None
@@ -54,13 +62,18 @@ def test_open_makes_a_filled_in_copy_behind_xsrf(lab) -> None:  # type: ignore[n
         assert "_xsrf" in browser.cookies
         r = browser.post("/opsloop/api/open", json=body)
         assert r.status_code == 403  # no XSRF token: refused by Jupyter
-        r = browser.post("/opsloop/api/open", json=body, headers={"X-XSRFToken": browser.cookies["_xsrf"]})
+        r = browser.post(
+            "/opsloop/api/open", json=body, headers={"X-XSRFToken": browser.cookies["_xsrf"]}
+        )
         assert r.status_code == 200, r.text
     path = r.json()["path"]
     assert path == f"incidents/{incident_id}/drift-triage.ipynb"
     nb = nbformat.read(project.root / path, as_version=4)
     [injected] = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
-    assert f'incident_id = "{incident_id}"' in injected.source and f'model = "{MODEL}"' in injected.source
+    assert (
+        f'incident_id = "{incident_id}"' in injected.source
+        and f'model = "{MODEL}"' in injected.source
+    )
     opened = [e for e in project.audit.entries() if e["action"] == "runbook.open"]
     assert opened and opened[-1]["target"] == incident_id
     # the contents API (what JupyterLab opens) serves it
@@ -69,10 +82,20 @@ def test_open_makes_a_filled_in_copy_behind_xsrf(lab) -> None:  # type: ignore[n
 
 def test_bad_input_is_one_line(lab) -> None:  # type: ignore[no-untyped-def]
     server, _, incident_id = lab
-    r = httpx.post(f"{server.url}/opsloop/api/open", headers=server.auth, json={"runbook": "drift-triag", "incident_id": incident_id})
+    r = httpx.post(
+        f"{server.url}/opsloop/api/open",
+        headers=server.auth,
+        json={"runbook": "drift-triag", "incident_id": incident_id},
+    )
     assert r.status_code == 400
-    assert r.json()["error"].startswith("no runbook named 'drift-triag'; did you mean 'drift-triage'")
-    r = httpx.post(f"{server.url}/opsloop/api/open", headers=server.auth, json={"runbook": "acknowledge", "incident_id": "inc_nope"})
+    assert r.json()["error"].startswith(
+        "no runbook named 'drift-triag'; did you mean 'drift-triage'"
+    )
+    r = httpx.post(
+        f"{server.url}/opsloop/api/open",
+        headers=server.auth,
+        json={"runbook": "acknowledge", "incident_id": "inc_nope"},
+    )
     assert r.status_code == 400 and "\n" not in r.json()["error"]
 
 
@@ -80,7 +103,9 @@ def test_responses_hold_no_secret(lab, tmp_path: Path) -> None:  # type: ignore[
     server, project, _ = lab
     nb = project.root / "notebooks" / "runbooks" / "retrain-check.ipynb"
     text = nb.read_text()
-    nb.write_text(text.replace('api_token: str = \\"\\"', 'api_token: str = \\"default-token-XYZ\\"'))
+    nb.write_text(
+        text.replace('api_token: str = \\"\\"', 'api_token: str = \\"default-token-XYZ\\"')
+    )
     try:
         body = httpx.get(f"{server.url}/opsloop/api/runbooks", headers=server.auth).text
         assert "default-token-XYZ" not in body and json.loads(body)["runbooks"]

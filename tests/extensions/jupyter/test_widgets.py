@@ -10,10 +10,10 @@ import ipywidgets as w
 import nbformat
 import pytest
 from jupyter_testkit import MODEL, SECRET, incident_project
+from opsloop_jupyter import widgets as ow
 
 from opsloop.records import Approval, RunbookRun
 from opsloop.respond import incident_view
-from opsloop_jupyter import widgets as ow
 
 
 def _all_state(root: w.Widget) -> str:
@@ -52,7 +52,9 @@ def test_launcher_refuses_a_wrong_type_beside_the_field(proj) -> None:  # type: 
     assert form.fields["api_token"].value == ""  # taken at once, not kept in the widget
     assert "secret received" in form.fields["api_token"].placeholder
     assert form.run() is None
-    assert "parameter &#x27;days&#x27; must be int, got &#x27;seven&#x27;" in form.errors["days"].value
+    assert (
+        "parameter &#x27;days&#x27; must be int, got &#x27;seven&#x27;" in form.errors["days"].value
+    )
     assert form.errors["api_token"].value == "" and "fix the fields" in form.status.value
     assert form.fields["api_token"].value == ""  # read once, then gone from the widget
     assert SECRET not in _all_state(form)
@@ -63,7 +65,9 @@ def test_launcher_refuses_a_wrong_type_beside_the_field(proj) -> None:  # type: 
 def test_launcher_runs_the_runbook_and_keeps_the_secret_out(proj) -> None:  # type: ignore[no-untyped-def]
     project, incident_id = proj
     done: list[RunbookRun] = []
-    form = ow.RunbookLauncher("retrain-check", project=project, incident_id=incident_id, on_run=done.append)
+    form = ow.RunbookLauncher(
+        "retrain-check", project=project, incident_id=incident_id, on_run=done.append
+    )
     form.fields["days"].value = "3"
     form.fields["api_token"].value = SECRET
     run = form.run()
@@ -72,14 +76,26 @@ def test_launcher_runs_the_runbook_and_keeps_the_secret_out(proj) -> None:  # ty
     assert run.parameters["days"] == 3
     executed = Path(run.output_path).read_text(encoding="utf-8")
     assert "checking 3 days of feedback" in executed
-    for text in (executed, _all_state(form), json.dumps(run.to_dict()), project.audit.path.read_text()):
+    for text in (
+        executed,
+        _all_state(form),
+        json.dumps(run.to_dict()),
+        project.audit.path.read_text(),
+    ):
         assert SECRET not in text
 
 
 def test_approval_click_is_audited_with_the_approver(proj) -> None:  # type: ignore[no-untyped-def]
     project, incident_id = proj
-    widget = ow.ApprovalWidget(ow.acknowledge_action(project, incident_id, "looked at it"), project=project, approver="alice")
-    assert "acknowledge incident" in widget.children[0].value and "acknowledged" in widget.children[0].value
+    widget = ow.ApprovalWidget(
+        ow.acknowledge_action(project, incident_id, "looked at it"),
+        project=project,
+        approver="alice",
+    )
+    assert (
+        "acknowledge incident" in widget.children[0].value
+        and "acknowledged" in widget.children[0].value
+    )
     assert incident_view(project, incident_id).status == "open"  # showing it changes nothing
     widget.button.click()
     assert widget.result is not None and widget.result.outcome == "done"
@@ -97,7 +113,9 @@ def test_unattended_approve_without_an_approver_changes_nothing(proj) -> None:  
     assert not isinstance(result, ow.ApprovalWidget) and result.outcome == "dry_run"
     assert incident_view(project, incident_id).status == "open"
     assert [e["action"] for e in project.audit.entries()][-1] == "action.dry_run"
-    done = ow.approve(ow.acknowledge_action(project, incident_id), approved_by="bob", project=project)
+    done = ow.approve(
+        ow.acknowledge_action(project, incident_id), approved_by="bob", project=project
+    )
     assert done.outcome == "done" and incident_view(project, incident_id).status == "acknowledged"
 
 
@@ -124,19 +142,30 @@ def test_drift_and_quality_plots(proj) -> None:  # type: ignore[no-untyped-def]
 
 @pytest.mark.slow
 def test_unattended_runbook_renders_widgets_and_approves_nothing(proj) -> None:  # type: ignore[no-untyped-def]
-    """Under papermill (`opsloop runbook run`) the widgets render; no one clicks, nothing changes."""
+    """Under papermill (`opsloop runbook run`) widgets render; no one clicks, nothing changes."""
     from opsloop.runbooks import run_runbook
 
     project, incident_id = proj
-    run = run_runbook(project, "acknowledge", {"project_dir": str(project.root)}, incident_id=incident_id)
+    run = run_runbook(
+        project, "acknowledge", {"project_dir": str(project.root)}, incident_id=incident_id
+    )
     assert run.status == "succeeded", run.error
     nb = nbformat.read(run.output_path, as_version=4)
-    mimes = {k for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) for k in o.get("data", {})}
+    mimes = {
+        k
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+        for k in o.get("data", {})
+    }
     assert "application/vnd.jupyter.widget-view+json" in mimes and "image/png" in mimes
     assert incident_view(project, incident_id).status == "open"
     assert "action.approve" not in [e["action"] for e in project.audit.entries()]
     approved = run_runbook(
-        project, "acknowledge", {"project_dir": str(project.root), "approved_by": "dana"}, incident_id=incident_id
+        project,
+        "acknowledge",
+        {"project_dir": str(project.root), "approved_by": "dana"},
+        incident_id=incident_id,
     )
     assert approved.status == "succeeded", approved.error
     assert incident_view(project, incident_id).status == "acknowledged"

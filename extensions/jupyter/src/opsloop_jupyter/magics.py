@@ -75,9 +75,14 @@ def to_html_table(data: Any) -> str:
             "<tr>" + "".join(f"<td>{_cell(row.get(c))}</td>" for c in columns) + "</tr>"
             for row in data
         )
-        return f'<table class="opsloop-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+        return (
+            f'<table class="opsloop-table"><thead><tr>{head}</tr></thead>'
+            f"<tbody>{body}</tbody></table>"
+        )
     if isinstance(data, dict):
-        rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{_cell(v)}</td></tr>" for k, v in data.items())
+        rows = "".join(
+            f"<tr><th>{html.escape(str(k))}</th><td>{_cell(v)}</td></tr>" for k, v in data.items()
+        )
         return f'<table class="opsloop-table">{rows}</table>'
     if isinstance(data, list) and not data:
         return "<p><em>(none)</em></p>"
@@ -91,7 +96,9 @@ def run_cli(args: list[str]) -> CliResult:
     from opsloop.cli import context, main
 
     out, err = io.StringIO(), io.StringIO()
-    record = Console(file=io.StringIO(), record=True, markup=False, width=120, color_system="truecolor")
+    record = Console(
+        file=io.StringIO(), record=True, markup=False, width=120, color_system="truecolor"
+    )
     saved = context.console, context.err_console
     context.console = record
     context.err_console = Console(file=err, markup=False, width=120)
@@ -110,7 +117,13 @@ def run_cli(args: list[str]) -> CliResult:
         rich_html = record.export_html(
             inline_styles=True, code_format='<pre style="font-family:monospace">{code}</pre>'
         )
-    return CliResult(list(args), code, out.getvalue() + ("" if rich_html else rich_text), err.getvalue(), rich_html)
+    return CliResult(
+        list(args),
+        code,
+        out.getvalue() + ("" if rich_html else rich_text),
+        err.getvalue(),
+        rich_html,
+    )
 
 
 def open_project(path: str | Path | None = None) -> Any:
@@ -141,5 +154,6 @@ class OpsloopMagics(Magics):
             project = open_project(line.strip() or None)
         except OpsloopError as exc:  # one red line, no traceback: the CLI's refusal
             raise UsageError(f"opsloop: error: {exc}") from None
-        self.shell.user_ns["project"] = project
+        if self.shell is not None:
+            self.shell.user_ns["project"] = project
         return project

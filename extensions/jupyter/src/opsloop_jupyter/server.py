@@ -137,14 +137,14 @@ def open_runbook(project: Any, root_dir: str, runbook: str, incident_id: str) ->
             "incident_id": view.incident.id,
         }
         target.parent.mkdir(parents=True, exist_ok=True)
-        nbformat.write(nb, str(target))
+        nbformat.write(nb, str(target))  # type: ignore[no-untyped-call]
         project.audit.append(
             "runbook.open",
             view.incident.id,
             after={"path": str(relative)},
             detail={"runbook": spec.name, "parameters": values},
         )
-    return relative.as_posix()
+    return str(relative.as_posix())
 
 
 class _Base(APIHandler):
@@ -163,7 +163,9 @@ class IncidentsHandler(_Base):
     def get(self) -> None:
         try:
             project = self.project()
-            self.finish(json.dumps({"project": str(project.root), "incidents": open_incidents(project)}))
+            self.finish(
+                json.dumps({"project": str(project.root), "incidents": open_incidents(project)})
+            )
         except OpsloopError as exc:
             self.fail(exc)
 

@@ -62,11 +62,11 @@ def incident_subject(project: Project, incident_id: str) -> str:
     """What an incident is about (a model name, a table), as recorded when it opened."""
     from opsloop.respond import incident_view
 
-    return incident_view(project, incident_id).incident.subject
+    return str(incident_view(project, incident_id).incident.subject)
 
 
 # --------------------------------------------------------------------------- launcher
-class RunbookLauncher(w.VBox):
+class RunbookLauncher(w.VBox):  # type: ignore[misc]  # ipywidgets is untyped
     """A form generated from a runbook's typed parameters; Run checks them as the CLI does.
 
     ``str`` and ``list``/``dict``/numbers are text fields checked by the core on Run (a
@@ -198,7 +198,8 @@ class RunbookLauncher(w.VBox):
             self.status.value = _error_html("fix the fields marked in red")
             return None
         try:
-            return coerce_parameters(self.spec, raw)
+            checked: dict[str, Any] = coerce_parameters(self.spec, raw)
+            return checked
         except ParameterError as exc:
             self.status.value = _error_html(str(exc))
             return None
@@ -246,14 +247,16 @@ def _error_html(message: str) -> str:
 
 
 # --------------------------------------------------------------------------- approval
-class ApprovalWidget(w.VBox):
+class ApprovalWidget(w.VBox):  # type: ignore[misc]  # ipywidgets is untyped
     """What an action will change, and a button that approves and applies it.
 
     The click calls :func:`opsloop.actions.perform` with the Jupyter user as approver: an
     Approval record and an ``action.approve`` audit entry are written before the change.
     """
 
-    def __init__(self, action: Action, *, project: Project | None = None, approver: str = "") -> None:
+    def __init__(
+        self, action: Action, *, project: Project | None = None, approver: str = ""
+    ) -> None:
         self.project = _project(project)
         self.action = action
         self.approver = approver or jupyter_user()
@@ -342,27 +345,66 @@ def incident_timeline(project: Project, incident_id: str) -> list[dict[str, str]
     view = incident_view(project, incident_id)
     events: list[dict[str, str]] = []
     inc = view.incident
-    events.append({"at": inc.created_at, "kind": "incident", "id": inc.id, "what": f"{inc.severity}: {inc.title}"})
+    events.append(
+        {
+            "at": inc.created_at,
+            "kind": "incident",
+            "id": inc.id,
+            "what": f"{inc.severity}: {inc.title}",
+        }
+    )
     for alert_id in inc.alert_ids:
         alert = project.records.get(alert_id)
-        events.append({"at": alert.created_at, "kind": "alert", "id": alert.id, "what": getattr(alert, "summary", "")})
+        events.append(
+            {
+                "at": alert.created_at,
+                "kind": "alert",
+                "id": alert.id,
+                "what": getattr(alert, "summary", ""),
+            }
+        )
         for sig_id in getattr(alert, "signal_ids", []):
             sig = project.records.get(sig_id)
             if isinstance(sig, Signal):
-                events.append({"at": sig.created_at, "kind": "signal", "id": sig.id, "what": f"{sig.type} {sig.subject}: {sig.summary}"})
+                events.append(
+                    {
+                        "at": sig.created_at,
+                        "kind": "signal",
+                        "id": sig.id,
+                        "what": f"{sig.type} {sig.subject}: {sig.summary}",
+                    }
+                )
     for u in view.updates:
-        what = (u.status or "note") + (f" — {u.note}" if u.note else "") + (f" by {u.actor}" if u.actor else "")
+        what = (
+            (u.status or "note")
+            + (f" — {u.note}" if u.note else "")
+            + (f" by {u.actor}" if u.actor else "")
+        )
         events.append({"at": u.created_at, "kind": "update", "id": u.id, "what": what})
     for run in project.records.list(RunbookRun):
         if run.incident_id == incident_id:
-            events.append({"at": run.created_at, "kind": "runbook run", "id": run.id, "what": f"{run.runbook}: {run.status}"})
+            events.append(
+                {
+                    "at": run.created_at,
+                    "kind": "runbook run",
+                    "id": run.id,
+                    "what": f"{run.runbook}: {run.status}",
+                }
+            )
     for entry in project.audit.entries():
         if entry.get("target") == incident_id:
-            events.append({"at": str(entry.get("at") or entry.get("time") or ""), "kind": "audit", "id": str(entry.get("action", "")), "what": f"by {entry.get('actor', '')}"})
+            events.append(
+                {
+                    "at": str(entry.get("at") or entry.get("time") or ""),
+                    "kind": "audit",
+                    "id": str(entry.get("action", "")),
+                    "what": f"by {entry.get('actor', '')}",
+                }
+            )
     return sorted(events, key=lambda e: e["at"])
 
 
-class IncidentView(w.VBox):
+class IncidentView(w.VBox):  # type: ignore[misc]  # ipywidgets is untyped
     """An incident's timeline: signals, alerts, updates, runbook runs, audit entries."""
 
     def __init__(self, incident_id: str, *, project: Project | None = None) -> None:
@@ -386,7 +428,8 @@ class IncidentView(w.VBox):
         )
         self.table.value = (
             f"<b>{html.escape(view.incident.title)}</b> — status <b>{html.escape(view.status)}</b>"
-            f"<table class='opsloop-timeline'><tr><th>time</th><th>what</th><th>id</th><th></th></tr>{rows}</table>"
+            "<table class='opsloop-timeline'>"
+            f"<tr><th>time</th><th>what</th><th>id</th><th></th></tr>{rows}</table>"
         )
 
 
@@ -394,7 +437,11 @@ class IncidentView(w.VBox):
 def _signal_series(project: Project, model: str, types: tuple[str, ...]) -> list[Any]:
     from opsloop.records import Signal
 
-    return [s for s in project.records.list(Signal) if s.subject == model and s.type in types and s.value is not None]
+    return [
+        s
+        for s in project.records.list(Signal)
+        if s.subject == model and s.type in types and s.value is not None
+    ]
 
 
 def _plot(signals: list[Any], title: str, ylabel: str) -> Any:
@@ -402,7 +449,9 @@ def _plot(signals: list[Any], title: str, ylabel: str) -> Any:
 
     fig, ax = plt.subplots(figsize=(7, 3))
     if not signals:
-        ax.text(0.5, 0.5, "no signals recorded yet", ha="center", va="center", transform=ax.transAxes)
+        ax.text(
+            0.5, 0.5, "no signals recorded yet", ha="center", va="center", transform=ax.transAxes
+        )
     else:
         xs = list(range(len(signals)))
         ax.plot(xs, [s.value for s in signals], marker="o", label=ylabel)
