@@ -1,7 +1,7 @@
 """The Jupyter Server extension behind the sidebar: incidents, runbooks, open a runbook.
 
-Routes (under the server's base URL, all behind Jupyter's own authentication; the POST is
-also checked against Jupyter's XSRF token by the APIHandler):
+Routes (under the server's base URL, all behind Jupyter's own authentication and authorizer,
+resource ``opsloop``; the POST is also checked against Jupyter's XSRF token):
 
 - ``GET  opsloop/api/incidents``  open incidents, with the runbook their alert suggests
 - ``GET  opsloop/api/runbooks``   runbooks and their typed parameters (no secret defaults)
@@ -21,6 +21,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 from tornado import web
@@ -148,6 +149,10 @@ def open_runbook(project: Any, root_dir: str, runbook: str, incident_id: str) ->
 
 
 class _Base(APIHandler):
+    #: Jupyter's authorizer sees "read"/"write" on this resource (GET / POST), so a
+    #: deployment with its own Authorizer (JupyterHub scopes, say) can restrict the panel.
+    auth_resource = "opsloop"
+
     def project(self) -> Any:
         return project_for(self.settings["server_root_dir"])
 
@@ -160,6 +165,7 @@ class _Base(APIHandler):
 
 class IncidentsHandler(_Base):
     @web.authenticated
+    @authorized
     def get(self) -> None:
         try:
             project = self.project()
@@ -172,6 +178,7 @@ class IncidentsHandler(_Base):
 
 class RunbooksHandler(_Base):
     @web.authenticated
+    @authorized
     def get(self) -> None:
         try:
             self.finish(json.dumps({"runbooks": runbooks(self.project())}, default=str))
@@ -181,6 +188,7 @@ class RunbooksHandler(_Base):
 
 class OpenHandler(_Base):
     @web.authenticated
+    @authorized
     def post(self) -> None:
         body = self.get_json_body() or {}
         try:
