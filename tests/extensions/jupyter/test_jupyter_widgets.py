@@ -171,3 +171,20 @@ def test_unattended_runbook_renders_widgets_and_approves_nothing(proj) -> None: 
     assert incident_view(project, incident_id).status == "acknowledged"
     entry = [e for e in project.audit.entries() if e["action"] == "action.approve"][-1]
     assert entry["detail"]["approved_by"] == "dana"
+
+
+def test_a_secret_with_a_wrong_type_is_refused_without_echo(proj) -> None:  # type: ignore[no-untyped-def]
+    import nbformat as nbf
+    from jupyter_testkit import _runbook
+
+    project, _ = proj
+    folder = project.root / "notebooks" / "runbooks"
+    nbf.write(
+        _runbook("Rotate a key", "vault_token: int = 0  # numeric", []), folder / "rotate.ipynb"
+    )
+    form = ow.RunbookLauncher("rotate", project=project)
+    assert isinstance(form.fields["vault_token"], w.Password)
+    form.fields["vault_token"].value = SECRET
+    assert form.run() is None
+    assert "must be int, got a secret str" in form.errors["vault_token"].value
+    assert SECRET not in _all_state(form)
