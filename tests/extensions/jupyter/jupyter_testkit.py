@@ -114,7 +114,9 @@ def free_port() -> int:
 class Lab:
     """A JupyterLab server started on loopback with token auth, in its own Jupyter dirs."""
 
-    def __init__(self, root: Path, home: Path) -> None:
+    def __init__(
+        self, root: Path, home: Path, *args: str, extra_env: dict[str, str] | None = None
+    ) -> None:
         import os
         import secrets
         import shutil
@@ -142,7 +144,7 @@ class Lab:
             "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
             "IPYTHONDIR": str(home / "ipython"),
             "JUPYTER_PLATFORM_DIRS": "1",
-        }
+        } | (extra_env or {})
         lab = shutil.which("jupyter-lab", path=str(Path(sys.executable).parent))
         assert lab, "jupyter-lab is not installed in this venv (make setup)"
         self.log = (home / "lab.log").open("wb")
@@ -158,6 +160,7 @@ class Lab:
                 "--ServerApp.jpserver_extensions={'opsloop_jupyter': True}",
                 "--LabApp.extension_manager=readonly",
                 "--ServerApp.shutdown_no_activity_timeout=600",
+                *args,
             ],
             env=env,
             stdout=self.log,

@@ -111,3 +111,24 @@ def test_responses_hold_no_secret(lab, tmp_path: Path) -> None:  # type: ignore[
         assert "default-token-XYZ" not in body and json.loads(body)["runbooks"]
     finally:
         nb.write_text(text)
+
+
+def test_a_deployments_authorizer_can_refuse_the_panel(tmp_path: Path) -> None:
+    project, incident_id = incident_project(tmp_path / "proj")
+    server = Lab(
+        tmp_path / "proj",
+        tmp_path / "jupyter",
+        "--ServerApp.authorizer_class=jupyter_deny_authorizer.DenyOpsloop",
+        extra_env={"PYTHONPATH": str(Path(__file__).parent)},
+    )
+    try:
+        assert httpx.get(f"{server.url}/api/contents", headers=server.auth).status_code == 200
+        r = httpx.get(f"{server.url}/opsloop/api/incidents", headers=server.auth)
+        assert r.status_code == 403
+        body = {"runbook": "acknowledge", "incident_id": incident_id}
+        r = httpx.post(f"{server.url}/opsloop/api/open", headers=server.auth, json=body)
+        assert r.status_code == 403
+        assert not (project.root / "incidents").exists()
+    finally:
+        server.stop()
+        project.close()
