@@ -7,10 +7,16 @@ PY := $(VENV)/bin/python
 PACKAGES := core $(sort $(patsubst %/pyproject.toml,%,$(wildcard plugins/*/pyproject.toml extensions/*/pyproject.toml)))
 DIST ?= dist
 
-.PHONY: setup demo test bench dist clean
+# The JupyterLab extension's built assets are committed (about 20 KB), so neither CI nor a
+# user needs Node.js; `make labextension` rebuilds them from extensions/jupyter/js (Node 20 and
+# npm from the npm registry, plus jupyterlab in the venv for its shared-package versions).
+LABEXT := extensions/jupyter/src/opsloop_jupyter/labextension
+
+.PHONY: setup demo test bench dist clean labextension
 
 $(VENV)/.installed: requirements-dev.txt $(PACKAGES:%=%/pyproject.toml)
 	test -x $(PY) || python3 -m venv $(VENV)
+	test -f $(LABEXT)/package.json || $(MAKE) labextension
 	$(PY) -m pip install -q --disable-pip-version-check uv
 	$(VENV)/bin/uv pip install -q --python $(PY) --compile-bytecode $(foreach p,$(PACKAGES),-e ./$(p)) -r requirements-dev.txt
 	$(PY) -m compileall -q $(foreach p,$(PACKAGES),$(p)/src)
@@ -39,6 +45,11 @@ dist:
 	test -x $(VENV)/bin/uv || { test -x $(PY) || python3 -m venv $(VENV); \
 		$(PY) -m pip install -q --disable-pip-version-check uv; }
 	$(foreach p,$(PACKAGES),$(VENV)/bin/uv build -q --no-sources $(DIST_FORMATS) --out-dir $(DIST) ./$(p) &&) true
+
+labextension:
+	test -x $(VENV)/bin/jupyter || { test -x $(PY) || python3 -m venv $(VENV); \
+		$(PY) -m pip install -q --disable-pip-version-check "jupyterlab>=4,<5"; }
+	cd extensions/jupyter/js && npm ci --no-audit --no-fund && PATH="$(abspath $(VENV))/bin:$$PATH" npm run build
 
 bench: setup
 	$(PY) tests/benchmarks/run_all.py

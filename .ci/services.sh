@@ -34,4 +34,16 @@ if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2
         $SUDO systemctl disable --now prometheus || true
     fi
 fi
+# Chromium and its WebDriver (Debian's `chromium`, `chromium-driver`): the opsloop-jupyter
+# browser test drives JupyterLab with Selenium pointed at /usr/bin/chromium and
+# /usr/bin/chromedriver (nothing is downloaded at test time). Installed only when missing.
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+    echo "installing chromium and chromium-driver"
+    SUDO=""
+    if [ "$(id -u)" != "0" ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
+    $SUDO apt-get update -qq || true
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+        chromium chromium-driver \
+        || echo "warning: could not install chromium; the JupyterLab browser test will fail"
+fi
 exit 0

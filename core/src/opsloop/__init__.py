@@ -15,3 +15,15 @@ __version__ = "0.1.0"
 hookimpl = pluggy.HookimplMarker("opsloop")
 
 __all__ = ["OpsloopError", "__version__", "hookimpl"]
+
+
+def load_ipython_extension(ipython: object) -> None:
+    """``%load_ext opsloop``: the magics of the opsloop-jupyter distribution, if installed."""
+    try:
+        from opsloop_jupyter import load_ipython_extension as load
+    except ImportError:
+        raise OpsloopError(
+            "%load_ext opsloop needs the opsloop-jupyter distribution: "
+            "pip install opsloop-jupyter (or `make setup` in the opsloop repository)"
+        ) from None
+    load(ipython)
