@@ -353,8 +353,8 @@ def _run(
             finished_at=utcnow(),
             error=state["error"],
         )
-        project.emit(run)
-        project.audit.append(
+        project.emit(
+            run,
             "retrain.finish",
             model,
             before={"champion": champion_before},

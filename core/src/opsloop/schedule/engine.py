@@ -224,9 +224,9 @@ def add_schedule(
         actor=project.audit.actor,
         created_at=(now or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="microseconds"),
     )
-    project.emit(record)
     replaced = existing is not None and not existing.removed
-    project.audit.append(
+    project.emit(
+        record,
         "schedule.replace" if replaced else "schedule.add",
         name,
         before=_shown(existing) if replaced and existing else None,
@@ -250,8 +250,7 @@ def remove_schedule(project: Project, name: str, *, now: datetime | None = None)
         actor=project.audit.actor,
         created_at=(now or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="microseconds"),
     )
-    project.emit(record)
-    project.audit.append("schedule.remove", name, before=_shown(current), after=None)
+    project.emit(record, "schedule.remove", name, before=_shown(current), after=None)
     return record
 
 
@@ -355,8 +354,8 @@ def run_job(
         trigger="manual" if trigger == "manual" else "due",
         host=owner(),
     )
-    project.emit(run)
-    project.audit.append(
+    project.emit(
+        run,
         "schedule.run",
         schedule.name,
         after={
