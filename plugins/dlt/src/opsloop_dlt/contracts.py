@@ -163,7 +163,9 @@ class BatchChecker:
             self.con.execute("CREATE TABLE seen (k VARCHAR)")
             if existing_keys is not None and existing_keys.num_rows:
                 self.con.register("existing", existing_keys)
-                self.con.execute(f"INSERT INTO seen SELECT {self._key_expr('existing')} FROM existing")
+                self.con.execute(
+                    f"INSERT INTO seen SELECT {self._key_expr('existing')} FROM existing"
+                )
                 self.con.unregister("existing")
 
     # ------------------------------------------------------------------ public
@@ -237,7 +239,9 @@ class BatchChecker:
         parts = [f"coalesce(CAST({alias}.{quote(c)} AS VARCHAR), '\x00')" for c in self.key]
         return "concat_ws('\x1f', " + ", ".join(parts) + ")"
 
-    def _split(self, batch: pa.Table, where: str, first_line: int) -> tuple[pa.Table, pa.Table | None]:
+    def _split(
+        self, batch: pa.Table, where: str, first_line: int
+    ) -> tuple[pa.Table, pa.Table | None]:
         contract = self.contract
         mode = contract.schema_changes if contract else "freeze"
         discard_values = mode == "discard_value"
@@ -248,7 +252,11 @@ class BatchChecker:
             kind = self.declared.get(column)
             dtype = batch.schema.field(column).type
             if kind is None or _arrow_kind(dtype) == kind or pa.types.is_null(dtype):
-                cast = f"CAST(b.{q} AS {DUCKDB_TYPES[kind]})" if kind and pa.types.is_null(dtype) else f"b.{q}"
+                cast = (
+                    f"CAST(b.{q} AS {DUCKDB_TYPES[kind]})"
+                    if kind and pa.types.is_null(dtype)
+                    else f"b.{q}"
+                )
                 select.append(f"{cast} AS {q}")
                 continue
             target = DUCKDB_TYPES[kind]
@@ -256,7 +264,9 @@ class BatchChecker:
             if kind == "bigint" and pa.types.is_floating(dtype):
                 broken = f"({broken} OR b.{q} <> trunc(b.{q}))"
             if discard_values:
-                select.append(f"CASE WHEN {broken} THEN NULL ELSE TRY_CAST(b.{q} AS {target}) END AS {q}")
+                select.append(
+                    f"CASE WHEN {broken} THEN NULL ELSE TRY_CAST(b.{q} AS {target}) END AS {q}"
+                )
                 checks.append((f"~{column}", broken))  # counted, never quarantined
             else:
                 select.append(f"TRY_CAST(b.{q} AS {target}) AS {q}")
@@ -327,7 +337,7 @@ class BatchChecker:
                     reasons[i].append(name)
                     self.outcome.rules[name] += 1
         raw = batch.take(pa.array(positions, pa.int64())).to_pylist()
-        if contract is not None and contract.on_violation == "fail" or contract is None:
+        if (contract is not None and contract.on_violation == "fail") or contract is None:
             first = positions[0]
             raise OpsloopError(
                 f"source '{self.source}': {where} line {first_line + first}: breaks "

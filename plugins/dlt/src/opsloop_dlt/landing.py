@@ -21,12 +21,12 @@ from opsloop_dlt.pipeline import (
     current_columns,
     dlt_schema_contract,
     existing_keys,
-    report,
-    source_contract,
     make_record,
     open_pipeline,
+    report,
     restored_state,
     run,
+    source_contract,
     table_name,
     utcnow,
     write_disposition,
@@ -185,9 +185,7 @@ def read_parquet(item: LandingFile, chunk_rows: int) -> Iterator[tuple[pa.Table,
         raise SourceDataError(f"{item.path} (near row {row})", _one_line(exc)) from exc
 
 
-def read_jsonl(
-    item: LandingFile, encoding: str, chunk_rows: int
-) -> Iterator[tuple[pa.Table, int]]:
+def read_jsonl(item: LandingFile, encoding: str, chunk_rows: int) -> Iterator[tuple[pa.Table, int]]:
     """Arrow batches of one JSON Lines file (one object a line); a bad line is named."""
     import json
 

@@ -101,7 +101,9 @@ def load_rest_api(project: Project, source: SourceSpec) -> LoadRecord:
         if contract and source.write_disposition == "append"
         else None,
     )
-    where = f"{config['client']['base_url'].rstrip('/')}/{config['resources'][0]['endpoint']['path']}"
+    where = (
+        f"{config['client']['base_url'].rstrip('/')}/{config['resources'][0]['endpoint']['path']}"
+    )
     pages = iter(range(1, 1 << 62))
 
     def to_arrow(page: Any) -> Iterator[Any]:
