@@ -16,6 +16,7 @@ from opsloop_dlt.files import LandingFile, list_files, plan_load
 from opsloop_dlt.pipeline import (
     RunResult,
     SourceDataError,
+    add_side_tables,
     checked_batches,
     column_hints,
     current_columns,
@@ -101,7 +102,7 @@ def load_landing_files(project: Project, source: SourceSpec, chunk_rows: int) ->
             # committed with the load package, so a failed load leaves the old fingerprints
             dlt.current.source_state()[STATE_KEY] = dict(plan.after)
 
-        return rows
+        return add_side_tables(rows, table)
 
     try:
         result = run(project, pipeline, source, resources, table)

@@ -143,6 +143,32 @@ def existing_keys(project: Project, dataset: str, table: str, key: list[str]) ->
         return None  # no table yet
 
 
+def add_side_tables(resource: Any, table: str) -> Any:
+    """Own hints for the quarantine tables the resource also writes (not the table's key,
+    disposition or reflected columns): append-only, fixed columns."""
+    from opsloop_dlt.contracts import QUARANTINE_SCHEMA, quarantine_table, released_table
+
+    text = {"data_type": "text", "nullable": True}
+    columns = {f.name: dict(text) for f in QUARANTINE_SCHEMA}
+    columns["line"] = {"data_type": "bigint", "nullable": True}
+    for name, cols in (
+        (quarantine_table(table), columns),
+        (released_table(table), {"qid": dict(text)}),
+    ):
+        # a variant starts as a copy of the resource's hints: empty its columns first
+        resource.apply_hints(table_name=name, columns={}, create_table_variant=True)
+        resource.apply_hints(
+            table_name=name,
+            write_disposition="append",
+            columns=cols,
+            primary_key=[],
+            merge_key=[],
+            schema_contract={"tables": "evolve", "columns": "evolve", "data_type": "evolve"},
+            create_table_variant=True,
+        )
+    return resource
+
+
 def checked_batches(
     batches: Iterable[tuple[pa.Table, str, int]], checker: BatchChecker, table: str
 ) -> Iterator[Any]:

@@ -109,6 +109,7 @@ def release(project: Project, source: SourceSpec, qids: list[str] | None = None)
     """Re-check quarantined rows against the current contract; load those that now pass."""
     from opsloop_dlt.contracts import BatchChecker
     from opsloop_dlt.pipeline import (
+        add_side_tables,
         current_columns,
         existing_keys,
         open_pipeline,
@@ -168,7 +169,7 @@ def release(project: Project, source: SourceSpec, qids: list[str] | None = None)
                 marks = pa.table({"qid": pa.array(released, pa.string())})
                 yield dlt.mark.with_table_name(marks, released_table(table))
 
-        return rows_out
+        return add_side_tables(rows_out, table)
 
     try:
         result = run(project, pipeline, source, resources, table) if released else None

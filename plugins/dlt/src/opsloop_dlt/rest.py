@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from opsloop.errors import OpsloopError
 from opsloop_dlt.pipeline import (
+    add_side_tables,
     checked_batches,
     current_columns,
     dlt_schema_contract,
@@ -126,7 +127,7 @@ def load_rest_api(project: Project, source: SourceSpec) -> LoadRecord:
         contract_hint = dlt_schema_contract(contract)
         if contract_hint:
             resource.apply_hints(schema_contract=contract_hint)  # type: ignore[arg-type]
-        return resource
+        return add_side_tables(resource, table)
 
     try:
         result = run(project, pipeline, source, resources, table)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from opsloop.errors import OpsloopError, first_line
 from opsloop.redact import redact_text
 from opsloop_dlt.pipeline import (
+    add_side_tables,
     checked_batches,
     column_hints,
     current_columns,
@@ -104,7 +105,7 @@ def load_sql_table(project: Project, source: SourceSpec) -> LoadRecord:
             hints["schema_contract"] = dlt_schema_contract(contract)
         resource.apply_hints(**hints)
         resource.add_yield_map(check)
-        return resource
+        return add_side_tables(resource, table)
 
     try:
         result = run(project, pipeline, source, resources, table)
