@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlparse
 
 import duckdb
@@ -88,10 +88,10 @@ RECORDS = [
 class Api(BaseHTTPRequestHandler):
     """Pages of 3 orders with ``updated_at >= since``; a ``next`` link; bearer auth."""
 
-    records: list[dict[str, Any]] = []
-    seen: list[tuple[str, str]] = []
+    records: ClassVar[list[dict[str, Any]]] = []
+    seen: ClassVar[list[tuple[str, str]]] = []
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+    def do_GET(self) -> None:
         url = urlparse(self.path)
         args = {k: v[0] for k, v in parse_qs(url.query).items()}
         self.seen.append((self.path, self.headers.get("Authorization", "")))
