@@ -160,7 +160,8 @@ class BatchChecker:
             self.declared = {c: t for c, t in self.table_columns.items() if t in DUCKDB_TYPES}
             self.key = []
         if self.key:
-            self.con.execute("CREATE TABLE seen (k VARCHAR)")
+            kind = self.declared.get(self.key[0], "text") if len(self.key) == 1 else "text"
+            self.con.execute(f"CREATE TABLE seen (k {DUCKDB_TYPES.get(kind, 'VARCHAR')})")
             if existing_keys is not None and existing_keys.num_rows:
                 self.con.register("existing", existing_keys)
                 self.con.execute(
@@ -236,6 +237,9 @@ class BatchChecker:
 
     # ----------------------------------------------------------------- values
     def _key_expr(self, alias: str) -> str:
+        """The key as one value: the column itself, or its columns joined as text."""
+        if len(self.key) == 1:
+            return f"{alias}.{quote(self.key[0])}"
         parts = [f"coalesce(CAST({alias}.{quote(c)} AS VARCHAR), '\x00')" for c in self.key]
         return "concat_ws('\x1f', " + ", ".join(parts) + ")"
 
@@ -246,6 +250,7 @@ class BatchChecker:
         mode = contract.schema_changes if contract else "freeze"
         discard_values = mode == "discard_value"
         select: list[str] = []
+        changed: list[str] = []  # columns whose values the query casts (the rest pass as-is)
         checks: list[tuple[str, str]] = []  # (rule name, SQL that is TRUE when broken)
         for column in batch.column_names:
             q = quote(column)
@@ -258,7 +263,10 @@ class BatchChecker:
                     else f"b.{q}"
                 )
                 select.append(f"{cast} AS {q}")
+                if cast != f"b.{q}":
+                    changed.append(column)
                 continue
+            changed.append(column)
             target = DUCKDB_TYPES[kind]
             broken = f"(b.{q} IS NOT NULL AND TRY_CAST(b.{q} AS {target}) IS NULL)"
             if kind == "bigint" and pa.types.is_floating(dtype):
@@ -289,10 +297,14 @@ class BatchChecker:
         all_flags = [f"__f{i}" for i in range(len(checks))] + [f"__g{i}" for i in range(len(late))]
         names = [n for n, _ in checks] + [n for n, _ in late]
         key = f", {self._key_expr('c0')} AS __k" if self.key else ""
+        # only the flags, the key and the cast columns come back: the other columns of the
+        # good rows are the batch's own Arrow buffers, never copied through DuckDB
+        wanted = ["__n", *[quote(c) for c in changed], *all_flags, *(["__k"] if self.key else [])]
         sql = (
             f"WITH c0 AS (SELECT {', '.join([*select, 'b.__n', *early_flags])} FROM b), "
-            f"c1 AS (SELECT *{key} FROM c0) "
-            f"SELECT *{''.join(', ' + f for f in late_flags)} FROM c1"
+            f"c1 AS (SELECT *{key} FROM c0), "
+            f"c2 AS (SELECT *{''.join(', ' + f for f in late_flags)} FROM c1) "
+            f"SELECT {', '.join(wanted)} FROM c2 ORDER BY __n"
         )
         import numpy as np
 
@@ -310,6 +322,14 @@ class BatchChecker:
             self.con.unregister("b")
         import pyarrow.compute as pc
 
+        checked = batch
+        for column in changed:
+            checked = checked.set_column(
+                checked.column_names.index(column), column, result.column(column)
+            )
+        if mode == "discard_row" and contract is not None:
+            dropped = [c for c in self.outcome.drift.new_columns if c in checked.column_names]
+            checked = checked.drop_columns(dropped)
         bad_mask = None
         quarantine_flags: list[tuple[str, pa.ChunkedArray]] = []
         for name, flag in zip(names, all_flags, strict=True):
@@ -319,16 +339,13 @@ class BatchChecker:
                 continue
             quarantine_flags.append((name, column))
             bad_mask = column if bad_mask is None else pc.or_(bad_mask, column)
-        helper = ["__n", *all_flags, *(["__k"] if self.key else [])]
-        good_cols = [c for c in result.column_names if c not in helper]
         if bad_mask is None or not pc.any(bad_mask).as_py():
-            good = result.select(good_cols)
-            self._remember(good, result)
-            return good, None
-        good_rows = result.filter(pc.invert(bad_mask))
+            self._remember(checked, result)
+            return checked, None
+        keep = pc.invert(bad_mask)
+        good = checked.filter(keep)
+        self._remember(good, result.filter(keep))
         bad_rows = result.filter(bad_mask)
-        good = good_rows.select(good_cols)
-        self._remember(good, good_rows)
         positions = bad_rows.column("__n").to_pylist()
         reasons: list[list[str]] = [[] for _ in positions]
         for name, column in quarantine_flags:
