@@ -114,7 +114,7 @@ def make_postgres(table: str) -> None:
     values = ", ".join(
         ["g"]
         + [
-            "CASE WHEN g < %d THEN -1.0 ELSE random() END" % BAD if i == 1 else "random()"
+            f"CASE WHEN g < {BAD} THEN -1.0 ELSE random() END" if i == 1 else "random()"
             for i in range(1, 10)
         ]
         + ["(random() * 1000000)::bigint" for _ in range(5)]
@@ -170,7 +170,8 @@ elif mode == "dlt-postgres":
                      destination=dlt.destinations.duckdb(work + "/w.duckdb"))
     p.run(sql_table(credentials=data, table=extra, backend="pyarrow", chunk_size=100_000,
                     reflection_level="full_with_precision"))
-    n = duckdb.connect(work + "/w.duckdb").execute(f"select count(*) from raw.{extra}").fetchone()[0]
+    con = duckdb.connect(work + "/w.duckdb")
+    n = con.execute(f"select count(*) from raw.{extra}").fetchone()[0]
 else:
     from opsloop import ingest
     from opsloop.plugins import PluginManager
