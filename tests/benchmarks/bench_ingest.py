@@ -426,8 +426,13 @@ def write_doc(result: dict[str, Any]) -> None:
     head, found, rest = text.partition(START)
     if not found:
         raise SystemExit(f"{DOC} lacks the marker {START}")
-    _, _, tail = rest.partition(END)
-    DOC.write_text(head + "\n".join([START, *lines(result), END]) + tail, encoding="utf-8")
+    block, _, tail = rest.partition(END)
+    # keep the parts of an earlier run that this run did not measure
+    previous: dict[str, Any] = {}
+    if "```json" in block:
+        previous = json.loads(block.split("```json", 1)[1].split("```", 1)[0])
+    merged = {**previous, **result}
+    DOC.write_text(head + "\n".join([START, *lines(merged), END]) + tail, encoding="utf-8")
 
 
 def main(argv: list[str]) -> dict[str, Any]:
