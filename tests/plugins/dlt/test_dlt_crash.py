@@ -108,7 +108,9 @@ def test_sigkill_then_rerun_loads_every_row_exactly_once(tmp_path: Path, pause: 
     assert again is not None and again.returncode == 0, again.stderr
 
     with duckdb.connect(str(root / ".opsloop" / "warehouse.duckdb"), read_only=True) as con:
-        count, distinct = con.execute("SELECT count(*), count(DISTINCT id) FROM raw.events").fetchone()  # type: ignore[misc]
+        count, distinct = con.execute(
+            "SELECT count(*), count(DISTINCT id) FROM raw.events"
+        ).fetchone()  # type: ignore[misc]
         quarantined = con.execute("SELECT count(*) FROM raw.events_quarantine").fetchone()
     assert (count, distinct) == (3000, 3000)
     assert quarantined == (1,)

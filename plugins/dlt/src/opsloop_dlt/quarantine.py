@@ -152,15 +152,15 @@ def release(project: Project, source: SourceSpec, qids: list[str] | None = None)
     released = [r.qid for i, r in enumerate(rows) if i not in failing]
     disposition = "merge" if source.write_disposition == "merge" else "append"
 
+    write: Any = (
+        {"disposition": "merge", "strategy": "delete-insert"}
+        if disposition == "merge"
+        else "append"
+    )
+
     def resources() -> Any:
-        @dlt.resource(
-            name=table,
-            write_disposition=(
-                {"disposition": "merge", "strategy": "delete-insert"}
-                if disposition == "merge"
-                else "append"
-            ),
-            primary_key=list(source.primary_key) or None,
+        @dlt.resource(  # type: ignore[misc]
+            name=table, write_disposition=write, primary_key=list(source.primary_key)
         )
         def rows_out() -> Any:
             if good.num_rows:
