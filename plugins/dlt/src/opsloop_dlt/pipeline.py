@@ -34,6 +34,10 @@ if TYPE_CHECKING:
     from opsloop_dlt.contracts import BatchChecker
 
 
+#: DuckDB's memory limit while dlt loads into the warehouse.
+DUCKDB_MEMORY_LIMIT = "512MB"
+
+
 class SourceDataError(Exception):
     """Raised inside extraction when one input (a file, a table) cannot be read."""
 
@@ -276,8 +280,14 @@ def open_pipeline(project: Project, source: SourceSpec) -> Any:
     name = pipeline_name(source)
     pipelines_dir = project.path("dlt", "pipelines")
     pipelines_dir.mkdir(parents=True, exist_ok=True)
+    from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
+
+    credentials = DuckDbCredentials(str(project.warehouse_path))
+    # DuckDB's buffer manager would take up to 80% of RAM while it loads a big package; a
+    # cap makes it stream (and spill to its temp folder) instead: loads stay flat in memory
+    credentials.global_config = {"memory_limit": DUCKDB_MEMORY_LIMIT}
     destination = dlt.destinations.duckdb(
-        credentials=str(project.warehouse_path),
+        credentials=credentials,
         # replace loads into a staging table and swaps in one transaction: never half-empty
         replace_strategy="insert-from-staging",
     )
