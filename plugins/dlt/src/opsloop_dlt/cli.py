@@ -91,7 +91,7 @@ def list_command(
     for col in ("source", "kind", "from", "into", "write", "key"):
         table.add_column(col, overflow="fold")
     for s in sources:
-        origin = s.options.get("path") or s.options.get("table") or ""
+        origin = s.options.get("path") or s.options.get("table") or s.options.get("base_url") or ""
         if s.kind == "landing_files":
             origin = f"{origin}/{s.options.get('glob', '*.csv')}"
         table.add_row(
