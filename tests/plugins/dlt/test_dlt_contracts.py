@@ -236,3 +236,23 @@ def test_bad_contract_file_is_one_line(
     project = make_project("[plugin.dlt]\n", root=root)
     with pytest.raises(OpsloopError, match=r"bad\.toml.*freshness names column 'b'"):
         ingest.list_contracts(project)
+
+
+def test_unique_key_is_checked_against_earlier_loads(
+    make_project: Callable[..., Project], tmp_path: Path
+) -> None:
+    landing = tmp_path / "landing"
+    write_csv(landing / "d1.csv", HEADER, [[5, 1.0, "new", "a"], [10, 1.0, "new", "b"]])
+    project = make_project(config(landing))
+    run(project)
+    # inside the range loaded before (no fast path): 10 is a repeat, 7 and 1 are new
+    write_csv(
+        landing / "d2.csv",
+        HEADER,
+        [[7, 1.0, "new", "c"], [10, 2.0, "new", "d"], [1, 1.0, "new", "e"]],
+    )
+    record = run(project)
+    assert record.tables == {"orders": 2, "orders_quarantine": 1}
+    (row,) = pending(project, ingest.get_source(project, "orders"))
+    assert row.rules == "unique" and row.row["id"] == 10
+    assert sorted(r[0] for r in query(project, "SELECT id FROM raw.orders")) == [1, 5, 7, 10]

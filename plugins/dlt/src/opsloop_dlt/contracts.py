@@ -159,6 +159,7 @@ class BatchChecker:
         else:
             self.declared = {c: t for c, t in self.table_columns.items() if t in DUCKDB_TYPES}
             self.key = []
+        self._key_range: tuple[Any, Any] | None = None
         if self.key:
             kind = self.declared.get(self.key[0], "text") if len(self.key) == 1 else "text"
             self.con.execute(f"CREATE TABLE seen (k {DUCKDB_TYPES.get(kind, 'VARCHAR')})")
@@ -168,6 +169,9 @@ class BatchChecker:
                     f"INSERT INTO seen SELECT {self._key_expr('existing')} FROM existing"
                 )
                 self.con.unregister("existing")
+                (row,) = self.con.execute("SELECT min(k), max(k) FROM seen").fetchall()
+                if row[0] is not None:
+                    self._key_range = (row[0], row[1])
 
     # ------------------------------------------------------------------ public
     def check(
@@ -284,14 +288,6 @@ class BatchChecker:
                 checks.append((f"{column}.new_column", f"(b.{quote(column)} IS NOT NULL)"))
         rules = dict(contract.rules) if contract else {}
         late: list[tuple[str, str]] = [(n, f"(({p}) IS FALSE)") for n, p in rules.items()]
-        if self.key:
-            late.append(
-                (
-                    "unique",
-                    "(__k IN (SELECT k FROM seen) OR "
-                    "row_number() OVER (PARTITION BY __k ORDER BY __n) > 1)",
-                )
-            )
         early_flags = [f"{s} AS __f{i}" for i, (_, s) in enumerate(checks)]
         late_flags = [f"{s} AS __g{i}" for i, (_, s) in enumerate(late)]
         all_flags = [f"__f{i}" for i in range(len(checks))] + [f"__g{i}" for i in range(len(late))]
@@ -304,7 +300,7 @@ class BatchChecker:
             f"WITH c0 AS (SELECT {', '.join([*select, 'b.__n', *early_flags])} FROM b), "
             f"c1 AS (SELECT *{key} FROM c0), "
             f"c2 AS (SELECT *{''.join(', ' + f for f in late_flags)} FROM c1) "
-            f"SELECT {', '.join(wanted)} FROM c2 ORDER BY __n"
+            f"SELECT {', '.join(wanted)} FROM c2"
         )
         import numpy as np
 
@@ -322,6 +318,8 @@ class BatchChecker:
             self.con.unregister("b")
         import pyarrow.compute as pc
 
+        if not pc.all(pc.equal(result.column("__n"), batch_n.column("__n"))).as_py():
+            result = result.sort_by("__n")  # DuckDB keeps insertion order; never assumed
         checked = batch
         for column in changed:
             checked = checked.set_column(
@@ -338,6 +336,10 @@ class BatchChecker:
                 self.outcome.drift.discarded_values[name[1:]] += pc.sum(column).as_py() or 0
                 continue
             quarantine_flags.append((name, column))
+            bad_mask = column if bad_mask is None else pc.or_(bad_mask, column)
+        if self.key:
+            column = self._duplicates(result.column("__k"))
+            quarantine_flags.append(("unique", column))
             bad_mask = column if bad_mask is None else pc.or_(bad_mask, column)
         if bad_mask is None or not pc.any(bad_mask).as_py():
             self._remember(checked, result)
@@ -380,11 +382,59 @@ class BatchChecker:
         )
         return good, quarantine
 
+    def _duplicates(self, keys: pa.ChunkedArray) -> pa.ChunkedArray:
+        """TRUE where a (non-null) key was loaded before or repeats earlier in the batch.
+
+        Fast paths first: no repeat within the batch (a distinct count) and a key range
+        outside the range seen so far (ids and timestamps that only grow) need no lookup.
+        """
+        import pyarrow.compute as pc
+
+        present = len(keys) - keys.null_count
+        repeats = pc.count_distinct(keys).as_py() < present
+        overlap = self._key_range is not None and present > 0
+        if overlap and self._key_range is not None:
+            low, high = pc.min_max(keys).values()
+            lo, hi = low.as_py(), high.as_py()
+            seen_lo, seen_hi = self._key_range
+            try:
+                overlap = not (lo > seen_hi or hi < seen_lo)
+            except TypeError:
+                overlap = True
+        import numpy as np
+
+        if not repeats and not overlap:
+            return pa.chunked_array([pa.array(np.zeros(len(keys), dtype=bool))])
+
+        table = pa.table({"k": keys, "n": pa.array(np.arange(len(keys), dtype=np.int64))})
+        self.con.register("kt", table)
+        try:
+            flags = self.con.sql(
+                "SELECT k IS NOT NULL AND (k IN (SELECT k FROM seen) OR "
+                "row_number() OVER (PARTITION BY k ORDER BY n) > 1) AS d FROM kt ORDER BY n"
+            ).to_arrow_table()
+        finally:
+            self.con.unregister("kt")
+        return flags.column("d")
+
     def _remember(self, good: pa.Table, with_key: pa.Table) -> None:
         if self.key and good.num_rows:
-            self.con.register("k", with_key.select(["__k"]))
-            self.con.execute("INSERT INTO seen SELECT __k FROM k")
+            import pyarrow.compute as pc
+
+            keys = with_key.select(["__k"])
+            self.con.register("k", keys)
+            self.con.execute("INSERT INTO seen SELECT __k FROM k WHERE __k IS NOT NULL")
             self.con.unregister("k")
+            low, high = pc.min_max(keys.column("__k")).values()
+            if low.as_py() is not None:
+                lo, hi = low.as_py(), high.as_py()
+                if self._key_range is None:
+                    self._key_range = (lo, hi)
+                else:
+                    try:
+                        self._key_range = (min(lo, self._key_range[0]), max(hi, self._key_range[1]))
+                    except TypeError:
+                        self._key_range = (lo, hi)
         if self.contract is not None and good.num_rows:
             import pyarrow.compute as pc
 
