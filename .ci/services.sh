@@ -8,6 +8,16 @@ if command -v pg_isready >/dev/null 2>&1 && ! pg_isready -h 127.0.0.1 -p 5432 -q
     for _ in $(seq 1 30); do pg_isready -h 127.0.0.1 -p 5432 -q && break; sleep 1; done
 fi
 pg_isready -h 127.0.0.1 -p 5432 || echo "warning: PostgreSQL is not reachable; SQL-source tests will fail"
+# MariaDB (127.0.0.1:3306, root without a password): dlt MariaDB-source tests.
+if command -v mariadb-admin >/dev/null 2>&1 && ! mariadb-admin -h 127.0.0.1 -u root ping >/dev/null 2>&1; then
+    echo "starting MariaDB"
+    SUDO=""
+    if [ "$(id -u)" != "0" ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
+    ($SUDO service mariadb start || $SUDO mysqld_safe --bind-address=127.0.0.1 >/dev/null 2>&1 &) || true
+    for _ in $(seq 1 30); do mariadb-admin -h 127.0.0.1 -u root ping >/dev/null 2>&1 && break; sleep 1; done
+fi
+command -v mariadb-admin >/dev/null 2>&1 && { mariadb-admin -h 127.0.0.1 -u root ping >/dev/null 2>&1 \
+    || echo "warning: MariaDB is not reachable; MariaDB-source tests will fail"; }
 # Redis (127.0.0.1:6379): the serving plugin's shared rate-limit test.
 if command -v redis-cli >/dev/null 2>&1 && ! redis-cli -h 127.0.0.1 ping >/dev/null 2>&1; then
     echo "starting Redis"

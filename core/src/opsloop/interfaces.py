@@ -78,8 +78,12 @@ class DataContract:
 
     name: str
     columns: Mapping[str, str]  # column -> type ("double", "bigint", "text", ...)
-    rules: Mapping[str, str] = field(default_factory=dict)  # column -> SQL predicate
+    rules: Mapping[str, str] = field(default_factory=dict)  # rule name -> SQL predicate
     on_violation: Literal["quarantine", "fail"] = "quarantine"
+    # what a new column or a changed type does (dlt's schema contract modes)
+    schema_changes: Literal["evolve", "freeze", "discard_row", "discard_value"] = "evolve"
+    unique: tuple[str, ...] = ()  # columns whose combined value must not repeat
+    freshness: Mapping[str, float] = field(default_factory=dict)  # column -> max age, seconds
 
 
 @dataclass

@@ -100,3 +100,35 @@ def test_no_sources_message_names_the_table(tmp_path: Path) -> None:
     assert listed.stdout == "no sources; declare them under [plugin.dlt] sources in opsloop.toml\n"
     ran = opsloop(tmp_path, "ingest", "run")
     assert ran.returncode == 2 and "declare them under [plugin.dlt] sources" in ran.stderr
+
+
+def test_quarantine_list_show_and_release(tmp_path: Path) -> None:
+    root = tmp_path / "project"
+    root.mkdir()
+    config = (
+        '[plugin.dlt]\nsources = [{name = "pay", path = "landing", contract = "pay"}]\n'
+        "[plugin.dlt.contracts.pay.columns]\n"
+        'id = "bigint"\namount = { type = "double", min = 0 }\n'
+    )
+    (root / "opsloop.toml").write_text(config)
+    write_csv(root / "landing" / "d1.csv", ["id", "amount"], [[1, 5.0], [2, -1.0]])
+    ran = opsloop(root, "ingest", "run")
+    assert ran.returncode == 0, ran.stderr
+    assert "raw.pay 1 rows, raw.pay_quarantine 1 rows" in ran.stdout
+
+    listed = json.loads(opsloop(root, "ingest", "quarantine", "list", "--json").stdout)
+    assert listed == [{"source": "pay", "contract": "pay", "rows": 1, "rules": {"amount.min": 1}}]
+    shown = json.loads(opsloop(root, "ingest", "quarantine", "show", "pay", "--json").stdout)
+    assert shown[0]["line"] == 3 and shown[0]["row"] == {"id": 2, "amount": -1.0}
+    assert "amount.min" in opsloop(root, "ingest", "quarantine", "show", "pay").stdout
+
+    still = opsloop(root, "ingest", "quarantine", "release", "pay")
+    assert still.returncode == 0 and "released 0 row(s); 1 still break" in still.stdout
+    (root / "opsloop.toml").write_text(config.replace(", min = 0", ""))  # the fix
+    released = opsloop(root, "ingest", "quarantine", "release", "pay")
+    assert released.returncode == 0 and "released 1 row(s)" in released.stdout
+    assert (
+        json.loads(opsloop(root, "ingest", "quarantine", "list", "--json").stdout)[0]["rows"] == 0
+    )
+    unknown = opsloop(root, "ingest", "quarantine", "release", "pay", "--id", "nope")
+    assert unknown.returncode != 0 and len(unknown.stderr.strip().splitlines()) == 1

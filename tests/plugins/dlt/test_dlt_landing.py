@@ -163,7 +163,7 @@ def test_glob_option_picks_files(project: Project, tmp_path: Path) -> None:
 
 
 def test_other_kinds_are_left_to_other_plugins(project: Project) -> None:
-    source = SourceSpec(name="x", kind="rest_api", options={})
+    source = SourceSpec(name="x", kind="kafka", options={})
     assert project.hook.load_source(project=project, source=source) is None
 
 

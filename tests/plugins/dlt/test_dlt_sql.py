@@ -107,6 +107,7 @@ def test_config_declared_sql_source_reads_credentials_from_the_environment(
         "table": "orders",
         "schema": pg_schema,
         "credentials_env": "SHOP_DB_URL",
+        "backend": "pyarrow",
     }
     monkeypatch.delenv("SHOP_DB_URL", raising=False)
     with pytest.raises(OpsloopError, match="SHOP_DB_URL"):

@@ -91,7 +91,7 @@ def list_command(
     for col in ("source", "kind", "from", "into", "write", "key"):
         table.add_column(col, overflow="fold")
     for s in sources:
-        origin = s.options.get("path") or s.options.get("table") or ""
+        origin = s.options.get("path") or s.options.get("table") or s.options.get("base_url") or ""
         if s.kind == "landing_files":
             origin = f"{origin}/{s.options.get('glob', '*.csv')}"
         table.add_row(
@@ -143,6 +143,119 @@ def loads_command(
             ", ".join(r.load_ids) or "-",
         )
     console.print(table)
+
+
+quarantine_app = typer.Typer(
+    name="quarantine",
+    help="Rows that broke a source's data contract: list, show, release after a fix.",
+    no_args_is_help=True,
+)
+app.add_typer(quarantine_app, name="quarantine")
+
+
+@quarantine_app.command("list")
+def quarantine_list(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Pending quarantined rows per source and rule."""
+    from collections import Counter
+
+    from rich.table import Table
+
+    from opsloop import ingest
+    from opsloop.cli.context import console, open_project
+    from opsloop_dlt.quarantine import pending
+
+    project = open_project()
+    summary = []
+    for source in ingest.list_sources(project):
+        if not source.contract:
+            continue
+        rows = pending(project, source)
+        rules: Counter[str] = Counter()
+        for row in rows:
+            rules.update(r.strip() for r in row.rules.split(","))
+        summary.append(
+            {
+                "source": source.name,
+                "contract": source.contract,
+                "rows": len(rows),
+                "rules": dict(rules.most_common()),
+            }
+        )
+    if as_json:
+        print(json.dumps(summary, indent=2))
+        return
+    if not summary:
+        console.print("no source names a contract; see docs/plugins/dlt.md (contracts)")
+        return
+    table = Table(title="quarantined rows (pending)", title_justify="left")
+    for col in ("source", "contract", "rows", "rules broken"):
+        table.add_column(col, overflow="fold")
+    for item in summary:
+        rules_text = ", ".join(f"{k} {v}" for k, v in item["rules"].items()) or "-"
+        table.add_row(item["source"], item["contract"], str(item["rows"]), rules_text)
+    console.print(table)
+
+
+@quarantine_app.command("show")
+def quarantine_show(
+    source: str = typer.Argument(..., help="The source whose quarantined rows to show."),
+    limit: int = typer.Option(20, "--limit", "-n", min=1, help="How many rows."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """The pending quarantined rows of one source: id, where from, rules broken, the row."""
+    from rich.table import Table
+
+    from opsloop import ingest
+    from opsloop.cli.context import console, open_project
+    from opsloop_dlt.quarantine import pending
+
+    project = open_project()
+    rows = pending(project, ingest.get_source(project, source), limit=limit)
+    if as_json:
+        print(json.dumps([r.__dict__ for r in rows], indent=2, default=str))
+        return
+    if not rows:
+        console.print(f"{source}: no quarantined rows pending")
+        return
+    table = Table(title=f"{source}: quarantined rows", title_justify="left")
+    for col in ("id", "from", "line", "rules", "row", "load id"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(
+            r.qid,
+            r.source,
+            str(r.line or "-"),
+            r.rules,
+            json.dumps(r.row, default=str),
+            r.load_id,
+        )
+    console.print(table)
+
+
+@quarantine_app.command("release")
+def quarantine_release(
+    source: str = typer.Argument(..., help="The source whose quarantined rows to release."),
+    ids: list[str] = typer.Option(None, "--id", help="Only these row ids (default: all)."),
+) -> None:
+    """Re-check quarantined rows against the current contract; load those that pass."""
+    from opsloop import ingest
+    from opsloop.cli.context import console, open_project
+    from opsloop_dlt.quarantine import release
+
+    project = open_project()
+    result = release(project, ingest.get_source(project, source), ids or None)
+    if not result.released and not result.still_failing:
+        console.print(f"{source}: no quarantined rows pending", highlight=False)
+        return
+    still = ", ".join(f"{k} {v}" for k, v in result.rules.items())
+    console.print(
+        f"{source}: released {result.released} row(s)"
+        + (f" (load {', '.join(result.load_ids)})" if result.load_ids else "")
+        + (f"; {result.still_failing} still break the contract ({still})" if still else ""),
+        highlight=False,
+    )
 
 
 def register(cli: typer.Typer) -> None:

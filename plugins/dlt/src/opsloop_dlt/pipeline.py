@@ -9,7 +9,7 @@ again. Rows of an unfinished package are never visible to ``read_dataset`` eithe
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,8 +27,15 @@ from opsloop.redact import redact_text  # noqa: E402
 from opsloop_dlt.naming import normalize  # noqa: E402
 
 if TYPE_CHECKING:
-    from opsloop.interfaces import SourceSpec
+    import pyarrow as pa
+
+    from opsloop.interfaces import DataContract, SourceSpec
     from opsloop.project import Project
+    from opsloop_dlt.contracts import BatchChecker
+
+
+#: DuckDB's memory limit while dlt loads into the warehouse.
+DUCKDB_MEMORY_LIMIT = "512MB"
 
 
 class SourceDataError(Exception):
@@ -82,6 +89,190 @@ def column_hints(source: SourceSpec) -> dict[str, dict[str, Any]] | None:
 class RunResult:
     load_ids: list[str]
     rows: int
+    quarantined: int = 0
+
+
+def source_contract(project: Project, source: SourceSpec) -> DataContract | None:
+    """The contract the source names, or None."""
+    if not source.contract:
+        return None
+    from opsloop import ingest
+
+    return ingest.get_contract(project, source.contract)
+
+
+def dlt_schema_contract(contract: DataContract | None) -> dict[str, str] | None:
+    """dlt's schema contract backing ours: no variant columns, new columns only on evolve.
+
+    The checker has already applied the mode to each batch (quarantined or dropped what the
+    mode refuses); this makes dlt refuse anything that slipped past it.
+    """
+    if contract is None:
+        return None
+    columns = "evolve" if contract.schema_changes == "evolve" else "freeze"
+    return {"tables": "evolve", "columns": columns, "data_type": "freeze"}
+
+
+def current_columns(pipeline: Any, table: str) -> dict[str, str]:
+    """The columns (name -> dlt type) the table has in the pipeline's schema now."""
+    try:
+        schema = pipeline.default_schema
+    except Exception:  # noqa: BLE001 - no schema yet: a first load
+        return {}
+    if table not in schema.tables:
+        return {}
+    return {
+        name: str(col["data_type"])
+        for name, col in schema.get_table_columns(table).items()
+        if col.get("data_type")
+    }
+
+
+def existing_keys(project: Project, dataset: str, table: str, key: list[str]) -> pa.Table | None:
+    """Key values already in the warehouse table (completed loads only), for ``unique``."""
+    if not key or not project.warehouse_path.exists():
+        return None
+    import duckdb
+
+    from opsloop_dlt.settings import quote
+
+    cols = ", ".join(quote(normalize(c)) for c in key)
+    try:
+        with duckdb.connect(str(project.warehouse_path), read_only=True) as con:
+            return con.sql(
+                f"SELECT {cols} FROM {quote(dataset)}.{quote(table)} WHERE _dlt_load_id IN "
+                f"(SELECT load_id FROM {quote(dataset)}._dlt_loads WHERE status = 0)"
+            ).to_arrow_table()
+    except duckdb.Error:
+        return None  # no table yet
+
+
+def add_side_tables(resource: Any, table: str) -> Any:
+    """Own hints for the quarantine tables the resource also writes (not the table's key,
+    disposition or reflected columns): append-only, fixed columns."""
+    from opsloop_dlt.contracts import QUARANTINE_SCHEMA, quarantine_table, released_table
+
+    text = {"data_type": "text", "nullable": True}
+    columns = {f.name: dict(text) for f in QUARANTINE_SCHEMA}
+    columns["line"] = {"data_type": "bigint", "nullable": True}
+    for name, cols in (
+        (quarantine_table(table), columns),
+        (released_table(table), {"qid": dict(text)}),
+    ):
+        # a variant starts as a copy of the resource's hints: empty its columns first
+        resource.apply_hints(table_name=name, columns={}, create_table_variant=True)
+        resource.apply_hints(
+            table_name=name,
+            write_disposition="append",
+            columns=cols,
+            primary_key=[],
+            merge_key=[],
+            schema_contract={"tables": "evolve", "columns": "evolve", "data_type": "evolve"},
+            create_table_variant=True,
+        )
+    return resource
+
+
+def checked_batches(
+    batches: Iterable[tuple[pa.Table, str, int]], checker: BatchChecker, table: str
+) -> Iterator[Any]:
+    """Good rows for ``table``, broken rows marked for its quarantine table."""
+    from opsloop_dlt.contracts import quarantine_table
+
+    qtable = quarantine_table(table)
+    for batch, where, line in batches:
+        good, bad = checker.check(batch, where, line)
+        if good.num_rows:
+            yield good
+        if bad is not None:
+            yield dlt.mark.with_table_name(bad, qtable)
+
+
+def report(
+    project: Project,
+    source: SourceSpec,
+    dataset: str,
+    table: str,
+    checker: BatchChecker,
+    load_ids: list[str],
+) -> None:
+    """Signals (and audit entries) for quarantined rows, schema drift and stale data."""
+    from opsloop.records import Signal
+    from opsloop_dlt.contracts import quarantine_table
+
+    outcome, contract = checker.outcome, checker.contract
+    subject = f"{dataset}.{table}"
+    name = contract.name if contract else None
+    base = {"source": source.name, "contract": name, "load_ids": load_ids}
+    if outcome.quarantined:
+        rules = dict(outcome.rules.most_common())
+        listed = ", ".join(f"{r} {n}" for r, n in rules.items())
+        project.emit(
+            Signal(
+                source="dlt.contract",
+                type="contract_violation",
+                severity="warning",
+                subject=subject,
+                summary=(
+                    f"{outcome.quarantined} of {outcome.checked} row(s) of source "
+                    f"'{source.name}' broke contract '{name}' and were quarantined ({listed})"
+                ),
+                value=float(outcome.quarantined),
+                data={**base, "rules": rules, "quarantine": f"{dataset}.{quarantine_table(table)}"},
+            )
+        )
+        project.audit.append(
+            "ingest.quarantine",
+            subject,
+            after={"rows": outcome.quarantined, "rules": rules, "load_ids": load_ids},
+        )
+    if not outcome.drift.empty:
+        drift = outcome.drift.to_dict()
+        mode = contract.schema_changes if contract else "evolve"
+        project.emit(
+            Signal(
+                source="dlt.contract",
+                type="schema_drift",
+                severity="warning",
+                subject=subject,
+                summary=(
+                    f"source '{source.name}': schema changed (new: "
+                    f"{', '.join(drift['new_columns']) or '-'}; missing: "
+                    f"{', '.join(drift['missing_columns']) or '-'}; values discarded: "
+                    f"{sum(drift['discarded_values'].values())}); handled as '{mode}'"
+                ),
+                data={**base, **drift, "mode": mode},
+            )
+        )
+    if contract is not None:
+        import datetime as dt
+
+        now = dt.datetime.now(dt.UTC)
+        for column, max_age in contract.freshness.items():
+            newest = outcome.newest.get(normalize(column))
+            if newest is None:
+                continue
+            if isinstance(newest, dt.datetime):
+                stamp = newest if newest.tzinfo else newest.replace(tzinfo=dt.UTC)
+            else:
+                stamp = dt.datetime.combine(newest, dt.time(), dt.UTC)
+            age = (now - stamp).total_seconds()
+            if age > max_age:
+                project.emit(
+                    Signal(
+                        source="dlt.contract",
+                        type="contract_violation",
+                        severity="warning",
+                        subject=subject,
+                        summary=(
+                            f"source '{source.name}': newest {column} is {age / 3600:.1f} h "
+                            f"old, contract '{name}' allows {max_age / 3600:.1f} h"
+                        ),
+                        value=age,
+                        threshold=max_age,
+                        data={**base, "rules": {f"{column}.freshness": 1}},
+                    )
+                )
 
 
 def open_pipeline(project: Project, source: SourceSpec) -> Any:
@@ -89,8 +280,14 @@ def open_pipeline(project: Project, source: SourceSpec) -> Any:
     name = pipeline_name(source)
     pipelines_dir = project.path("dlt", "pipelines")
     pipelines_dir.mkdir(parents=True, exist_ok=True)
+    from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
+
+    credentials = DuckDbCredentials(str(project.warehouse_path))
+    # DuckDB's buffer manager would take up to 80% of RAM while it loads a big package; a
+    # cap makes it stream (and spill to its temp folder) instead: loads stay flat in memory
+    credentials.global_config = {"memory_limit": DUCKDB_MEMORY_LIMIT}
     destination = dlt.destinations.duckdb(
-        credentials=str(project.warehouse_path),
+        credentials=credentials,
         # replace loads into a staging table and swaps in one transaction: never half-empty
         replace_strategy="insert-from-staging",
     )
@@ -149,9 +346,12 @@ def run(
         discard_loads(project.warehouse_path, pipeline.dataset_name, list(info.loads_ids))
         pipeline.drop()
         raise OpsloopError(f"source '{source.name}': dlt reported failed load jobs; nothing kept")
-    normalize = pipeline.last_trace.last_normalize_info if pipeline.last_trace else None
-    rows = int(normalize.row_counts.get(table, 0)) if normalize else 0
-    return RunResult(list(info.loads_ids), rows)
+    from opsloop_dlt.contracts import quarantine_table
+
+    info_n = pipeline.last_trace.last_normalize_info if pipeline.last_trace else None
+    rows = int(info_n.row_counts.get(table, 0)) if info_n else 0
+    bad = int(info_n.row_counts.get(quarantine_table(table), 0)) if info_n else 0
+    return RunResult(list(info.loads_ids), rows, bad)
 
 
 def discard_loads(warehouse: Path, dataset: str | None, load_ids: Iterable[str | None]) -> None:
@@ -244,7 +444,8 @@ def make_record(
         dataset=pipeline.dataset_name,
         destination=f"duckdb:{project.warehouse_path}",
         load_ids=result.load_ids,
-        tables={table: result.rows},
+        tables={table: result.rows}
+        | ({f"{table}_quarantine": result.quarantined} if result.quarantined else {}),
         status="loaded" if result.load_ids else "empty",
         started_at=started,
         finished_at=utcnow(),
@@ -254,12 +455,18 @@ def make_record(
 __all__ = [
     "RunResult",
     "SourceDataError",
+    "checked_batches",
+    "current_columns",
     "dataset_name",
     "discard_loads",
+    "dlt_schema_contract",
+    "existing_keys",
     "make_record",
     "open_pipeline",
+    "report",
     "restored_state",
     "run",
+    "source_contract",
     "table_name",
     "translate_error",
     "utcnow",

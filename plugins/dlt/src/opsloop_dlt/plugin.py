@@ -9,17 +9,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from opsloop import hookimpl
-from opsloop.interfaces import CheckResult, PluginInfo
+from opsloop.interfaces import AlertRule, CheckResult, PluginInfo
 
 if TYPE_CHECKING:
     import typer
 
-    from opsloop.interfaces import Dataset, SourceSpec
+    from opsloop.interfaces import DataContract, Dataset, SourceSpec
     from opsloop.project import Project
     from opsloop.records import LoadRecord
 
 #: Source kinds this plugin loads.
-KINDS = ("landing_files", "sql")
+KINDS = ("landing_files", "sql", "rest_api")
 
 
 @hookimpl
@@ -41,6 +41,23 @@ def register_sources(project: Project) -> list[SourceSpec]:
 
 
 @hookimpl
+def register_data_contracts(project: Project) -> list[DataContract]:
+    """Contracts under ``[plugin.dlt.contracts]`` and in ``contracts/*.toml|json`` files."""
+    from opsloop_dlt.contract_files import load_contracts
+
+    return load_contracts(project)
+
+
+@hookimpl
+def register_alert_rules(project: Project) -> list[AlertRule]:
+    """Quarantined rows, stale data and schema drift reach people as alerts."""
+    return [
+        AlertRule(name="contract-violation", signal_type="contract_violation"),
+        AlertRule(name="schema-drift", signal_type="schema_drift", open_incident=False),
+    ]
+
+
+@hookimpl
 def load_source(project: Project, source: SourceSpec) -> LoadRecord | None:
     """Load a ``landing_files`` or ``sql`` source with dlt; None for any other kind."""
     if source.kind not in KINDS:
@@ -50,6 +67,10 @@ def load_source(project: Project, source: SourceSpec) -> LoadRecord | None:
         from opsloop_dlt.landing import load_landing_files
 
         return load_landing_files(project, source, settings.csv_chunk_rows)
+    if source.kind == "rest_api":
+        from opsloop_dlt.rest import load_rest_api
+
+        return load_rest_api(project, source)
     from opsloop_dlt.sql import load_sql_table
 
     return load_sql_table(project, source)
