@@ -258,9 +258,12 @@ def test_hook_on_record(tmp_path: Path) -> None:
     assert watcher.seen == [("signal", True)]  # called once, after the record was stored
     watcher.seen.clear()
     # The built-in respond plugin's on_record turns a drift signal into an alert and an
-    # incident, each emitted in turn: every plugin sees every record.
+    # incident, each emitted in turn, then a note suggesting the rule's runbook (the test
+    # project does not start it): every plugin sees every record.
     project.emit(Signal(source="test", type="drift", severity="warning", subject="m"))
-    assert watcher.seen == [("signal", True), ("alert", True), ("incident", True)]
+    assert watcher.seen == [
+        ("signal", True), ("alert", True), ("incident", True), ("incident_update", True)
+    ]  # fmt: skip
 
 
 # =============================================================================== ingest
