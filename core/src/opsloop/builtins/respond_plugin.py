@@ -33,8 +33,7 @@ def register_commands(cli: typer.Typer) -> None:
 def register_alert_rules(project: Project) -> list[AlertRule]:
     """The built-in rules for every kind of failure (the table in docs/alerts.md)."""
     return [
-        AlertRule(name="model-drift", signal_type="drift", runbook="drift-triage",
-                  rate_limit=(20, 3600)),
+        AlertRule(name="model-drift", signal_type="drift", runbook="drift-triage"),
         # a spike: 5 blocks of one target within 5 minutes, at most one alert per 5 minutes
         AlertRule(name="guard-block-spike", signal_type="guard_block", runbook="guard-incident",
                   threshold=5, window=300, rate_limit=(1, 300)),
