@@ -336,3 +336,36 @@ def test_receiver_opens_and_resolves_with_auth(receiver: tuple[Project, str]) ->
     assert incident_view(project, incident.incident.id).status == "resolved"
     resolved = [u for u in project.records.list(IncidentUpdate) if u.status == "resolved"]
     assert "resolved by Alertmanager (alert abc123 ended)" in resolved[0].note
+
+
+# ------------------------------------------------------------------------------ CLI
+def cli(root: Path, *args: str) -> Any:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "UNSET_TOKEN_VAR"}
+    return subprocess.run(
+        [sys.executable, "-c", "import sys; from opsloop.cli import main; sys.exit(main())",
+         "--project", str(root), *args],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+
+
+def test_cli_assign_show_and_serve_errors(tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    project.emit(signal("load_failed", "orders", severity="critical"))
+    [incident] = incidents(project, "load-failed")
+    project.close()
+    done = cli(tmp_path, "incident", "assign", incident.id, "data-eng")
+    assert done.returncode == 0, done.stderr
+    shown = cli(tmp_path, "incident", "show", incident.id, "--json")
+    assert shown.returncode == 0, shown.stderr
+    body = json.loads(shown.stdout)
+    assert body["owner"] == "data-eng" and body["status"] == "open"
+    assert [e["what"] for e in body["timeline"]][:2] == ["signal", "alert"]
+    assert any("incident.assign" in e["text"] for e in body["timeline"])
+    bad = cli(tmp_path, "respond", "serve", "--port", "0", "--token-env", "UNSET_TOKEN_VAR")
+    assert bad.returncode == 2
+    assert "environment variable 'UNSET_TOKEN_VAR' is not set or empty" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
