@@ -56,4 +56,26 @@ if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
         chromium chromium-driver \
         || echo "warning: could not install chromium; the JupyterLab browser test will fail"
 fi
+# Alertmanager and amtool (Debian's `prometheus-alertmanager` package): the respond stage's
+# webhook receiver test starts its own Alertmanager on a loopback port with a temp config.
+# Installed only when missing; the package's own service is not started (policy-rc.d: 101).
+if ! command -v prometheus-alertmanager >/dev/null 2>&1 || ! command -v amtool >/dev/null 2>&1; then
+    echo "installing prometheus-alertmanager (binary and amtool)"
+    SUDO=""
+    if [ "$(id -u)" != "0" ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
+    POLICY=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        POLICY=/usr/sbin/policy-rc.d
+        printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$POLICY" >/dev/null && $SUDO chmod +x "$POLICY"
+    fi
+    $SUDO apt-get update -qq || true
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+        prometheus-alertmanager \
+        || echo "warning: could not install prometheus-alertmanager; the Alertmanager test will fail"
+    if [ -n "$POLICY" ]; then $SUDO rm -f "$POLICY"; fi
+    if command -v systemctl >/dev/null 2>&1 \
+        && systemctl is-active --quiet prometheus-alertmanager 2>/dev/null; then
+        $SUDO systemctl disable --now prometheus-alertmanager || true
+    fi
+fi
 exit 0

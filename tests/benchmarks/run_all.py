@@ -22,6 +22,7 @@ import bench_decode_bomb
 import bench_demo
 import bench_drift
 import bench_drift_calibration
+import bench_drift_to_incident
 import bench_registry_load
 import bench_retrain_loop
 import bench_serving
@@ -106,6 +107,9 @@ def main() -> None:
     )
     bench_decode_bomb.write_doc(bench_decode_bomb.main())
     bench_retrain_loop.write_doc(bench_retrain_loop.doc_lines(bench_retrain_loop.main()))
+    bench_drift_to_incident.write_doc(
+        bench_drift_to_incident.doc_lines(bench_drift_to_incident.main())
+    )
     bench_audit.write_doc(bench_audit.doc_lines(bench_audit.main()))
     if shutil.which("wrk") is None:  # the serving benchmark drives the servers with wrk
         print("skipped the serving benchmark: wrk is not installed (apt-get install -y wrk)")

@@ -258,9 +258,12 @@ def test_hook_on_record(tmp_path: Path) -> None:
     assert watcher.seen == [("signal", True)]  # called once, after the record was stored
     watcher.seen.clear()
     # The built-in respond plugin's on_record turns a drift signal into an alert and an
-    # incident, each emitted in turn: every plugin sees every record.
+    # incident, each emitted in turn, then a note suggesting the rule's runbook (the test
+    # project does not start it): every plugin sees every record.
     project.emit(Signal(source="test", type="drift", severity="warning", subject="m"))
-    assert watcher.seen == [("signal", True), ("alert", True), ("incident", True)]
+    assert watcher.seen == [
+        ("signal", True), ("alert", True), ("incident", True), ("incident_update", True)
+    ]  # fmt: skip
 
 
 # =============================================================================== ingest
@@ -420,7 +423,10 @@ def test_hook_on_load_error(tmp_path: Path) -> None:
     assert raised.value is error  # re-raised afterwards
     assert loader.calls[-1] == ("on_load_error", (source, error))
     assert "after_load" not in [c[0] for c in loader.calls]
-    assert actions(project) == ["ingest.load.failed"]
+    # audited, and raised as a load_failed signal: the load-failed rule opens an incident
+    assert actions(project) == [
+        "ingest.load.failed", "record.signal", "alert.fire", "incident.open", "incident.note"
+    ]  # fmt: skip
     assert project.records.list(LoadRecord) == []
 
 
@@ -801,9 +807,9 @@ class Paging:
     @hookimpl
     def register_alert_rules(self, project: Project) -> list[AlertRule]:
         return [
-            AlertRule(name="slo-page", signal_type="slo_burn", min_severity="critical",
+            AlertRule(name="slo-page", signal_type="budget_burn", min_severity="critical",
                       runbook="drift-triage"),
-            AlertRule(name="slo-ticket", signal_type="slo_burn", open_incident=False),
+            AlertRule(name="slo-ticket", signal_type="budget_burn", open_incident=False),
         ]  # fmt: skip
 
     @hookimpl
@@ -832,13 +838,16 @@ def test_hook_register_alert_rules(tmp_path: Path) -> None:
     # the plugin's rules, then the schedule, monitor and respond built-ins'
     assert [r.name for r in respond.list_rules(project)] == [
         "slo-page", "slo-ticket", "schedule-failed", "data-quality", "model-quality",
-        "model-drift",
+        "model-drift", "guard-block-spike", "load-failed", "artifact-integrity",
+        "serving-errors", "serving-latency", "slo-burn", "runbook-failed", "prometheus-alert",
     ]  # fmt: skip
-    project.emit(Signal(source="slo", type="slo_burn", severity="warning", subject="api"))
+    project.emit(Signal(source="slo", type="budget_burn", severity="warning", subject="api"))
     (ticket,) = project.records.list(Alert)
     assert (ticket.rule, ticket.subject) == ("slo-ticket", "api")
     assert project.records.list(Incident) == []  # slo-ticket opens no incident
-    page = project.emit(Signal(source="slo", type="slo_burn", severity="critical", subject="api"))
+    page = project.emit(
+        Signal(source="slo", type="budget_burn", severity="critical", subject="api")
+    )
     alerts = {a.rule: a for a in project.records.list(Alert)[1:]}
     assert set(alerts) == {"slo-page", "slo-ticket"}
     assert alerts["slo-page"].signal_ids == [page.id]
@@ -850,7 +859,7 @@ def test_hook_register_alert_rules(tmp_path: Path) -> None:
 def test_hook_register_notifiers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     plugin = Paging()
     project = make_project(tmp_path, plugin)
-    project.emit(Signal(source="slo", type="slo_burn", severity="critical", subject="api"))
+    project.emit(Signal(source="slo", type="budget_burn", severity="critical", subject="api"))
     assert [a.rule for a in plugin.paged] == ["slo-page", "slo-ticket"]
     assert plugin.paged == project.records.list(Alert)
     # The broken notifier is reported and does not stop the next one; its alerts wait in

@@ -601,11 +601,11 @@ def test_an_alert_that_opens_no_incident_is_sent_as_an_alert(
     class Ticket:
         @hookimpl
         def register_alert_rules(self, project: Project) -> list[AlertRule]:
-            return [AlertRule(name="slo-ticket", signal_type="slo_burn", open_incident=False)]
+            return [AlertRule(name="slo-ticket", signal_type="budget_burn", open_incident=False)]
 
     body = f'type = "webhook"\nurl = "{webhook.url}"\nsecret_env = "HOOK_SECRET"\n'
     project = make_project(tmp_path, Ticket(), config=config_for(hooks=body), environ=ENV)
-    project.emit(Signal(source="slo", type="slo_burn", severity="warning", subject="api"))
+    project.emit(Signal(source="slo", type="budget_burn", severity="warning", subject="api"))
     (got,) = webhook.received
     n = got.json["notification"]
     assert (got.json["event"], n["rule"], n["incident_id"]) == ("alert", "slo-ticket", None)

@@ -175,10 +175,14 @@ def test_failing_cell_is_a_failed_run_with_the_error_line(project: Project) -> N
     assert "ValueError" in failed.with_suffix(".html").read_text()
     assert "ValueError: no data" in outputs_text(failed)  # the person sees the failing cell
     assert isinstance(project.records.get(run.id), RunbookRun)
-    assert list(project.audit.entries())[-2]["after"]["status"] == "failed"
-    update = project.records.list(IncidentUpdate)[-1]
+    [entry] = [e for e in project.audit.entries() if e["action"] == "runbook.run"]
+    assert entry["after"]["status"] == "failed"
+    [update] = [u for u in project.records.list(IncidentUpdate) if u.runbook_run_id]
     assert update.runbook_run_id == run.id
     assert update.note == "runbook broken failed: ValueError: no data (cell 3)"
+    # a failed run is a signal too: the runbook-failed rule opens its own incident
+    [failed_signal] = [s for s in project.records.list(Signal) if s.type == "runbook_failed"]
+    assert failed_signal.subject == "broken" and failed_signal.data["run_id"] == run.id
 
 
 def test_dead_kernel_is_a_failed_run_not_a_hang(project: Project) -> None:

@@ -85,7 +85,8 @@ def test_ingest_error_calls_on_load_error_and_audits(tmp_path: Path) -> None:
     with pytest.raises(OpsloopError, match="upstream is down"):
         ingest.run_load(project, SourceSpec(name="orders", kind="test"))
     assert calls[-1] == "on_load_error:upstream is down"
-    assert [e["action"] for e in project.audit.entries()] == ["ingest.load.failed"]
+    actions = [e["action"] for e in project.audit.entries()]
+    assert actions[:2] == ["ingest.load.failed", "record.signal"]  # and its incident
     assert project.records.list(LoadRecord) == []
 
 

@@ -175,6 +175,13 @@ class RespondSection(_Section):
     #: ``[respond.notify.<name>]`` tables: one notifier each, checked by opsloop.notify
     notify: dict[str, dict[str, Any]] = Field(default_factory=dict)
     retrain: dict[str, RetrainPolicy] = Field(default_factory=dict)  # [respond.retrain.<model>]
+    #: who owns incidents: an alert rule's name or a signal type -> owner ("*": the default)
+    owners: dict[str, str] = Field(default_factory=dict)
+    #: how a rule's non-destructive runbook runs: in a detached process ("background"),
+    #: in the process that raised the signal ("inline"), or not at all ("off")
+    auto_run: Literal["background", "inline", "off"] = "background"
+    #: seconds an automatic run may take in all (each cell also has ``runbook_timeout``)
+    auto_run_timeout: float = Field(default=300, gt=0)
 
 
 class GateSection(_Section):

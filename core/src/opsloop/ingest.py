@@ -56,6 +56,8 @@ def run_load(project: Project, source: SourceSpec) -> LoadRecord:
         project.audit.append(
             "ingest.load.failed", source.name, detail={"kind": source.kind, "error": str(exc)}
         )
+        if isinstance(exc, Exception):
+            _load_failed(project, source, str(exc))
         raise
     if load is None:
         raise OpsloopError(
@@ -74,4 +76,31 @@ def run_load(project: Project, source: SourceSpec) -> LoadRecord:
         },
     )
     project.hook.after_load(project=project, load=load)
+    if load.status == "failed":
+        _load_failed(project, source, load.error or "the load reported status failed")
     return load  # type: ignore[no-any-return]
+
+
+def _load_failed(project: Project, source: SourceSpec, error: str) -> None:
+    """Emit a ``load_failed`` Signal (a failed or contract-violating load): the
+    ``load-failed`` rule opens an incident and runs the load-failure runbook."""
+    from opsloop.records import Signal
+
+    if project.detached:
+        return
+    violation = "contract" in error.lower() and bool(source.contract)
+    project.emit(
+        Signal(
+            source="ingest",
+            type="load_failed",
+            severity="critical",
+            subject=source.name,
+            summary=(
+                f"load of {source.name} "
+                + ("violated its data contract" if violation else "failed")
+                + f": {error[:300]}"
+            ),
+            data={"source": source.name, "kind": source.kind, "contract": source.contract,
+                  "contract_violation": violation},
+        )
+    )  # fmt: skip

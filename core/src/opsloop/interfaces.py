@@ -437,7 +437,17 @@ class Scanner(Protocol):
 # ---------------------------------------------------------------------------- respond
 @dataclass(frozen=True)
 class AlertRule:
-    """Turns matching signals into an alert; ``runbook`` names the runbook to suggest."""
+    """Turns matching signals into an alert, and the alert into an incident.
+
+    ``runbook`` names the runbook for its incidents: run by itself when ``auto_run`` and the
+    runbook is not marked destructive, else only suggested. ``dedup_key`` is a template
+    (``{rule}``, ``{subject}``, ``{type}``, ``{source}``, ``{label[NAME]}``): one open incident
+    per key. ``group_window``: an alert within that many seconds of the key's incident being
+    resolved reopens it instead of opening another (a flapping alert stays one incident).
+    ``threshold`` signals within ``window`` seconds make one alert (a spike, not every
+    signal). ``rate_limit`` = (N, seconds): at most N alerts of this rule per window; the
+    rest are suppressed and counted on the key's open incident. See docs/alerts.md.
+    """
 
     name: str
     signal_type: str
@@ -445,6 +455,14 @@ class AlertRule:
     subject: str | None = None  # None matches any subject
     runbook: str | None = None
     open_incident: bool = True
+    severity: Literal["info", "warning", "critical"] | None = None  # None: the signal's
+    dedup_key: str = "{rule}\x1f{subject}"
+    group_window: float = 0.0
+    threshold: int = 1
+    window: float = 0.0
+    rate_limit: tuple[int, float] | None = None
+    auto_run: bool = True
+    owner: str = ""  # who gets its incidents; [respond] owners in config overrides it
 
 
 @runtime_checkable
@@ -538,6 +556,8 @@ class RunbookSpec:
     stage: Stage = "respond"
     secret_parameters: tuple[str, ...] = ()
     kind: str = "runbook"  # "runbook" or "report" (metadata opsloop.kind)
+    #: metadata ``opsloop.destructive``: alert rules only suggest it, never run it by itself
+    destructive: bool = False
 
 
 CheckFn = Callable[[], CheckResult]

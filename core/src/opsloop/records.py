@@ -108,6 +108,8 @@ class Incident(Record):
     status: Literal["open"] = "open"
     #: one open incident per key (rule and subject), enforced by the record store
     dedup_key: str = ""
+    owner: str = ""  # from the rule or [respond] owners; `opsloop incident assign` changes it
+    runbook: str | None = None  # the rule's runbook: run by itself, or suggested
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -122,6 +124,9 @@ class IncidentUpdate(Record):
     runbook_run_id: str | None = None
     note: str = ""
     actor: str = ""
+    owner: str | None = None  # a new owner (`opsloop incident assign`)
+    alert_id: str | None = None  # an alert attached to the incident
+    suppressed: int = 0  # alerts of the rule dropped by its rate limit
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from opsloop.errors import OpsloopError, ParameterError, did_you_mean
 from opsloop.interfaces import RunbookSpec
 from opsloop.names import is_safe_name
-from opsloop.records import Incident, IncidentUpdate, RunbookRun, new_id, utcnow
+from opsloop.records import Incident, IncidentUpdate, RunbookRun, Signal, new_id, utcnow
 from opsloop.redact import (
     Scrubber,
     is_secret_key,
@@ -152,7 +152,17 @@ def runbook_spec(path: Path) -> RunbookSpec:
         summary=_summary(nb),
         secret_parameters=tuple(str(s) for s in secrets or ()),
         kind=kind,
+        destructive=_destructive(meta if isinstance(meta, dict) else {}, nb),
     )
+
+
+def _destructive(meta: Mapping[str, Any], nb: Mapping[str, Any]) -> bool:
+    """Metadata ``opsloop.destructive: true``, or a parameter ``approved_by`` (the library's
+    convention for a runbook whose purpose is a destructive action)."""
+    if "destructive" in meta:
+        return bool(meta["destructive"])
+    found = _parameters_cell(nb)
+    return bool(found and re.search(r"^approved_by\s*[:=]", _source(found[1]), re.M))
 
 
 def runbook_specs_in(folder: Path) -> list[RunbookSpec]:
@@ -744,6 +754,18 @@ def _run_scoped(
             )
         )
     project.hook.after_runbook(project=project, run=run)
+    if run.status == "failed" and interrupted is None and not project.detached:
+        # the ``runbook-failed`` rule opens an incident (it names no runbook: no loop)
+        project.emit(
+            Signal(
+                source="runbooks",
+                type="runbook_failed",
+                severity="warning",
+                subject=spec.name,
+                summary=f"runbook {spec.name} failed: {error}"[:400],
+                data={"run_id": run.id, "incident_id": incident_id, "output_path": output},
+            )
+        )
     if interrupted is not None:
         raise interrupted
     return run

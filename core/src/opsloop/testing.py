@@ -88,12 +88,18 @@ def make_project(
         (root / "opsloop.toml").write_text(config, encoding="utf-8")
     elif not (root / "opsloop.toml").exists():
         (root / "opsloop.toml").write_text(f'[project]\nname = "{root.name}"\n', "utf-8")
-    manager = PluginManager(load_entrypoints=False, environ=environ or {}).load()
+    environ = dict(environ or {})
+    text = (root / "opsloop.toml").read_text(encoding="utf-8")
+    if "auto_run" not in text:
+        # a test project suggests a rule's runbook instead of starting a kernel for every
+        # incident; a test of automatic runs sets [respond] auto_run itself
+        environ.setdefault("OPSLOOP_RESPOND__AUTO_RUN", "off")
+    manager = PluginManager(load_entrypoints=False, environ=environ).load()
     for plugin in plugins:
         if manager.pm.is_registered(plugin):
             continue  # a built-in under test is already there
         manager.register(plugin)
-    return Project.open(root, plugins=manager, environ=environ or {})
+    return Project.open(root, plugins=manager, environ=environ)
 
 
 @pytest.fixture

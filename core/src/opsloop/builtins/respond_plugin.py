@@ -31,7 +31,25 @@ def register_commands(cli: typer.Typer) -> None:
 
 @hookimpl
 def register_alert_rules(project: Project) -> list[AlertRule]:
-    return [AlertRule(name="model-drift", signal_type="drift", runbook="drift-triage")]
+    """The built-in rules for every kind of failure (the table in docs/alerts.md)."""
+    return [
+        AlertRule(name="model-drift", signal_type="drift", runbook="drift-triage"),
+        # a spike: 5 blocks of one target within 5 minutes, at most one alert per 5 minutes
+        AlertRule(name="guard-block-spike", signal_type="guard_block", runbook="guard-incident",
+                  threshold=5, window=300, rate_limit=(1, 300)),
+        AlertRule(name="load-failed", signal_type="load_failed", severity="critical",
+                  runbook="load-failure", group_window=3600),
+        AlertRule(name="artifact-integrity", signal_type="integrity", severity="critical",
+                  runbook="integrity-failure"),
+        AlertRule(name="serving-errors", signal_type="serving_errors", severity="critical",
+                  runbook="rollback", group_window=1800),
+        AlertRule(name="serving-latency", signal_type="serving_latency", group_window=1800),
+        AlertRule(name="slo-burn", signal_type="slo_burn", runbook="rollback",
+                  dedup_key="{rule}\x1f{subject}\x1f{label[slo]}", group_window=1800),
+        AlertRule(name="runbook-failed", signal_type="runbook_failed", rate_limit=(10, 3600)),
+        AlertRule(name="prometheus-alert", signal_type="prometheus",
+                  dedup_key="{rule}\x1f{label[alertname]}\x1f{subject}"),
+    ]  # fmt: skip
 
 
 @hookimpl

@@ -36,7 +36,13 @@ def incident_list(
     if as_json:
         context.print_json(
             [
-                {**v.incident.to_dict(), "status": v.status, "runbook_runs": v.runbook_runs}
+                {
+                    **v.incident.to_dict(),
+                    "status": v.status,
+                    "owner": v.owner,
+                    "suppressed": v.suppressed,
+                    "runbook_runs": v.runbook_runs,
+                }
                 for v in views
             ]
         )
@@ -51,36 +57,57 @@ def incident_list(
         line = Text.assemble(
             f"{i.id}  {view.status:<12} ",
             (f"{i.severity:<8}", colour.get(i.severity, "white")),
-            f" {i.subject}  opened {i.created_at[:16].replace('T', ' ')} UTC, "
-            f"{len(view.runbook_runs)} runbook run(s)",
+            f" {i.subject}  owner {view.owner or '-'}  opened "
+            f"{i.created_at[:16].replace('T', ' ')} UTC, {len(view.runbook_runs)} runbook run(s)"
+            + (f", {view.suppressed} suppressed" if view.suppressed else ""),
         )
         console.print(line, highlight=False)
         console.print(f"    {i.title}", highlight=False)
 
 
 @incident_app.command("show")
-def incident_show(incident_id: str) -> None:
-    """Show an incident, its alerts, updates and runbook runs."""
+def incident_show(
+    incident_id: str,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of lines."),
+) -> None:
+    """Show an incident: owner, severity, status, and its timeline (signals, alerts,
+    updates, runbook runs, audit entries)."""
     from rich.text import Text
 
-    from opsloop.respond import incident_view, runbook_runs_for
+    from opsloop.respond import incident_timeline, incident_view, runbook_runs_for
 
     project = context.open_project()
     view = incident_view(project, incident_id)
+    timeline = incident_timeline(project, incident_id)
     i = view.incident
-    c = context.console
-    c.print(Text.assemble((i.id, "bold"), f" {i.title}"))
-    c.print(f"severity {i.severity}, status {view.status}, opened {i.created_at}")
-    for alert_id in i.alert_ids:
-        alert = project.records.get(alert_id)
-        c.print(f"  alert {alert_id}: {getattr(alert, 'summary', '')}")
-    for update in view.updates:
-        what = update.status or (
-            f"runbook run {update.runbook_run_id}" if update.runbook_run_id else ""
+    runs = runbook_runs_for(project, incident_id)
+    if as_json:
+        context.print_json(
+            {
+                **i.to_dict(),
+                "status": view.status,
+                "owner": view.owner,
+                "suppressed": view.suppressed,
+                "runbook_runs": [r.to_dict() for r in runs],
+                "timeline": [{"at": e.at, "what": e.what, "text": e.text} for e in timeline],
+            }
         )
-        c.print(f"  {update.created_at[:19]} {what} {update.note}".rstrip())
-    for run in runbook_runs_for(project, incident_id):
-        c.print(f"  runbook {run.runbook}: {run.status} -> {run.output_path}")
+        return
+    c = context.console
+    c.print(Text.assemble((i.id, "bold"), f" {i.title}"), highlight=False)
+    c.print(
+        f"severity {i.severity}, status {view.status}, owner {view.owner or '-'}, "
+        f"opened {i.created_at}"
+        + (f", {view.suppressed} alert(s) suppressed by the rate limit" if view.suppressed else ""),
+        highlight=False,
+    )
+    if i.runbook:
+        c.print(f"runbook: {i.runbook}", highlight=False)
+    for run in runs:
+        c.print(f"  runbook {run.runbook}: {run.status} -> {run.output_path}", highlight=False)
+    c.print("timeline:", highlight=False)
+    for entry in timeline:
+        c.print(f"  {entry.at[:19]} {entry.what:<8} {entry.text}", markup=False, highlight=False)
 
 
 def _set_status(incident_id: str, status: str, note: str) -> None:
@@ -100,6 +127,68 @@ def incident_ack(incident_id: str, note: str = typer.Option("", help="Why.")) ->
 def incident_resolve(incident_id: str, note: str = typer.Option("", help="What fixed it.")) -> None:
     """Resolve an incident (audited)."""
     _set_status(incident_id, "resolved", note)
+
+
+@incident_app.command("assign")
+def incident_assign(
+    incident_id: str,
+    owner: str = typer.Argument(..., help="Who owns it now: a person or a team."),
+    note: str = typer.Option("", help="Why."),
+) -> None:
+    """Give an incident a new owner (audited)."""
+    from opsloop.respond import assign_incident
+
+    assign_incident(context.open_project(), incident_id, owner, note)
+    context.console.print(f"{incident_id}: owner {owner}", highlight=False)
+
+
+@incident_app.command("mitigate")
+def incident_mitigate(
+    incident_id: str, note: str = typer.Option("", help="What was done.")
+) -> None:
+    """Mark an incident mitigated (audited)."""
+    _set_status(incident_id, "mitigated", note)
+
+
+respond_app = typer.Typer(
+    help="The respond stage: the Alertmanager receiver.", no_args_is_help=True
+)
+
+
+@respond_app.command("serve")
+def respond_serve(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(9095, help="Port (0: a free one, printed)."),
+    token_env: str = typer.Option(
+        "", help="Require 'Authorization: Bearer <token>', the token read from this variable."
+    ),
+    basic_user: str = typer.Option("", help="Require basic auth with this user name."),
+    basic_password_env: str = typer.Option(
+        "", help="The variable holding the basic-auth password."
+    ),
+) -> None:
+    """Receive Alertmanager webhooks: a firing alert opens or updates an incident and runs
+    its rule's runbook; a resolved alert resolves it (docs/alerts.md)."""
+    from opsloop.receiver import auth_from_env, make_server
+
+    project = context.open_project()
+    auth = auth_from_env(token_env or None, basic_user or None, basic_password_env or None)
+    try:
+        server = make_server(project, host, port, auth)
+    except OSError as exc:
+        raise ParameterError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    bound = server.server_address[1]
+    context.console.print(
+        f"opsloop respond: receiving Alertmanager webhooks on http://{host}:{bound}/alertmanager",
+        highlight=False,
+    )
+    sys.stdout.flush()
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
 
 
 def _parameter_rows(spec: RunbookSpec) -> list[dict[str, Any]]:
@@ -393,4 +482,5 @@ def signals_command(
 def register_cli(app: typer.Typer) -> None:
     app.add_typer(incident_app, name="incident")
     app.add_typer(runbook_app, name="runbook")
+    app.add_typer(respond_app, name="respond")
     app.command("signals")(signals_command)

@@ -265,6 +265,11 @@ def notification_for(project: Project, record: Record) -> Notification | None:
             project=name,
             created_at=record.created_at,
         )
+    if isinstance(record, IncidentUpdate) and (
+        record.suppressed
+        or not (record.status or record.alert_id or record.owner or _ATTACHED.search(record.note))
+    ):
+        return None  # a rate-limited alert, a note (a runbook started): nothing to tell people
     if isinstance(record, IncidentUpdate) and not record.runbook_run_id:
         incident = project.records.get(record.incident_id)
         if not isinstance(incident, Incident):

@@ -99,10 +99,33 @@ def check_integrity(project: Project, store: ModelStore, ref: ModelVersionRef) -
     problems = governance(store).verify(ref)
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise IntegrityError(
+        exc = IntegrityError(
             f"model {ref.name} v{ref.version}: artifact file {problems[0]} since "
             f"registration{more}; refusing to point an alias at it"
         )
+        report_integrity(project, ref.name, ref.version, exc, "promote")
+        raise exc
+
+
+def report_integrity(
+    project: Project, model: str, version: str | None, exc: BaseException, during: str
+) -> None:
+    """Emit an ``integrity`` Signal (critical) for a tampered or unverifiable artifact
+    found while loading or promoting; the ``artifact-integrity`` rule opens an incident."""
+    from opsloop.records import Signal
+
+    if project.detached:
+        return
+    project.emit(
+        Signal(
+            source=f"registry.{during}",
+            type="integrity",
+            severity="critical",
+            subject=model,
+            summary=f"{during} refused: {str(exc)[:300]}",
+            data={"model": model, "version": version, "during": during},
+        )
+    )
 
 
 def read_table(project: Project, table: str, what: str = "table") -> Any:

@@ -25,7 +25,14 @@ def serve(
 ) -> None:
     """Serve NAME@ALIAS with FastAPI + uvicorn until Ctrl-C (MLflow-compatible /invocations)."""
     from opsloop.cli.context import err_console, open_project
-    from opsloop_fastapi.server import bind_socket, model_store, open_app, url_for, uvicorn_config
+    from opsloop_fastapi.server import (
+        bind_socket,
+        load_checked,
+        model_store,
+        open_app,
+        url_for,
+        uvicorn_config,
+    )
 
     project = open_project()
     settings = project.settings("fastapi")
@@ -34,7 +41,7 @@ def serve(
     if workers == 1:
         app = open_app(project, ref, alias=alias, settings=settings, store=store)
     else:
-        store.load(ref)  # fail here, in one line, rather than in every worker
+        load_checked(project, store, ref)  # fail here, in one line, not in every worker
     sock = bind_socket(host, port)
     url = url_for(host, sock.getsockname()[1])
     if host not in LOOPBACK and not settings.token():

@@ -14,7 +14,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from opsloop.errors import OpsloopError
+from opsloop.errors import IntegrityError, OpsloopError
 from opsloop_fastapi.served import ServedModel
 from opsloop_fastapi.ticker import Ticker
 
@@ -176,6 +176,10 @@ class Follower:
         except Exception as exc:
             self.failures += 1
             self.last_error = f"{self.name} v{ref.version}: {exc}"
+            if isinstance(exc, IntegrityError):
+                from opsloop.registry.access import report_integrity
+
+                report_integrity(self.state.project, self.name, ref.version, exc, "load")
             m = self.state.metrics
             m.child(m.model_loads, slot, "failed").inc()
             self._audit(

@@ -12,7 +12,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from opsloop.errors import OpsloopError
+from opsloop.errors import IntegrityError, OpsloopError
 from opsloop_fastapi.settings import Settings
 
 if TYPE_CHECKING:
@@ -186,6 +186,18 @@ def model_store(project: Project) -> Any:
     return store_of(project)
 
 
+def load_checked(project: Project, store: Any, ref: ModelVersionRef) -> Any:
+    """``store.load(ref)``; a tampered or unverifiable artifact also raises an
+    ``integrity`` signal (the ``artifact-integrity`` rule opens an incident)."""
+    try:
+        return store.load(ref)
+    except IntegrityError as exc:
+        from opsloop.registry.access import report_integrity
+
+        report_integrity(project, ref.name, ref.version, exc, "load")
+        raise
+
+
 def open_app(
     project: Project,
     ref: ModelVersionRef,
@@ -200,7 +212,7 @@ def open_app(
 
     settings = settings or project.settings("fastapi")
     store = store or model_store(project)
-    model = store.load(ref)
+    model = load_checked(project, store, ref)
     if alias is None and "champion" in ref.aliases:
         alias = "champion"
     challenger = None
