@@ -97,3 +97,19 @@ def test_a_promotion_plan_names_both_versions(project: Project) -> None:
     assert action.summary == "promote fraud version 2 to @champion (now version 1)"
     assert actions.perform(project, action, approved_by="lee").changed
     assert registry.current_version(project, "fraud", "champion") == "2"
+
+
+def test_disabling_a_model_needs_an_approval_and_removes_its_alias(project: Project) -> None:
+    action = actions.disable_action(project, "fraud", reason="leaks PII")
+    dry = actions.perform(project, action)
+    assert dry.outcome == "dry_run" and registry.current_version(project, "fraud", "champion")
+    done = actions.perform(project, actions.disable_action(project, "fraud"), approved_by="erin")
+    assert done.outcome == "done" and done.value == "2"
+    assert registry.current_version(project, "fraud", "champion") is None
+    [approval] = project.records.list(Approval)
+    assert (approval.action, approval.approved_by) == ("model.disable", "erin")
+    assert project.records.list(AliasMove)[-1].removed
+    actions_seen = [e["action"] for e in audit(project)]
+    assert actions_seen.index("action.approve") < actions_seen.index("model.alias.remove")
+    with pytest.raises(OpsloopError, match="nothing to disable"):
+        actions.disable_action(project, "fraud")

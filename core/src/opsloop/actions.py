@@ -163,3 +163,24 @@ def promote_action(
         run=lambda: registry.promote(project, model, ref.version, alias=alias),
         reason=reason,
     )
+
+
+def disable_action(
+    project: Project, model: str, alias: str = "champion", reason: str = ""
+) -> Action:
+    """Take ``model@alias`` out of service: remove the alias, so a server following it stops
+    serving that version (see registry.remove_alias); a rollback or promote brings it back."""
+    from opsloop import registry
+
+    current = registry.current_version(project, model, alias)
+    if current is None:
+        raise OpsloopError(f"{model}@{alias} is not set, so there is nothing to disable")
+    return Action(
+        name="model.disable",
+        target=f"{model}@{alias}",
+        summary=f"disable {model}@{alias}: remove the alias from version {current}",
+        before={"version": current},
+        after={"version": None},
+        run=lambda: registry.remove_alias(project, model, alias, reason=reason),
+        reason=reason,
+    )

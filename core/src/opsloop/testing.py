@@ -152,6 +152,10 @@ class MemoryModelStore:
         aliases[alias] = version
         return previous
 
+    def delete_alias(self, name: str, alias: str) -> str | None:
+        """Remove ``alias`` (the optional ModelStore method); the version it held, or None."""
+        return self.aliases.get(name, {}).pop(alias, None)
+
     def resolve(self, name: str, alias_or_version: str) -> ModelVersionRef:
         from opsloop.errors import OpsloopError
         from opsloop.records import ModelVersionRef
