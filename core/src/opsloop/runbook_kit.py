@@ -176,8 +176,10 @@ def incident_timeline(project: Project, ctx: IncidentContext) -> list[Event]:
             continue
         if action == "runbook.run" and (entry.get("after") or {}).get("run_id") in seen:
             continue  # the run is on the timeline already
-        if action in ("incident.open", "alert.fire") and target in seen:
-            continue
+        if (action in ("incident.open", "alert.fire") or action.startswith("record.")) and (
+            target in seen
+        ):
+            continue  # the record itself is on the timeline already
         detail = entry.get("detail") or {}
         note = detail.get("summary") or detail.get("approved_by") or ""
         events.append(Event(str(entry.get("time")), "audit", f"{action} {target}"
