@@ -868,8 +868,9 @@ def record_hand_run(
             "status": run.status,
             "parameters": shown,
             "output_path": notebook_path,
-            "result": {k: declared_result[k] for k in ("summary", "recommendation")
-                       if k in declared_result},  # fmt: skip
+            "result": {
+                k: declared_result[k] for k in ("summary", "recommendation") if k in declared_result
+            },
             "incident_id": run.incident_id,
             "by_hand": True,
         },

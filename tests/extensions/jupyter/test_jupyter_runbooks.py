@@ -76,7 +76,10 @@ def test_rollback_shows_the_approval_widget_dry_run_then_applies(two_versions) -
     project = two_versions
     dry = run_runbook(project, "rollback", {"model": "bc"})
     assert dry.status == "succeeded", dry.error
-    assert (dry.result["outcome"], dry.result["recommendation"]) == ("dry_run", "approve-to-roll-back")
+    assert (dry.result["outcome"], dry.result["recommendation"]) == (
+        "dry_run",
+        "approve-to-roll-back",
+    )
     nb = nbformat.read(dry.output_path, as_version=4)
     assert WIDGET_VIEW in _mimes(nb)  # the ApprovalWidget, saved with the executed notebook
     state = _widget_text(nb)
