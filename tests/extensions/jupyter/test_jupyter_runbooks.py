@@ -194,3 +194,22 @@ def test_under_opsloop_papermill_a_hand_record_is_a_no_op(proj, monkeypatch) -> 
     monkeypatch.setenv(RUN_ID_ENV, "rbr_engine")
     assert record_hand_run(project, "retrain-check", {"summary": "x"}, parameters={}) is None
     assert _runs(project, "retrain-check") == []
+
+
+def test_without_the_extension_the_shipped_runbooks_print_plain_output(
+    proj, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """The core alone: a kernel where ``import opsloop_jupyter`` fails runs the runbook."""
+    project, incident_id = proj
+    hidden = tmp_path / "no-extension"
+    hidden.mkdir()
+    (hidden / "opsloop_jupyter.py").write_text(
+        'raise ImportError("opsloop-jupyter is not installed")\n'
+    )
+    monkeypatch.setenv("PYTHONPATH", str(hidden))  # first on the kernel's sys.path
+    run = run_runbook(project, "postmortem", incident_id=incident_id)
+    assert run.status == "succeeded", run.error
+    assert run.result["recommendation"] == "review-and-complete-draft"
+    nb = nbformat.read(run.output_path, as_version=4)
+    assert WIDGET_VIEW not in _mimes(nb) and "text/markdown" in _mimes(nb)
+    assert len(_runs(project, "postmortem")) == 1
