@@ -12,6 +12,7 @@ comes last.
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import os
@@ -28,7 +29,7 @@ from opsloop import guard, registry, serve
 from opsloop.interfaces import Dataset
 from opsloop.notebook_html import remote_assets
 from opsloop.project import Project
-from opsloop.records import Approval, Incident, LoadRecord, RunbookRun
+from opsloop.records import Approval, Incident, LoadRecord, RunbookRun, Signal
 from opsloop.runbooks import list_runbooks, run_runbook
 from opsloop.watch import check_model
 
@@ -262,7 +263,12 @@ def test_model_health_report(library: dict[str, Any]) -> None:
     assert len(result["drifted_features"]) >= 15
     opened = [i.id for i in library["project"].records.list(Incident) if i.subject == MODEL]
     assert library["incident"].id in result["incidents"] and result["incidents"] == opened
-    assert _images(run) == 3  # traffic and latency, drift, quality
+    project = library["project"]
+    checked = [s for s in project.records.list(Signal)
+               if s.subject == MODEL and s.type in ("model_quality", "data_quality")]  # fmt: skip
+    # traffic and latency, drift, quality; opsloop-jupyter's quality-signal plot when any
+    extension = importlib.util.find_spec("opsloop_jupyter") is not None
+    assert _images(run) == 3 + (1 if checked and extension else 0)
 
 
 def test_governance_report(library: dict[str, Any]) -> None:

@@ -190,6 +190,10 @@ class RunbookRun(Record):
     result: dict[str, Any] = field(default_factory=dict)
     #: the executed notebook as offline HTML, beside ``output_path`` ('' when not exported)
     html_path: str = ""
+    #: who ran it: the actor of ``opsloop runbook run``, or the Jupyter user of a hand run
+    actor: str = ""
+    #: True when a person ran the notebook cell by cell (``record_hand_run``), not papermill
+    by_hand: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -727,6 +727,7 @@ def _run_scoped(
         finished_at=utcnow(),
         result=result,
         html_path=html,
+        actor=project.audit.actor,
     )
     project.emit(
         run,
@@ -789,6 +790,132 @@ def runbook_result(summary: str = "", recommendation: str = "", **data: Any) -> 
     text = "\n".join(f"{k}: {v}" for k, v in result.items() if v not in ("", None, [], {}))
     display({RESULT_MIME: result, "text/plain": text or "(no result)"}, raw=True)  # type: ignore[no-untyped-call]
     return result
+
+
+#: What :func:`record_hand_run` recorded in this process (a kernel session): the same
+#: runbook, parameters, result and notebook -> the run id, so a re-run cell records once.
+_HAND_RUNS: dict[str, str] = {}
+#: The environment variable Jupyter Server sets in a kernel: the notebook's path.
+SESSION_ENV = "JPY_SESSION_NAME"
+
+
+def _kernel_namespace() -> dict[str, Any]:
+    """The variables of the IPython kernel this runs in ({} outside IPython)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython comes with ipykernel
+        return {}
+    shell = get_ipython()  # type: ignore[no-untyped-call]
+    return dict(shell.user_ns) if shell is not None else {}
+
+
+def record_hand_run(
+    project: Project,
+    runbook: str,
+    result: Mapping[str, Any] | None = None,
+    *,
+    parameters: Mapping[str, Any] | None = None,
+    notebook_path: str = "",
+    status: str = "succeeded",
+    actor: str = "",
+) -> RunbookRun | None:
+    """Record a runbook a person ran cell by cell (JupyterLab), like ``run_runbook`` does.
+
+    Under opsloop's own papermill run (``$OPSLOOP_RUN_ID`` set in the kernel) it returns
+    None: the engine records that run. Otherwise it stores a :class:`RunbookRun` with
+    ``by_hand=True`` and audits it (``runbook.run``, the same shape as the engine's entry):
+    the parameters are the runbook's declared parameters as the kernel holds them (or
+    ``parameters``), secret ones masked and every secret value scrubbed; the notebook is
+    ``notebook_path``, else the one Jupyter Server names (``$JPY_SESSION_NAME``); the actor
+    is ``actor``, else ``$JUPYTERHUB_USER``, else the project's actor.
+
+    Once per outcome in a kernel session: calling it again with the same runbook,
+    parameters, result and notebook (a re-run of the last cell) returns the run already
+    recorded; a different result (say, after an approval click) is a new run.
+    """
+    if os.environ.get(RUN_ID_ENV):
+        return None
+    spec = get_runbook(project, runbook)
+    declared = inspect_parameters(spec)
+    if parameters is None:
+        space = _kernel_namespace()
+        parameters = {n: space[n] for n in declared if n in space}
+    names = frozenset(p.name for p in declared.values() if p.secret) | frozenset(
+        n for n in parameters if is_secret_key(n)
+    )
+    secrets = [v for k, v in parameters.items() if k in names and v not in (None, "")]
+    if not notebook_path:
+        notebook_path = os.environ.get(SESSION_ENV) or str(
+            _kernel_namespace().get("__session__") or ""
+        )
+    if status not in ("succeeded", "failed"):
+        raise ParameterError(f"status must be 'succeeded' or 'failed', got {status!r}")
+    with secret_scope(secrets) as scrubber:
+        shown: dict[str, Any] = scrubber.value(redact(json_ready(parameters), names))
+        declared_result: dict[str, Any] = scrubber.value(json_ready(dict(result or {})))
+    key = json.dumps([spec.name, shown, declared_result, status, notebook_path], sort_keys=True)
+    if key in _HAND_RUNS:
+        try:
+            found = project.records.get(_HAND_RUNS[key])
+        except OpsloopError:
+            found = None
+        if isinstance(found, RunbookRun):
+            return found
+    who = actor or os.environ.get("JUPYTERHUB_USER") or project.audit.actor
+    incident_id = shown.get("incident_id") if isinstance(shown.get("incident_id"), str) else ""
+    if incident_id:
+        try:
+            _check_incident(project, incident_id)
+        except ParameterError:
+            incident_id = ""  # a hand-typed id that is no incident: record the run anyway
+    now = utcnow()
+    run = RunbookRun(
+        runbook=spec.name,
+        input_path=str(spec.path),
+        output_path=notebook_path,
+        parameters=shown,
+        status=status,  # type: ignore[arg-type]  # checked above
+        incident_id=incident_id or None,
+        finished_at=now,
+        result=declared_result,
+        actor=who,
+        by_hand=True,
+    )
+    project.emit(
+        run,
+        "runbook.run",
+        spec.name,
+        after={
+            "run_id": run.id,
+            "status": run.status,
+            "parameters": shown,
+            "output_path": notebook_path,
+            "result": {
+                k: declared_result[k] for k in ("summary", "recommendation") if k in declared_result
+            },
+            "incident_id": run.incident_id,
+            "by_hand": True,
+        },
+        actor=who,
+    )
+    if run.incident_id:
+        project.emit(
+            IncidentUpdate(
+                incident_id=run.incident_id,
+                runbook_run_id=run.id,
+                note=f"runbook {spec.name} {run.status} (run by hand by {who})",
+                actor=who,
+            ),
+            actor=who,
+        )
+    project.hook.after_runbook(project=project, run=run)
+    _HAND_RUNS[key] = run.id
+    return run
+
+
+def json_ready(value: Any) -> Any:
+    """``value`` as JSON would keep it (tuples as lists, other objects as their str)."""
+    return json.loads(json.dumps(value, default=str))
 
 
 def read_result(notebook: Mapping[str, Any]) -> dict[str, Any]:

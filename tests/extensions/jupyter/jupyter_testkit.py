@@ -137,6 +137,8 @@ class Lab:
             '{"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": true}}'
         )
         env = {k: v for k, v in os.environ.items() if not k.startswith(("OPSLOOP_", "JUPYTER"))}
+        if "OPSLOOP_CONFIG_HOME" in os.environ:  # the suite's audit keys (tests/conftest.py)
+            env["OPSLOOP_CONFIG_HOME"] = os.environ["OPSLOOP_CONFIG_HOME"]
         env |= {
             "JUPYTER_CONFIG_DIR": str(config),
             "JUPYTER_DATA_DIR": str(data),

@@ -13,7 +13,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "load_ipython_extension", "open_project"]
+__all__ = ["__version__", "load_ipython_extension", "open_project", "record_run"]
 
 
 def load_ipython_extension(ipython: Any) -> None:
@@ -31,6 +31,25 @@ def open_project(path: Any = None) -> Any:
     from opsloop_jupyter.magics import open_project as _open
 
     return _open(path)
+
+
+def record_run(
+    runbook: str, result: dict[str, Any] | None = None, *, project: Any = None, **options: Any
+) -> Any:
+    """Record this notebook, run by hand, as a RunbookRun of ``runbook`` (the Jupyter user).
+
+    :func:`opsloop.runbooks.record_hand_run` with the project of the notebook's folder and
+    the Jupyter user (``$JUPYTERHUB_USER``, else the OS user) as actor; None under opsloop's
+    papermill run, which records the run itself. Once per outcome in a kernel session.
+    """
+    import getpass
+    import os
+
+    from opsloop.runbooks import record_hand_run
+
+    project = project if project is not None else open_project()
+    actor = options.pop("actor", "") or os.environ.get("JUPYTERHUB_USER") or getpass.getuser()
+    return record_hand_run(project, runbook, result, actor=actor, **options)
 
 
 def _jupyter_labextension_paths() -> list[dict[str, str]]:

@@ -58,6 +58,14 @@ def interactive() -> bool:
     return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
 
 
+def unattended() -> bool:
+    """True when no one can click: opsloop's papermill run (``$OPSLOOP_RUN_ID`` is set in
+    its kernel) or no Jupyter kernel at all."""
+    from opsloop.runbooks import RUN_ID_ENV
+
+    return bool(os.environ.get(RUN_ID_ENV)) or not interactive()
+
+
 def incident_subject(project: Project, incident_id: str) -> str:
     """What an incident is about (a model name, a table), as recorded when it opened."""
     from opsloop.respond import incident_view
@@ -296,6 +304,46 @@ class ApprovalWidget(w.VBox):  # type: ignore[misc]  # ipywidgets is untyped
         self.result = perform(self.project, self.action, approved_by=self.approver)
         self.status.value = html.escape(self.result.describe())
         return self.result
+
+    def dry_run(self, hint: str = "") -> ActionResult:
+        """No one can click (an unattended run): record a dry run and say how to apply it."""
+        from opsloop.actions import perform
+
+        self.button.disabled = True
+        self.button.description = "Approval needs approved_by (unattended run)"
+        self.result = perform(self.project, self.action)
+        self.status.value = html.escape(self.result.describe()) + (
+            f"<br>{html.escape(hint)}" if hint else ""
+        )
+        return self.result
+
+    @property
+    def outcome(self) -> ActionResult:
+        """What happened so far: the applied or dry-run result, else (not clicked yet) a
+        pending dry run that is not audited: nothing has changed."""
+        from opsloop.actions import ActionResult
+
+        return self.result if self.result is not None else ActionResult(self.action, "dry_run")
+
+
+def approval_gate(
+    action: Action, *, approved_by: str = "", project: Project | None = None, hint: str = ""
+) -> ApprovalWidget:
+    """The approval step of a shipped runbook: an :class:`ApprovalWidget` in every case.
+
+    ``approved_by`` given: applied now with that approver (audited). An unattended run
+    (:func:`unattended`) without it: a dry run, audited as ``action.dry_run``, the widget
+    saying so (``hint``: how to apply). A person in JupyterLab: the widget waits for the
+    click, which approves as the Jupyter user; :attr:`ApprovalWidget.outcome` is what
+    happened so far. Display it (``display(gate)``) to show the plan.
+    """
+    approver = approved_by.strip()
+    gate = ApprovalWidget(action, project=project, approver=approver)
+    if approver or not action.destructive:
+        gate.approve()
+    elif unattended():
+        gate.dry_run(hint)
+    return gate
 
 
 def approve(
