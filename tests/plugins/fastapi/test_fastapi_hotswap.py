@@ -65,6 +65,14 @@ def test_reload_swaps_to_the_version_the_alias_names(at_version_1: Any) -> None:
     assert ADMIN not in text
 
 
+def _swaps_to(project: Any, version: str) -> list[dict[str, Any]]:
+    return [
+        e
+        for e in project.audit.entries()
+        if e["action"] == "serve.swap" and e.get("after") == {"version": version}
+    ]
+
+
 def test_the_poller_follows_the_alias(at_version_1: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     from opsloop.project import Project
 
@@ -77,7 +85,10 @@ def test_the_poller_follows_the_alias(at_version_1: Any, monkeypatch: pytest.Mon
             while c.get("/version").json()["version"] != "2":
                 assert time.monotonic() < deadline, "the poller did not swap within 20 s"
                 time.sleep(0.1)
-            swaps = [e for e in project.audit.entries() if e["action"] == "serve.swap"]
+            # the swap is served first and audited just after: wait for its entry too
+            while not (swaps := _swaps_to(project, "2")):
+                assert time.monotonic() < deadline, "the swap to version 2 was never audited"
+                time.sleep(0.1)
             assert not swaps[-1]["actor"].startswith("api:")  # the server itself moved
     finally:
         project.close()
