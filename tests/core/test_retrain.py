@@ -288,7 +288,12 @@ def test_removing_an_alias_needs_a_store_that_can(tmp_path: Path) -> None:
     from opsloop.project import Project
     from opsloop.testing import MemoryModelStore
 
-    store = MemoryModelStore()
+    class AliasOnlyStore(MemoryModelStore):
+        """A store that can move aliases but not delete them (delete_alias is optional)."""
+
+        delete_alias = None  # type: ignore[assignment]
+
+    store = AliasOnlyStore()
 
     class Plugin:
         @hookimpl
