@@ -168,15 +168,40 @@ def calibrate(
     return float(min(max(max(limits, default=0.05), 0.05), 0.995))
 
 
+def is_long(text: str) -> bool:
+    """Whether the model scores ``text`` as more than one window (its own threshold)."""
+    return len(canonical(text).text) > features.WINDOW
+
+
+def calibrate_by_length(
+    rows: list[dict[str, object]],
+    scores: np.ndarray,
+    fpr: float,
+    blocked: np.ndarray | None = None,
+) -> tuple[float, float]:
+    """:func:`calibrate` separately for texts of one window and for longer texts: (short,
+    long) thresholds. Each keeps every benign category at ``fpr`` within its regime, so the
+    whole keeps it too. Long benign prose scores high (its worst window is a maximum over
+    many) and would otherwise set one threshold that misses short attacks."""
+    long = np.asarray([is_long(str(r["text"])) for r in rows])
+    skip = np.zeros(len(rows), dtype=bool) if blocked is None else blocked
+    out = []
+    for mask in (~long, long):
+        part = [r for r, m in zip(rows, mask, strict=True) if m]
+        out.append(calibrate(part, scores[mask], fpr, skip[mask]))
+    return out[0], out[1]
+
+
 def train(rows: list[dict[str, object]], c: float, fpr: float) -> InjectionModel:
     rows, blocked = model_rows(rows)
     scores = out_of_fold_scores(rows, c)
-    threshold = calibrate(rows, scores, fpr, blocked)
+    short, long = calibrate_by_length(rows, scores, fpr, blocked)
     labels = np.asarray([int(r["label"]) for r in rows])  # type: ignore[call-overload]
-    recall = float((scores[labels == 1] >= threshold).mean())
+    limit = np.asarray([long if is_long(str(r["text"])) else short for r in rows])
+    recall = float((blocked | (scores >= limit))[labels == 1].mean())
     model = fit([str(r["text"]) for r in rows], labels.tolist(), c, category_weights(rows))
-    model.threshold = threshold
-    model.info = {"oof_recall": round(recall, 4), "oof_fpr_target": fpr, "C": c,
+    model.threshold, model.threshold_long = short, long
+    model.info = {"oof_recall_with_rules": round(recall, 4), "oof_fpr_target": fpr, "C": c,
                   "shrink": SHRINK[0], "train_rows": len(rows)}  # fmt: skip
     return model
 
@@ -186,14 +211,17 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=CACHE / "train.jsonl")
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--c", type=float, default=DEFAULT_C, help="inverse regularisation")
-    parser.add_argument("--fpr", type=float, default=0.01, help="target false-positive rate")
+    parser.add_argument(
+        "--fpr", type=float, default=0.02, help="false-positive budget per benign category"
+    )
     parser.add_argument("--shrink", type=float, default=SHRINK[0], help="pseudo-count")
     args = parser.parse_args()
     SHRINK[0] = args.shrink
     rows = load_rows(args.data)
     model = train(rows, args.c, args.fpr)
     model.save(args.out)
-    print(json.dumps({"out": str(args.out), "threshold": model.threshold, **model.info}))
+    thresholds = {"threshold": model.threshold, "threshold_long": model.threshold_long}
+    print(json.dumps({"out": str(args.out), **thresholds, **model.info}))
 
 
 if __name__ == "__main__":

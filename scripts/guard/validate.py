@@ -29,7 +29,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=train.CACHE / "train.jsonl")
     parser.add_argument("--c", type=float, default=train.DEFAULT_C)
     parser.add_argument("--shrink", type=float, default=train.SHRINK[0])
-    parser.add_argument("--fpr", type=float, default=0.01)
+    parser.add_argument("--fpr", type=float, default=0.02)
     args = parser.parse_args()
     train.SHRINK[0] = args.shrink
     rows, blocked_all = train.model_rows(train.load_rows(args.data))
