@@ -50,7 +50,10 @@ def main() -> None:
     labels = np.asarray([int(r["label"]) for r in val])  # type: ignore[call-overload]
     cats = np.asarray([str(r["category"]) for r in val])
     both = rules | (scores >= threshold)
-    print(f"threshold {threshold:.3f} (false positives <= {args.fpr:.0%} per benign category)")
+    print(
+        f"threshold {threshold:.3f} (false positives <= {args.fpr:.0%} per benign category, "
+        f"{train.CONFIDENCE[0]:.0%} confidence; one threshold for all lengths)"
+    )
     for cat in sorted(set(cats)):
         m = cats == cat
         print(
