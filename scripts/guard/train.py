@@ -29,6 +29,9 @@ ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / ".cache" / "guard-data"
 DEFAULT_C = 1_000_000.0
 SHRINK = [features.SHRINK]  # a list, so an experiment can change it
+# The threshold keeps each benign category's false-positive rate within the budget with this
+# confidence (an upper bound, not the out-of-fold point estimate: new families vary).
+CONFIDENCE = [0.95]
 OUT = ROOT / "core" / "src" / "opsloop" / "guard" / "data" / "injection_model.npz"
 
 
@@ -150,7 +153,8 @@ def calibrate(
     blocked: np.ndarray | None = None,
 ) -> float:
     """The lowest threshold at which the model adds at most ``fpr`` false positives on *each*
-    benign category (easy benign text must not hide the hard negatives' rate).
+    benign category (easy benign text must not hide the hard negatives' rate), with
+    :data:`CONFIDENCE` (:func:`allowed_false_positives`).
 
     ``blocked`` marks rows the rules tier blocks already: the model's score does not matter
     for them (the model is consulted only when no rule fired), so they do not count against
@@ -161,23 +165,66 @@ def calibrate(
     skip = np.zeros(len(rows), dtype=bool) if blocked is None else blocked
     for category in sorted({str(r["category"]) for r in rows if int(r["label"]) == 0}):  # type: ignore[call-overload]
         mask = np.asarray([int(r["label"]) == 0 and r["category"] == category for r in rows])  # type: ignore[call-overload]
-        allowed = int(np.floor(mask.sum() * fpr))
+        allowed = allowed_false_positives(int(mask.sum()), fpr, CONFIDENCE[0])
         pool = np.sort(scores[mask & ~skip])
-        if allowed < len(pool):
+        if len(pool) and allowed < 0:
+            limits.append(pool[-1] + 1e-6)
+        elif allowed < len(pool):
             limits.append(pool[len(pool) - allowed - 1] + 1e-6)
     return float(min(max(max(limits, default=0.05), 0.05), 0.995))
+
+
+def allowed_false_positives(n: int, fpr: float, confidence: float) -> int:
+    """How many of ``n`` benign rows may score above the threshold so that the false-positive
+    rate stays at most ``fpr`` with ``confidence`` (one-sided Clopper-Pearson upper bound;
+    ``confidence`` 0 gives the point estimate ``floor(n * fpr)``); -1 when even none is
+    enough to be that sure (too few rows): the threshold then goes above all of them."""
+    if confidence <= 0:
+        return int(np.floor(n * fpr))
+    from scipy.stats import beta
+
+    k = -1
+    while k + 1 < n and float(beta.ppf(confidence, k + 2, n - k - 1)) <= fpr:
+        k += 1
+    return k
+
+
+def is_long(text: str) -> bool:
+    """Whether the model scores ``text`` as more than one window (its own threshold)."""
+    return len(canonical(text).text) > features.WINDOW
+
+
+def calibrate_by_length(
+    rows: list[dict[str, object]],
+    scores: np.ndarray,
+    fpr: float,
+    blocked: np.ndarray | None = None,
+) -> tuple[float, float]:
+    """:func:`calibrate` separately for texts of one window and for longer texts: (short,
+    long) thresholds. Each keeps every benign category at ``fpr`` within its regime, so the
+    whole keeps it too. Long benign prose scores high (its worst window is a maximum over
+    many) and would otherwise set one threshold that misses short attacks."""
+    long = np.asarray([is_long(str(r["text"])) for r in rows])
+    skip = np.zeros(len(rows), dtype=bool) if blocked is None else blocked
+    out = []
+    for mask in (~long, long):
+        part = [r for r, m in zip(rows, mask, strict=True) if m]
+        out.append(calibrate(part, scores[mask], fpr, skip[mask]))
+    return out[0], out[1]
 
 
 def train(rows: list[dict[str, object]], c: float, fpr: float) -> InjectionModel:
     rows, blocked = model_rows(rows)
     scores = out_of_fold_scores(rows, c)
-    threshold = calibrate(rows, scores, fpr, blocked)
+    short, long = calibrate_by_length(rows, scores, fpr, blocked)
     labels = np.asarray([int(r["label"]) for r in rows])  # type: ignore[call-overload]
-    recall = float((scores[labels == 1] >= threshold).mean())
+    limit = np.asarray([long if is_long(str(r["text"])) else short for r in rows])
+    recall = float((blocked | (scores >= limit))[labels == 1].mean())
     model = fit([str(r["text"]) for r in rows], labels.tolist(), c, category_weights(rows))
-    model.threshold = threshold
-    model.info = {"oof_recall": round(recall, 4), "oof_fpr_target": fpr, "C": c,
-                  "shrink": SHRINK[0], "train_rows": len(rows)}  # fmt: skip
+    model.threshold, model.threshold_long = short, long
+    model.info = {"oof_recall_with_rules": round(recall, 4), "oof_fpr_target": fpr,
+                  "fpr_confidence": CONFIDENCE[0], "C": c, "shrink": SHRINK[0],
+                  "train_rows": len(rows)}  # fmt: skip
     return model
 
 
@@ -186,14 +233,21 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=CACHE / "train.jsonl")
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--c", type=float, default=DEFAULT_C, help="inverse regularisation")
-    parser.add_argument("--fpr", type=float, default=0.01, help="target false-positive rate")
+    parser.add_argument(
+        "--fpr", type=float, default=0.02, help="false-positive budget per benign category"
+    )
     parser.add_argument("--shrink", type=float, default=SHRINK[0], help="pseudo-count")
+    parser.add_argument(
+        "--confidence", type=float, default=CONFIDENCE[0], help="of the FPR bound (0: none)"
+    )
     args = parser.parse_args()
     SHRINK[0] = args.shrink
+    CONFIDENCE[0] = args.confidence
     rows = load_rows(args.data)
     model = train(rows, args.c, args.fpr)
     model.save(args.out)
-    print(json.dumps({"out": str(args.out), "threshold": model.threshold, **model.info}))
+    thresholds = {"threshold": model.threshold, "threshold_long": model.threshold_long}
+    print(json.dumps({"out": str(args.out), **thresholds, **model.info}))
 
 
 if __name__ == "__main__":

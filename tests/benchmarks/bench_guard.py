@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
 HELDOUT = Path(__file__).parent / "data" / "guard-heldout.jsonl"
 DOC = ROOT / "docs" / "benchmarks.md"
 START, END = "<!-- guard-results:start -->", "<!-- guard-results:end -->"
+FPR_BUDGET = 0.02  # the leave-one-source-out models are calibrated as train.py does
 MESSAGE_1KB = (
     "Hi team, following up on the quarterly report: revenue grew in every region, support "
     "response times fell to four hours, and the migration to the new billing system is on "
@@ -77,7 +78,7 @@ def detectors() -> dict[str, Any]:
         return is_attack(detect_injection(r["text"], r.get("target", "input"), use_model=False))
 
     def model_only(r: dict[str, Any]) -> bool:
-        return model.score(canonical(r["text"]).text, explain=0).score >= model.threshold
+        return model.flags(canonical(r["text"]).text)
 
     def both(r: dict[str, Any]) -> bool:
         return is_attack(detect_injection(r["text"], r.get("target", "input"), explain=0))
@@ -133,10 +134,20 @@ def leave_one_source_out() -> dict[str, Any]:
             train.category_weights(fit_rows),
         )
         scores = np.asarray([train.inference_score(model, rows[i]["text"]) for i in cal])
-        model.threshold = train.calibrate([rows[i] for i in cal], scores, 0.01, blocked[cal])
+        model.threshold, model.threshold_long = train.calibrate_by_length(
+            [rows[i] for i in cal], scores, FPR_BUDGET, blocked[cal]
+        )
         held = [r for r in rows if r["source"] == source]
-        flags = [train.inference_score(model, r["text"]) >= model.threshold for r in held]
-        out[source] = {"threshold": round(model.threshold, 3), **metrics(held, flags)}
+        flags = [
+            train.inference_score(model, r["text"])
+            >= (model.threshold_long if train.is_long(r["text"]) else model.threshold)
+            for r in held
+        ]
+        out[source] = {
+            "threshold": round(model.threshold, 3),
+            "threshold_long": round(model.threshold_long, 3),
+            **metrics(held, flags),
+        }
         print(f"  leave out {source}: {out[source]['overall']}", file=sys.stderr)
     return out
 

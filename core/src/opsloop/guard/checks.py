@@ -35,7 +35,10 @@ def checks(project: Project) -> list[CheckResult]:
         started = time.perf_counter()
         model = shipped_model()
         ms = (time.perf_counter() - started) * 1000
-        detail = f"threshold {model.threshold:.2f}, {model.info.get('train_rows', '?')} rows"
+        detail = (
+            f"thresholds {model.threshold:.3f} (one window) / {model.threshold_long:.3f} (longer),"
+            f" {model.info.get('train_rows', '?')} rows"
+        )
         results.append(CheckResult("guard model loads", True, f"{detail} ({ms:.0f} ms)", PLUGIN))
     except Exception as exc:  # noqa: BLE001 - doctor reports, it does not crash
         results.append(CheckResult("guard model loads", False, one_line(exc), PLUGIN))

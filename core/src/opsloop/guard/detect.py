@@ -89,7 +89,8 @@ def detect_injection(
 ) -> list[Match]:
     """Every injection finding in ``text``: rule matches, then the model's if no rule fired.
 
-    ``model`` defaults to the shipped one; ``threshold`` to the model's own. Matches of type
+    ``model`` defaults to the shipped one; ``threshold`` to the model's own (one for texts of
+    one window, one for longer texts, :meth:`InjectionModel.threshold_for`). Matches of type
     :data:`MENTION` do not block.
     """
     scan_views: list[View] = views(text)
@@ -106,10 +107,10 @@ def detect_injection(
         if mentions:  # score the text around the quoted attack, not the quote
             scan_views = views(_masked(text, mentions, spans))
         chosen = model if model is not None else shipped_model()
-        limit = chosen.threshold if threshold is None else threshold
         best: tuple[float, View, int, int, str] | None = None
         for view in scan_views:
             result = chosen.score(view.norm.text, explain=0)
+            limit = chosen.threshold_for(len(view.norm.text)) if threshold is None else threshold
             if result.score >= limit and (best is None or result.score > best[0]):
                 best = (result.score, view, result.start, result.end, "")
         if best is not None:

@@ -51,6 +51,7 @@ class InjectionModel:
         window: int = features.WINDOW,
         stride: int = features.STRIDE,
         shrink: float = features.SHRINK,
+        threshold_long: float | None = None,
         info: dict[str, Any] | None = None,
     ) -> None:
         if weights.shape != (1 << bits,):
@@ -58,6 +59,9 @@ class InjectionModel:
         self.weights = weights.astype(np.float64)
         self.bias = float(bias)
         self.threshold = float(threshold)
+        # Texts longer than one window have their own threshold: long benign prose scores
+        # higher (its worst window is a maximum over many), short attacks lower.
+        self.threshold_long = float(threshold if threshold_long is None else threshold_long)
         self.bits = bits
         self.window = window
         self.stride = stride
@@ -88,6 +92,7 @@ class InjectionModel:
             window=meta["window"],
             stride=meta["stride"],
             shrink=meta.get("shrink", 0.0),
+            threshold_long=meta.get("threshold_long"),
             info=meta,
         )
 
@@ -100,6 +105,7 @@ class InjectionModel:
             **info,
             "bias": self.bias,
             "threshold": self.threshold,
+            "threshold_long": self.threshold_long,
             "bits": self.bits,
             "window": self.window,
             "stride": self.stride,
@@ -108,6 +114,14 @@ class InjectionModel:
         np.savez_compressed(
             path, weights=self.weights.astype(np.float16), meta=np.str_(json.dumps(meta))
         )
+
+    def threshold_for(self, length: int) -> float:
+        """The decision threshold for a text of ``length`` characters (one window or more)."""
+        return self.threshold if length <= self.window else self.threshold_long
+
+    def flags(self, text: str) -> bool:
+        """Whether the model alone calls ``text`` (already normalised) an injection."""
+        return self.score(text, explain=0).score >= self.threshold_for(len(text))
 
     def logit_of_features(self, buckets: np.ndarray) -> float:
         """The raw score of one window given its feature buckets (what training fits)."""
