@@ -256,3 +256,57 @@ def test_unique_key_is_checked_against_earlier_loads(
     (row,) = pending(project, ingest.get_source(project, "orders"))
     assert row.rules == "unique" and row.row["id"] == 10
     assert sorted(r[0] for r in query(project, "SELECT id FROM raw.orders")) == [1, 5, 7, 10]
+
+
+def test_a_key_repeated_in_a_later_batch_of_the_same_load_is_quarantined(
+    make_project: Callable[..., Project], tmp_path: Path
+) -> None:
+    landing = tmp_path / "landing"
+    # batches of two rows: [1, 2] [2, 3] [9, 4] [5, 1]: each batch's keys are distinct, but
+    # 2 and 1 were loaded by an earlier batch of this very load
+    write_csv(
+        landing / "d1.csv",
+        HEADER,
+        [[i, 1.0, "new", "x"] for i in (1, 2, 2, 3, 9, 4, 5, 1)],
+    )
+    project = make_project(
+        config(landing).replace("[plugin.dlt]\n", "[plugin.dlt]\ncsv_chunk_rows = 2\n")
+    )
+    record = run(project)
+    assert record.tables == {"orders": 6, "orders_quarantine": 2}
+    rows = pending(project, ingest.get_source(project, "orders"))
+    assert sorted((r.line, r.rules, r.row["id"]) for r in rows) == [
+        (4, "unique", 2),
+        (9, "unique", 1),
+    ]
+    assert sorted(r[0] for r in query(project, "SELECT id FROM raw.orders")) == [1, 2, 3, 4, 5, 9]
+
+
+def test_every_row_of_the_table_quarantine_and_release_marks_carries_its_load_id(
+    make_project: Callable[..., Project], tmp_path: Path
+) -> None:
+    landing = tmp_path / "landing"
+    write_csv(landing / "d1.csv", HEADER, [[1, 10.0, "new", "a"], [2, 20.0, "refunded", "b"]])
+    project = make_project(config(landing))
+    (load_id,) = run(project).load_ids
+    for table in ("orders", "orders_quarantine"):
+        assert query(project, f"SELECT _dlt_load_id, count(*) FROM raw.{table} GROUP BY 1") == [
+            (load_id, 1)
+        ]
+    text = (project.root / "opsloop.toml").read_text().replace('"paid"]', '"paid", "refunded"]')
+    (project.root / "opsloop.toml").write_text(text)
+    project = make_project(text, root=project.root)
+    (released,) = release(project, ingest.get_source(project, "orders")).load_ids
+    assert query(project, "SELECT id, _dlt_load_id FROM raw.orders ORDER BY id") == [
+        (1, load_id),
+        (2, released),
+    ]
+    assert query(project, "SELECT _dlt_load_id FROM raw.orders_quarantine_released") == [
+        (released,)
+    ]
+    nullable = query(
+        project,
+        "SELECT DISTINCT is_nullable FROM information_schema.columns "
+        "WHERE table_schema = 'raw' AND column_name = '_dlt_load_id'",
+    )
+    assert nullable == [("NO",)]

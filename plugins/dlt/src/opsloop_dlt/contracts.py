@@ -70,6 +70,32 @@ def released_table(table: str) -> str:
     return f"{table}{RELEASED_SUFFIX}"
 
 
+def _row_numbers(n: int) -> pa.Array:
+    """0 .. n-1 as int64, from a numpy buffer: ``pa.array`` would import pandas (0.3 s)."""
+    import numpy as np
+
+    return pa.Array.from_buffers(pa.int64(), n, [None, pa.py_buffer(np.arange(n, dtype=np.int64))])
+
+
+def _all_false(n: int) -> pa.ChunkedArray:
+    """``n`` FALSE values, without ``pa.array`` (which would import pandas)."""
+    bits = pa.py_buffer(bytes((n + 7) // 8))
+    return pa.chunked_array([pa.Array.from_buffers(pa.bool_(), n, [None, bits])])
+
+
+def _ascending(keys: pa.ChunkedArray) -> bool:
+    """Whether ``keys`` has no null and only grows (then no key repeats): a cheap test that
+    spares the distinct count for the usual id or timestamp key."""
+    import pyarrow.compute as pc
+
+    if len(keys) < 2 or keys.null_count:
+        return False
+    try:
+        return bool(pc.all(pc.greater(keys[1:], keys[:-1])).as_py())
+    except (pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        return False
+
+
 def duckdb_type(kind: str, where: str) -> str:
     try:
         return DUCKDB_TYPES[kind]
@@ -147,6 +173,7 @@ class BatchChecker:
         self.contract = contract
         self.outcome = Outcome()
         self.con = duckdb.connect()
+        self.con.execute("SET TimeZone = 'UTC'")  # quarantined timestamps read back in UTC
         self.table_columns = {
             k: v for k, v in (table_columns or {}).items() if not k.startswith("_dlt_")
         }
@@ -160,6 +187,9 @@ class BatchChecker:
             self.declared = {c: t for c, t in self.table_columns.items() if t in DUCKDB_TYPES}
             self.key = []
         self._key_range: tuple[Any, Any] | None = None
+        # keys of checked batches not yet in ``seen``: inserted only when a lookup needs them
+        # (keys that only grow never do), so a load of fresh ids costs no DuckDB insert
+        self._pending_keys: list[pa.Table] = []
         if self.key:
             kind = self.declared.get(self.key[0], "text") if len(self.key) == 1 else "text"
             self.con.execute(f"CREATE TABLE seen (k {DUCKDB_TYPES.get(kind, 'VARCHAR')})")
@@ -288,8 +318,9 @@ class BatchChecker:
                 checks.append((f"{column}.new_column", f"(b.{quote(column)} IS NOT NULL)"))
         rules = dict(contract.rules) if contract else {}
         late: list[tuple[str, str]] = [(n, f"(({p}) IS FALSE)") for n, p in rules.items()]
-        early_flags = [f"{s} AS __f{i}" for i, (_, s) in enumerate(checks)]
-        late_flags = [f"{s} AS __g{i}" for i, (_, s) in enumerate(late)]
+        # flags are never NULL (a NULL would count as FALSE): no fill_null on the Arrow side
+        early_flags = [f"coalesce({s}, FALSE) AS __f{i}" for i, (_, s) in enumerate(checks)]
+        late_flags = [f"coalesce({s}, FALSE) AS __g{i}" for i, (_, s) in enumerate(late)]
         all_flags = [f"__f{i}" for i in range(len(checks))] + [f"__g{i}" for i in range(len(late))]
         names = [n for n, _ in checks] + [n for n, _ in late]
         key = f", {self._key_expr('c0')} AS __k" if self.key else ""
@@ -302,9 +333,7 @@ class BatchChecker:
             f"c2 AS (SELECT *{''.join(', ' + f for f in late_flags)} FROM c1) "
             f"SELECT {', '.join(wanted)} FROM c2"
         )
-        import numpy as np
-
-        batch_n = batch.append_column("__n", pa.array(np.arange(batch.num_rows, dtype=np.int64)))
+        batch_n = batch.append_column("__n", _row_numbers(batch.num_rows))
         self.con.register("b", batch_n)
         try:
             result = self.con.sql(sql).to_arrow_table()
@@ -331,7 +360,7 @@ class BatchChecker:
         bad_mask = None
         quarantine_flags: list[tuple[str, pa.ChunkedArray]] = []
         for name, flag in zip(names, all_flags, strict=True):
-            column = pc.fill_null(result.column(flag), False)
+            column = result.column(flag)
             if name.startswith("~"):
                 self.outcome.drift.discarded_values[name[1:]] += pc.sum(column).as_py() or 0
                 continue
@@ -355,7 +384,7 @@ class BatchChecker:
                 if hit:
                     reasons[i].append(name)
                     self.outcome.rules[name] += 1
-        raw = batch.take(pa.array(positions, pa.int64())).to_pylist()
+        raw = self._python_rows(batch.filter(bad_mask))
         if (contract is not None and contract.on_violation == "fail") or contract is None:
             first = positions[0]
             raise OpsloopError(
@@ -369,18 +398,36 @@ class BatchChecker:
                 )
             )
         self.outcome.quarantined += len(positions)
-        quarantine = pa.table(
-            {
-                "qid": [uuid.uuid4().hex for _ in positions],
-                "source": [where] * len(positions),
-                "line": [first_line + p for p in positions],
-                "rules": [", ".join(r) for r in reasons],
-                "row": [json.dumps(r, default=str, sort_keys=True) for r in raw],
-                "contract": [contract.name] * len(positions),
-            },
-            schema=QUARANTINE_SCHEMA,
+        # built by DuckDB from Python lists: pa.table(dict of lists) would import pandas
+        quarantine = (
+            self.con.sql(
+                "SELECT unnest($qid::VARCHAR[]) AS qid, $source::VARCHAR AS source, "
+                "unnest($line::BIGINT[]) AS line, unnest($rules::VARCHAR[]) AS rules, "
+                "unnest($row::VARCHAR[]) AS row, $contract::VARCHAR AS contract",
+                params={
+                    "qid": [uuid.uuid4().hex for _ in positions],
+                    "source": where,
+                    "line": [first_line + p for p in positions],
+                    "rules": [", ".join(r) for r in reasons],
+                    "row": [json.dumps(r, default=str, sort_keys=True) for r in raw],
+                    "contract": contract.name,
+                },
+            )
+            .to_arrow_table()
+            .cast(QUARANTINE_SCHEMA)
         )
         return good, quarantine
+
+    def _python_rows(self, rows: pa.Table) -> list[dict[str, Any]]:
+        """``rows`` as Python dicts, converted by DuckDB (timestamps in UTC): pyarrow's own
+        conversion of a timestamp imports pandas, which costs more than a whole batch."""
+        self.con.register("bad_rows", rows)
+        try:
+            relation = self.con.sql("SELECT * FROM bad_rows")
+            names = relation.columns
+            return [dict(zip(names, values, strict=True)) for values in relation.fetchall()]
+        finally:
+            self.con.unregister("bad_rows")
 
     def _duplicates(self, keys: pa.ChunkedArray) -> pa.ChunkedArray:
         """TRUE where a (non-null) key was loaded before or repeats earlier in the batch.
@@ -391,7 +438,7 @@ class BatchChecker:
         import pyarrow.compute as pc
 
         present = len(keys) - keys.null_count
-        repeats = pc.count_distinct(keys).as_py() < present
+        repeats = not _ascending(keys) and pc.count_distinct(keys).as_py() < present
         overlap = self._key_range is not None and present > 0
         if overlap and self._key_range is not None:
             low, high = pc.min_max(keys).values()
@@ -401,12 +448,12 @@ class BatchChecker:
                 overlap = not (lo > seen_hi or hi < seen_lo)
             except TypeError:
                 overlap = True
-        import numpy as np
-
         if not repeats and not overlap:
-            return pa.chunked_array([pa.array(np.zeros(len(keys), dtype=bool))])
+            return _all_false(len(keys))
 
-        table = pa.table({"k": keys, "n": pa.array(np.arange(len(keys), dtype=np.int64))})
+        self._flush_keys()
+        numbers = pa.chunked_array([_row_numbers(len(keys))])
+        table = pa.Table.from_arrays([keys, numbers], names=["k", "n"])
         self.con.register("kt", table)
         try:
             flags = self.con.sql(
@@ -417,14 +464,24 @@ class BatchChecker:
             self.con.unregister("kt")
         return flags.column("d")
 
+    def _flush_keys(self) -> None:
+        """Insert the keys remembered since the last lookup into ``seen``."""
+        if not self._pending_keys:
+            return
+        keys = pa.concat_tables(self._pending_keys)
+        self._pending_keys = []
+        self.con.register("k", keys)
+        try:
+            self.con.execute("INSERT INTO seen SELECT __k FROM k WHERE __k IS NOT NULL")
+        finally:
+            self.con.unregister("k")
+
     def _remember(self, good: pa.Table, with_key: pa.Table) -> None:
         if self.key and good.num_rows:
             import pyarrow.compute as pc
 
             keys = with_key.select(["__k"])
-            self.con.register("k", keys)
-            self.con.execute("INSERT INTO seen SELECT __k FROM k WHERE __k IS NOT NULL")
-            self.con.unregister("k")
+            self._pending_keys.append(keys)
             low, high = pc.min_max(keys.column("__k")).values()
             if low.as_py() is not None:
                 lo, hi = low.as_py(), high.as_py()

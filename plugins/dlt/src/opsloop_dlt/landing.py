@@ -98,7 +98,7 @@ def load_landing_files(project: Project, source: SourceSpec, chunk_rows: int) ->
             schema_contract=dlt_schema_contract(contract),  # type: ignore[arg-type]
         )
         def rows() -> Iterator[Any]:
-            yield from checked_batches(batches(), checker, table)
+            yield from checked_batches(batches(), checker, table, prefetch=True)
             # committed with the load package, so a failed load leaves the old fingerprints
             dlt.current.source_state()[STATE_KEY] = dict(plan.after)
 
