@@ -206,28 +206,28 @@ def with_load_id(item: pa.Table, load_id: str) -> pa.Table:
 
 
 def checked_batches(
-    batches: Iterable[tuple[pa.Table, str, int]],
-    checker: BatchChecker,
-    table: str,
-    *,
-    prefetch: bool = False,
+    batches: Iterable[tuple[pa.Table, str, int]], checker: BatchChecker, table: str
 ) -> Iterator[Any]:
     """Good rows for ``table``, broken rows marked for its quarantine table; both carry the
-    load id (lineage).
+    load id (lineage)."""
+    return stamped(checks(batches, checker), table)
 
-    With ``prefetch`` the batches are read and checked one batch ahead in a worker thread
-    (see :mod:`opsloop_dlt.prefetch`) while dlt writes the previous one.
-    """
+
+def checks(
+    batches: Iterable[tuple[pa.Table, str, int]], checker: BatchChecker
+) -> Iterator[tuple[pa.Table, pa.Table | None]]:
+    """(good rows, quarantine rows or None) of each batch."""
+    for batch, where, line in batches:
+        yield checker.check(batch, where, line)
+
+
+def stamped(checked: Iterable[tuple[pa.Table, pa.Table | None]], table: str) -> Iterator[Any]:
+    """Checked batches as dlt items (call inside a resource): good rows for ``table``, broken
+    rows marked for its quarantine table, both with the package's load id."""
     from opsloop_dlt.contracts import quarantine_table
-    from opsloop_dlt.prefetch import prefetched
 
     qtable = quarantine_table(table)
     load_id = current_load_id()
-    checked: Iterable[tuple[pa.Table, pa.Table | None]] = (
-        checker.check(batch, where, line) for batch, where, line in batches
-    )
-    if prefetch:
-        checked = prefetched(checked)
     for good, bad in checked:
         if good.num_rows:
             yield with_load_id(good, load_id)
@@ -503,6 +503,7 @@ __all__ = [
     "RunResult",
     "SourceDataError",
     "checked_batches",
+    "checks",
     "current_columns",
     "current_load_id",
     "dataset_name",
@@ -515,6 +516,7 @@ __all__ = [
     "restored_state",
     "run",
     "source_contract",
+    "stamped",
     "table_name",
     "translate_error",
     "utcnow",

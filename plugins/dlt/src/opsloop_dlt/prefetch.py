@@ -13,7 +13,8 @@ import contextlib
 import queue
 import threading
 from collections.abc import Iterable, Iterator
-from typing import TypeVar
+from types import TracebackType
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -28,54 +29,77 @@ class _Failed:
         self.error = error
 
 
-def prefetched(items: Iterable[T], depth: int = 1) -> Iterator[T]:
+class Prefetch(Generic[T]):
     """The items of ``items`` in order, each made in a worker thread ahead of its use.
 
-    An exception raised while making an item is raised here, in order, as it was. Closing
-    this generator early (dlt does when a step fails) stops the worker after the item it is
-    making and waits for it, so nothing keeps running on the source afterwards.
+    The worker starts at once, so the first items are ready by the time they are asked
+    for. An exception raised while making an item is raised to the consumer, in order, as
+    it was. :meth:`close` (or leaving the ``with`` block) stops the worker after the item
+    it is making, closes the source and waits for it: nothing keeps running on the source.
     """
-    box: queue.Queue[object] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
 
-    def put(value: object) -> bool:
-        while not stop.is_set():
+    def __init__(self, items: Iterable[T], depth: int = 1) -> None:
+        self._source = iter(items)
+        self._box: queue.Queue[object] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._finished = False
+        self._worker = threading.Thread(target=self._work, name="opsloop-prefetch", daemon=True)
+        self._worker.start()
+
+    def __iter__(self) -> Iterator[T]:
+        return self
+
+    def __next__(self) -> T:
+        if self._finished:
+            raise StopIteration
+        value = self._box.get()
+        if value is _DONE:
+            self._finished = True
+            raise StopIteration
+        if isinstance(value, _Failed):
+            self._finished = True
+            raise value.error
+        return value  # type: ignore[return-value]
+
+    def close(self) -> None:
+        """Stop the worker and wait for it (idempotent)."""
+        self._finished = True
+        self._stop.set()
+        while self._worker.is_alive():  # unblock a worker waiting to put, then wait for it
+            with contextlib.suppress(queue.Empty):
+                self._box.get_nowait()
+            self._worker.join(timeout=_POLL_S)
+
+    def __enter__(self) -> Prefetch[T]:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _put(self, value: object) -> bool:
+        while not self._stop.is_set():
             try:
-                box.put(value, timeout=_POLL_S)
+                self._box.put(value, timeout=_POLL_S)
                 return True
             except queue.Full:
                 continue
         return False
 
-    source = iter(items)
-
-    def work() -> None:
+    def _work(self) -> None:
         try:
-            for item in source:
-                if not put(item):
+            for item in self._source:
+                if not self._put(item):
                     return
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-            put(_Failed(exc))
+            self._put(_Failed(exc))
             return
         finally:
-            close = getattr(source, "close", None)
+            close = getattr(self._source, "close", None)
             if close is not None:  # a generator's files and connections, closed here
                 close()
-        put(_DONE)
-
-    worker = threading.Thread(target=work, name="opsloop-prefetch", daemon=True)
-    worker.start()
-    try:
-        while True:
-            value = box.get()
-            if value is _DONE:
-                return
-            if isinstance(value, _Failed):
-                raise value.error
-            yield value  # type: ignore[misc]
-    finally:
-        stop.set()
-        while worker.is_alive():  # unblock a worker waiting to put, then wait for it
-            with contextlib.suppress(queue.Empty):
-                box.get_nowait()
-            worker.join(timeout=_POLL_S)
+        self._put(_DONE)
