@@ -310,3 +310,57 @@ def test_every_row_of_the_table_quarantine_and_release_marks_carries_its_load_id
         "WHERE table_schema = 'raw' AND column_name = '_dlt_load_id'",
     )
     assert nullable == [("NO",)]
+
+
+def test_column_rules_checked_in_pyarrow_flag_exactly_what_the_duckdb_query_flags(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Not-null, min, max and allowed are evaluated with pyarrow when nothing needs a cast;
+    NULL, NaN, -0.0, fractional bounds on integers and case must come out as in SQL."""
+    import pyarrow as pa
+    from opsloop_dlt.contracts import BatchChecker
+    from opsloop_dlt.settings import ContractConfig
+
+    contract = ContractConfig.model_validate(
+        {
+            "columns": {
+                "i": {"type": "bigint", "nullable": False, "min": 0.5, "max": 2.5},
+                "f": {"type": "double", "min": 0, "max": 1},
+                "s": {"type": "text", "allowed": ["a", "b"]},
+                "n": {"type": "bigint", "allowed": [1, 2]},
+            },
+            "unique": ["i"],
+        }
+    ).to_contract("c")
+    nan = float("nan")
+    batch = pa.table(
+        {
+            "i": pa.array([None, 0, 1, 2, 3, -5, 2**62, 1], pa.int64()),
+            "f": pa.array([nan, -0.0, 0.5, 1.0, 1.5, None, -1e-300, nan], pa.float64()),
+            "s": pa.array(["a", None, "c", "b", "", "A", "a", "b"], pa.string()),
+            "n": pa.array([1, 2, 3, None, 1, 0, 2, 2], pa.int64()),
+        }
+    )
+
+    def outcome(checker: BatchChecker) -> tuple[str, list[tuple[int, str]]]:
+        good, bad = checker.check(batch, "t", 1)
+        assert bad is not None
+        lines, rules = bad["line"].to_pylist(), bad["rules"].to_pylist()
+        return str(good.to_pylist()), list(zip(lines, rules, strict=True))
+
+    fast = BatchChecker("s", contract)
+    with_pyarrow = outcome(fast)
+    assert all(rule is not None for rule in fast._column_rules.values())
+    assert len(fast._column_rules) == 7
+    sql = BatchChecker("s", contract)
+    monkeypatch.setattr(sql, "_column_flags", lambda *args: None)
+    assert outcome(sql) == with_pyarrow
+    assert with_pyarrow[1] == [
+        (1, "i.not_null, f.max"),  # NaN fails <= (DuckDB orders NaN above every number)
+        (2, "i.min"),  # 0 < 0.5; -0.0 >= 0 holds; a NULL passes allowed
+        (3, "s.allowed, n.allowed"),
+        (5, "i.max, f.max, s.allowed"),
+        (6, "i.min, s.allowed, n.allowed"),  # allowed is case-sensitive
+        (7, "i.max, f.min"),
+        (8, "f.max, unique"),  # NaN again; i = 1 repeats line 3
+    ]

@@ -17,6 +17,8 @@ with the table is refused.
 from __future__ import annotations
 
 import json
+import math
+import re
 import uuid
 from collections import Counter
 from collections.abc import Mapping
@@ -122,6 +124,40 @@ def _arrow_kind(dtype: pa.DataType) -> str | None:
     return None
 
 
+#: A rule as the contract settings write it: ``"col" IS NOT NULL``, ``"col" >= 0.0``,
+#: ``"col" <= 10.0``, ``"col" IN ('a', 'b')``.
+_COLUMN_RULE = re.compile(
+    r'^"(?P<column>(?:[^"]|"")+)" (?P<op>IS NOT NULL|>=|<=|IN)(?P<rest>.*)$', re.S
+)
+
+
+@dataclass(frozen=True)
+class ColumnRule:
+    """A rule on one column that pyarrow checks without DuckDB: its column, its operator
+    and its literal (the bound of ``>=`` and ``<=``, the values of ``IN``)."""
+
+    column: str
+    op: str
+    bound: float | None = None
+    values: pa.Array | None = None
+
+
+def _bound(bound: float, op: str, kind: pa.DataType) -> pa.Scalar | None:
+    """``bound`` as a scalar of the column's kind, built without ``pa.scalar`` (which
+    imports pandas). On an integer column ``>= 0.5`` is ``>= 1`` and ``<= 2.5`` is ``<= 2``,
+    so the comparison is exact as in DuckDB; None when it does not fit in an int64."""
+    import struct
+
+    if pa.types.is_floating(kind):
+        data, dtype = struct.pack("<d", bound), pa.float64()
+    else:
+        whole = math.ceil(bound) if op == ">=" else math.floor(bound)
+        if not -(2**63) <= whole < 2**63:
+            return None
+        data, dtype = struct.pack("<q", whole), pa.int64()
+    return pa.Array.from_buffers(dtype, 1, [None, pa.py_buffer(data)])[0]
+
+
 @dataclass
 class Drift:
     """Schema changes seen during one load."""
@@ -190,6 +226,7 @@ class BatchChecker:
         # keys of checked batches not yet in ``seen``: inserted only when a lookup needs them
         # (keys that only grow never do), so a load of fresh ids costs no DuckDB insert
         self._pending_keys: list[pa.Table] = []
+        self._column_rules: dict[str, ColumnRule | None] = {}
         if self.key:
             kind = self.declared.get(self.key[0], "text") if len(self.key) == 1 else "text"
             self.con.execute(f"CREATE TABLE seen (k {DUCKDB_TYPES.get(kind, 'VARCHAR')})")
@@ -333,22 +370,27 @@ class BatchChecker:
             f"c2 AS (SELECT *{''.join(', ' + f for f in late_flags)} FROM c1) "
             f"SELECT {', '.join(wanted)} FROM c2"
         )
-        batch_n = batch.append_column("__n", _row_numbers(batch.num_rows))
-        self.con.register("b", batch_n)
-        try:
-            result = self.con.sql(sql).to_arrow_table()
-        except Exception as exc:  # noqa: BLE001 - a bad rule is the user's to fix
-            raise OpsloopError(
-                f"source '{self.source}': cannot check {where} against "
-                f"{'contract ' + repr(contract.name) if contract else 'the table columns'}: "
-                f"{' '.join(str(exc).split())[:300]}"
-            ) from None
-        finally:
-            self.con.unregister("b")
         import pyarrow.compute as pc
 
-        if not pc.all(pc.equal(result.column("__n"), batch_n.column("__n"))).as_py():
-            result = result.sort_by("__n")  # DuckDB keeps insertion order; never assumed
+        # nothing to cast and only column rules: flags straight from pyarrow (no DuckDB)
+        fast = None if checks or changed else self._column_flags(batch, list(rules.items()))
+        if fast is not None:
+            result = fast
+        else:
+            batch_n = batch.append_column("__n", _row_numbers(batch.num_rows))
+            self.con.register("b", batch_n)
+            try:
+                result = self.con.sql(sql).to_arrow_table()
+            except Exception as exc:  # noqa: BLE001 - a bad rule is the user's to fix
+                raise OpsloopError(
+                    f"source '{self.source}': cannot check {where} against "
+                    f"{'contract ' + repr(contract.name) if contract else 'the table columns'}: "
+                    f"{' '.join(str(exc).split())[:300]}"
+                ) from None
+            finally:
+                self.con.unregister("b")
+            if not pc.all(pc.equal(result.column("__n"), batch_n.column("__n"))).as_py():
+                result = result.sort_by("__n")  # DuckDB keeps insertion order; never assumed
         checked = batch
         for column in changed:
             checked = checked.set_column(
@@ -417,6 +459,90 @@ class BatchChecker:
             .cast(QUARANTINE_SCHEMA)
         )
         return good, quarantine
+
+    def _column_rule(self, sql: str) -> ColumnRule | None:
+        """``sql`` as a :class:`ColumnRule` if it is one the contract settings generate (not
+        null, min, max, allowed); None for any other predicate (DuckDB evaluates those)."""
+        if sql in self._column_rules:
+            return self._column_rules[sql]
+        rule = None
+        match = _COLUMN_RULE.match(sql)
+        if match:
+            column = match["column"].replace('""', '"')
+            op, rest = match["op"], match["rest"]
+            try:
+                if op == "IS NOT NULL" and not rest:
+                    rule = ColumnRule(column, op)
+                elif op in (">=", "<=") and rest.startswith(" "):
+                    found = self.con.execute(f"SELECT CAST(({rest}) AS DOUBLE)").fetchall()
+                    bound = found[0][0] if found else None
+                    if isinstance(bound, float) and math.isfinite(bound):
+                        rule = ColumnRule(column, op, bound)
+                elif op == "IN" and rest.startswith(" (") and rest.endswith(")"):
+                    listed = f"SELECT unnest([{rest[2:-1]}]) AS v"
+                    values = self.con.sql(listed).to_arrow_table().column(0)
+                    if values.null_count == 0 and (
+                        pa.types.is_string(values.type) or pa.types.is_integer(values.type)
+                    ):
+                        rule = ColumnRule(column, op, None, values.combine_chunks())
+            except Exception:  # noqa: BLE001 - not a literal DuckDB reads alone: use SQL
+                rule = None
+        self._column_rules[sql] = rule
+        return rule
+
+    def _column_flags(self, batch: pa.Table, rules: list[tuple[str, str]]) -> pa.Table | None:
+        """The table the DuckDB check would return (``__n``, one ``__g`` flag per rule,
+        ``__k``), computed with pyarrow when every rule is a column rule on a column of a
+        type it handles exactly as DuckDB does; None otherwise.
+
+        A flag is TRUE where the rule's predicate is FALSE (NULL passes, as in SQL); a NaN
+        passes ``>=`` and fails ``<=``, as DuckDB orders NaN above every number.
+        """
+        import pyarrow.compute as pc
+
+        if len(self.key) > 1 or (self.key and self.key[0] not in batch.column_names):
+            return None
+        arrays: dict[str, Any] = {"__n": pa.chunked_array([_row_numbers(batch.num_rows)])}
+        for i, (_, sql) in enumerate(rules):
+            rule = self._column_rule(sql)
+            if rule is None or rule.column not in batch.column_names:
+                return None
+            values = batch.column(rule.column)
+            kind = values.type
+            numeric = pa.types.is_integer(kind) or pa.types.is_floating(kind)
+            if rule.op == "IS NOT NULL":
+                flag = pc.is_null(values)
+            elif rule.op in (">=", "<=") and numeric and rule.bound is not None:
+                bound = _bound(rule.bound, rule.op, kind)
+                if bound is None:
+                    return None
+                holds = (
+                    pc.greater_equal(values, bound)
+                    if rule.op == ">="
+                    else pc.less_equal(values, bound)
+                )
+                if rule.op == ">=" and pa.types.is_floating(kind):
+                    holds = pc.or_(holds, pc.is_nan(values))
+                flag = pc.and_kleene(pc.is_valid(values), pc.invert(holds))
+            elif (
+                rule.op == "IN"
+                and rule.values is not None
+                and (
+                    (pa.types.is_string(kind) and pa.types.is_string(rule.values.type))
+                    or (pa.types.is_integer(kind) and pa.types.is_integer(rule.values.type))
+                )
+            ):
+                value_set = rule.values.cast(kind)
+                inside = pc.is_in(values, value_set=value_set)
+                flag = pc.and_kleene(pc.is_valid(values), pc.invert(inside))
+            else:
+                return None
+            if flag.null_count:
+                return None  # never: every flag above is TRUE or FALSE
+            arrays[f"__g{i}"] = flag
+        if self.key:
+            arrays["__k"] = batch.column(self.key[0])
+        return pa.Table.from_arrays(list(arrays.values()), names=list(arrays))
 
     def _python_rows(self, rows: pa.Table) -> list[dict[str, Any]]:
         """``rows`` as Python dicts, converted by DuckDB (timestamps in UTC): pyarrow's own
