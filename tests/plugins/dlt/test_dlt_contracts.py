@@ -258,9 +258,15 @@ def test_unique_key_is_checked_against_earlier_loads(
     assert sorted(r[0] for r in query(project, "SELECT id FROM raw.orders")) == [1, 5, 7, 10]
 
 
+@pytest.mark.parametrize("pending_max", [500_000, 3])
 def test_a_key_repeated_in_a_later_batch_of_the_same_load_is_quarantined(
-    make_project: Callable[..., Project], tmp_path: Path
+    make_project: Callable[..., Project],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    pending_max: int,
 ) -> None:
+    # keys wait as Arrow until a lookup needs them, or go to DuckDB every few batches
+    monkeypatch.setattr("opsloop_dlt.contracts.PENDING_KEYS_MAX", pending_max)
     landing = tmp_path / "landing"
     # batches of two rows: [1, 2] [2, 3] [9, 4] [5, 1]: each batch's keys are distinct, but
     # 2 and 1 were loaded by an earlier batch of this very load

@@ -47,6 +47,9 @@ DUCKDB_TYPES = {
     "json": "VARCHAR",
 }
 
+#: Keys of checked batches kept as Arrow (not yet in DuckDB's ``seen`` table) at most.
+PENDING_KEYS_MAX = 500_000
+
 #: The suffix of a source's quarantine table: ``<table>_quarantine``.
 QUARANTINE_SUFFIX = "_quarantine"
 #: Ids of quarantined rows released into the table: ``<table>_quarantine_released``.
@@ -608,6 +611,10 @@ class BatchChecker:
 
             keys = with_key.select(["__k"])
             self._pending_keys.append(keys)
+            # a key column may share its buffer with a batch's other columns (pandas blocks):
+            # copy the keys into DuckDB now and then, so no batch stays alive for its keys
+            if sum(t.num_rows for t in self._pending_keys) >= PENDING_KEYS_MAX:
+                self._flush_keys()
             low, high = pc.min_max(keys.column("__k")).values()
             if low.as_py() is not None:
                 lo, hi = low.as_py(), high.as_py()

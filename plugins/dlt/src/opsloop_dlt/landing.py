@@ -101,6 +101,10 @@ def load_landing_files(project: Project, source: SourceSpec, chunk_rows: int) ->
         )
         def rows() -> Iterator[Any]:
             yield from stamped(ahead, table)
+            # what pyarrow's allocator kept from the batches goes back before DuckDB loads
+            import pyarrow as pa
+
+            pa.default_memory_pool().release_unused()
             # committed with the load package, so a failed load leaves the old fingerprints
             dlt.current.source_state()[STATE_KEY] = dict(plan.after)
 
