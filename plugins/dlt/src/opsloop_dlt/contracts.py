@@ -3,10 +3,15 @@
 Each Arrow batch a source yields passes through :class:`BatchChecker` before dlt sees it:
 columns are matched against the contract (schema drift follows ``schema_changes``), values
 are cast to the declared types, and every rule (a SQL predicate), the key and the
-nullability are evaluated in one vectorized DuckDB query over the batch (zero-copy). Rows
+nullability are evaluated in one vectorized DuckDB query over the batch (zero-copy). When
+nothing needs a cast and every rule is a column rule the settings generate (not null, min,
+max, allowed), pyarrow compute evaluates them instead, with the same SQL semantics. Rows
 that pass go on to the table; rows that break a rule go to the quarantine table, with the
-rules they broke, where they came from (file and line, or table and row) and, through
-dlt, the load id. Both tables are written by the same load package: all or nothing.
+rules they broke, where they came from (file and line, or table and row) and the load id.
+Both tables are written by the same load package: all or nothing.
+
+Nothing here may call ``pa.array`` or ``pa.scalar`` on Python values, or ``as_py`` on a
+timestamp: each imports pandas, which costs more than checking a million rows.
 
 Without a contract, the columns already in the warehouse table are the contract: a value
 that does not fit its column's type fails the load with the file and line (dlt would
