@@ -256,3 +256,117 @@ def test_unique_key_is_checked_against_earlier_loads(
     (row,) = pending(project, ingest.get_source(project, "orders"))
     assert row.rules == "unique" and row.row["id"] == 10
     assert sorted(r[0] for r in query(project, "SELECT id FROM raw.orders")) == [1, 5, 7, 10]
+
+
+@pytest.mark.parametrize("pending_max", [500_000, 3])
+def test_a_key_repeated_in_a_later_batch_of_the_same_load_is_quarantined(
+    make_project: Callable[..., Project],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    pending_max: int,
+) -> None:
+    # keys wait as Arrow until a lookup needs them, or go to DuckDB every few batches
+    monkeypatch.setattr("opsloop_dlt.contracts.PENDING_KEYS_MAX", pending_max)
+    landing = tmp_path / "landing"
+    # batches of two rows: [1, 2] [2, 3] [9, 4] [5, 1]: each batch's keys are distinct, but
+    # 2 and 1 were loaded by an earlier batch of this very load
+    write_csv(
+        landing / "d1.csv",
+        HEADER,
+        [[i, 1.0, "new", "x"] for i in (1, 2, 2, 3, 9, 4, 5, 1)],
+    )
+    project = make_project(
+        config(landing).replace("[plugin.dlt]\n", "[plugin.dlt]\ncsv_chunk_rows = 2\n")
+    )
+    record = run(project)
+    assert record.tables == {"orders": 6, "orders_quarantine": 2}
+    rows = pending(project, ingest.get_source(project, "orders"))
+    assert sorted((r.line, r.rules, r.row["id"]) for r in rows) == [
+        (4, "unique", 2),
+        (9, "unique", 1),
+    ]
+    assert sorted(r[0] for r in query(project, "SELECT id FROM raw.orders")) == [1, 2, 3, 4, 5, 9]
+
+
+def test_every_row_of_the_table_quarantine_and_release_marks_carries_its_load_id(
+    make_project: Callable[..., Project], tmp_path: Path
+) -> None:
+    landing = tmp_path / "landing"
+    write_csv(landing / "d1.csv", HEADER, [[1, 10.0, "new", "a"], [2, 20.0, "refunded", "b"]])
+    project = make_project(config(landing))
+    (load_id,) = run(project).load_ids
+    for table in ("orders", "orders_quarantine"):
+        assert query(project, f"SELECT _dlt_load_id, count(*) FROM raw.{table} GROUP BY 1") == [
+            (load_id, 1)
+        ]
+    text = (project.root / "opsloop.toml").read_text().replace('"paid"]', '"paid", "refunded"]')
+    (project.root / "opsloop.toml").write_text(text)
+    project = make_project(text, root=project.root)
+    (released,) = release(project, ingest.get_source(project, "orders")).load_ids
+    assert query(project, "SELECT id, _dlt_load_id FROM raw.orders ORDER BY id") == [
+        (1, load_id),
+        (2, released),
+    ]
+    assert query(project, "SELECT _dlt_load_id FROM raw.orders_quarantine_released") == [
+        (released,)
+    ]
+    nullable = query(
+        project,
+        "SELECT DISTINCT is_nullable FROM information_schema.columns "
+        "WHERE table_schema = 'raw' AND column_name = '_dlt_load_id'",
+    )
+    assert nullable == [("NO",)]
+
+
+def test_column_rules_checked_in_pyarrow_flag_exactly_what_the_duckdb_query_flags(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Not-null, min, max and allowed are evaluated with pyarrow when nothing needs a cast;
+    NULL, NaN, -0.0, fractional bounds on integers and case must come out as in SQL."""
+    import pyarrow as pa
+    from opsloop_dlt.contracts import BatchChecker
+    from opsloop_dlt.settings import ContractConfig
+
+    contract = ContractConfig.model_validate(
+        {
+            "columns": {
+                "i": {"type": "bigint", "nullable": False, "min": 0.5, "max": 2.5},
+                "f": {"type": "double", "min": 0, "max": 1},
+                "s": {"type": "text", "allowed": ["a", "b"]},
+                "n": {"type": "bigint", "allowed": [1, 2]},
+            },
+            "unique": ["i"],
+        }
+    ).to_contract("c")
+    nan = float("nan")
+    batch = pa.table(
+        {
+            "i": pa.array([None, 0, 1, 2, 3, -5, 2**62, 1], pa.int64()),
+            "f": pa.array([nan, -0.0, 0.5, 1.0, 1.5, None, -1e-300, nan], pa.float64()),
+            "s": pa.array(["a", None, "c", "b", "", "A", "a", "b"], pa.string()),
+            "n": pa.array([1, 2, 3, None, 1, 0, 2, 2], pa.int64()),
+        }
+    )
+
+    def outcome(checker: BatchChecker) -> tuple[str, list[tuple[int, str]]]:
+        good, bad = checker.check(batch, "t", 1)
+        assert bad is not None
+        lines, rules = bad["line"].to_pylist(), bad["rules"].to_pylist()
+        return str(good.to_pylist()), list(zip(lines, rules, strict=True))
+
+    fast = BatchChecker("s", contract)
+    with_pyarrow = outcome(fast)
+    assert all(rule is not None for rule in fast._column_rules.values())
+    assert len(fast._column_rules) == 7
+    sql = BatchChecker("s", contract)
+    monkeypatch.setattr(sql, "_column_flags", lambda *args: None)
+    assert outcome(sql) == with_pyarrow
+    assert with_pyarrow[1] == [
+        (1, "i.not_null, f.max"),  # NaN fails <= (DuckDB orders NaN above every number)
+        (2, "i.min"),  # 0 < 0.5; -0.0 >= 0 holds; a NULL passes allowed
+        (3, "s.allowed, n.allowed"),
+        (5, "i.max, f.max, s.allowed"),
+        (6, "i.min, s.allowed, n.allowed"),  # allowed is case-sensitive
+        (7, "i.max, f.min"),
+        (8, "f.max, unique"),  # NaN again; i = 1 repeats line 3
+    ]

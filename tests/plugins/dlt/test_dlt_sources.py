@@ -226,3 +226,42 @@ def test_backfill_loads_only_the_date_range(
     )
     load(project, "b")
     assert sorted(r[0] for r in query(project, "SELECT id FROM raw.b")) == [2, 3]
+
+
+def test_a_parquet_load_with_a_contract_does_not_import_pandas(tmp_path: Path) -> None:
+    """pandas costs about 0.3 s to import, a tenth of a million-row load: the Arrow path
+    (reading, the contract check, quarantine rows, the load id column) must not need it."""
+    import subprocess
+    import sys
+
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    ts = pa.array([1_700_000_000_000_000, 1_700_000_001_000_000], pa.timestamp("us", tz="UTC"))
+    pq.write_table(pa.table({"id": [1, 2], "amount": [1.0, -2.0], "at": ts}), landing / "a.parquet")
+    root = tmp_path / "project"
+    root.mkdir()
+    (root / "opsloop.toml").write_text(
+        "[plugin.dlt]\nsources = [{name = 'p', path = '"
+        + str(landing)
+        + "', glob = '*.parquet', contract = 'c'}]\n"
+        + CONTRACT
+        + 'at = "timestamp"\n'
+    )
+    script = (
+        "import sys, json\n"
+        "import opsloop_dlt.plugin\n"
+        "from opsloop import ingest\n"
+        "from opsloop.plugins import PluginManager\n"
+        "from opsloop.project import Project\n"
+        "manager = PluginManager(load_entrypoints=False, environ={}).load()\n"
+        "manager.register(opsloop_dlt.plugin, name='dlt')\n"
+        f"project = Project.open({str(root)!r}, plugins=manager, environ={{}})\n"
+        "record = ingest.run_load(project, ingest.get_source(project, 'p'))\n"
+        "print(json.dumps([record.tables, 'pandas' in sys.modules]))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120
+    )
+    tables, pandas_imported = json.loads(out.stdout.strip().splitlines()[-1])
+    assert tables == {"p": 1, "p_quarantine": 1}
+    assert pandas_imported is False

@@ -12,10 +12,11 @@ TELEMETRY_ENV = "RUNTIME__DLTHUB_TELEMETRY"
 #: dlt settings that hold only while one of our pipelines runs. Completed load packages keep
 #: their metadata but not a second copy of the data. (Not pipeline-scoped variables: those
 #: would start with OPSLOOP_, which opsloop's own config reads.)
-#: Arrow batches get dlt's ``_dlt_load_id`` column too (lineage, and undoing a failed load).
+#: Arrow batches get dlt's ``_dlt_load_id`` column (lineage, and undoing a failed load) from
+#: opsloop itself (``pipeline.with_load_id``), not from dlt, whose helper imports pandas.
 RUN_ENV = {
     "LOAD__DELETE_COMPLETED_JOBS": "true",
-    "NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_LOAD_ID": "true",
+    "NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_LOAD_ID": "false",
 }
 
 

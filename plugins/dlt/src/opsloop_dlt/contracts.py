@@ -3,10 +3,15 @@
 Each Arrow batch a source yields passes through :class:`BatchChecker` before dlt sees it:
 columns are matched against the contract (schema drift follows ``schema_changes``), values
 are cast to the declared types, and every rule (a SQL predicate), the key and the
-nullability are evaluated in one vectorized DuckDB query over the batch (zero-copy). Rows
+nullability are evaluated in one vectorized DuckDB query over the batch (zero-copy). When
+nothing needs a cast and every rule is a column rule the settings generate (not null, min,
+max, allowed), pyarrow compute evaluates them instead, with the same SQL semantics. Rows
 that pass go on to the table; rows that break a rule go to the quarantine table, with the
-rules they broke, where they came from (file and line, or table and row) and, through
-dlt, the load id. Both tables are written by the same load package: all or nothing.
+rules they broke, where they came from (file and line, or table and row) and the load id.
+Both tables are written by the same load package: all or nothing.
+
+Nothing here may call ``pa.array`` or ``pa.scalar`` on Python values, or ``as_py`` on a
+timestamp: each imports pandas, which costs more than checking a million rows.
 
 Without a contract, the columns already in the warehouse table are the contract: a value
 that does not fit its column's type fails the load with the file and line (dlt would
@@ -17,6 +22,8 @@ with the table is refused.
 from __future__ import annotations
 
 import json
+import math
+import re
 import uuid
 from collections import Counter
 from collections.abc import Mapping
@@ -45,6 +52,9 @@ DUCKDB_TYPES = {
     "json": "VARCHAR",
 }
 
+#: Keys of checked batches kept as Arrow (not yet in DuckDB's ``seen`` table) at most.
+PENDING_KEYS_MAX = 500_000
+
 #: The suffix of a source's quarantine table: ``<table>_quarantine``.
 QUARANTINE_SUFFIX = "_quarantine"
 #: Ids of quarantined rows released into the table: ``<table>_quarantine_released``.
@@ -68,6 +78,32 @@ def quarantine_table(table: str) -> str:
 
 def released_table(table: str) -> str:
     return f"{table}{RELEASED_SUFFIX}"
+
+
+def _row_numbers(n: int) -> pa.Array:
+    """0 .. n-1 as int64, from a numpy buffer: ``pa.array`` would import pandas (0.3 s)."""
+    import numpy as np
+
+    return pa.Array.from_buffers(pa.int64(), n, [None, pa.py_buffer(np.arange(n, dtype=np.int64))])
+
+
+def _all_false(n: int) -> pa.ChunkedArray:
+    """``n`` FALSE values, without ``pa.array`` (which would import pandas)."""
+    bits = pa.py_buffer(bytes((n + 7) // 8))
+    return pa.chunked_array([pa.Array.from_buffers(pa.bool_(), n, [None, bits])])
+
+
+def _ascending(keys: pa.ChunkedArray) -> bool:
+    """Whether ``keys`` has no null and only grows (then no key repeats): a cheap test that
+    spares the distinct count for the usual id or timestamp key."""
+    import pyarrow.compute as pc
+
+    if len(keys) < 2 or keys.null_count:
+        return False
+    try:
+        return bool(pc.all(pc.greater(keys[1:], keys[:-1])).as_py())
+    except (pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        return False
 
 
 def duckdb_type(kind: str, where: str) -> str:
@@ -94,6 +130,40 @@ def _arrow_kind(dtype: pa.DataType) -> str | None:
     if pa.types.is_timestamp(dtype) and dtype.tz is not None:
         return "timestamp"
     return None
+
+
+#: A rule as the contract settings write it: ``"col" IS NOT NULL``, ``"col" >= 0.0``,
+#: ``"col" <= 10.0``, ``"col" IN ('a', 'b')``.
+_COLUMN_RULE = re.compile(
+    r'^"(?P<column>(?:[^"]|"")+)" (?P<op>IS NOT NULL|>=|<=|IN)(?P<rest>.*)$', re.S
+)
+
+
+@dataclass(frozen=True)
+class ColumnRule:
+    """A rule on one column that pyarrow checks without DuckDB: its column, its operator
+    and its literal (the bound of ``>=`` and ``<=``, the values of ``IN``)."""
+
+    column: str
+    op: str
+    bound: float | None = None
+    values: pa.Array | None = None
+
+
+def _bound(bound: float, op: str, kind: pa.DataType) -> pa.Scalar | None:
+    """``bound`` as a scalar of the column's kind, built without ``pa.scalar`` (which
+    imports pandas). On an integer column ``>= 0.5`` is ``>= 1`` and ``<= 2.5`` is ``<= 2``,
+    so the comparison is exact as in DuckDB; None when it does not fit in an int64."""
+    import struct
+
+    if pa.types.is_floating(kind):
+        data, dtype = struct.pack("<d", bound), pa.float64()
+    else:
+        whole = math.ceil(bound) if op == ">=" else math.floor(bound)
+        if not -(2**63) <= whole < 2**63:
+            return None
+        data, dtype = struct.pack("<q", whole), pa.int64()
+    return pa.Array.from_buffers(dtype, 1, [None, pa.py_buffer(data)])[0]
 
 
 @dataclass
@@ -147,6 +217,7 @@ class BatchChecker:
         self.contract = contract
         self.outcome = Outcome()
         self.con = duckdb.connect()
+        self.con.execute("SET TimeZone = 'UTC'")  # quarantined timestamps read back in UTC
         self.table_columns = {
             k: v for k, v in (table_columns or {}).items() if not k.startswith("_dlt_")
         }
@@ -160,6 +231,10 @@ class BatchChecker:
             self.declared = {c: t for c, t in self.table_columns.items() if t in DUCKDB_TYPES}
             self.key = []
         self._key_range: tuple[Any, Any] | None = None
+        # keys of checked batches not yet in ``seen``: inserted only when a lookup needs them
+        # (keys that only grow never do), so a load of fresh ids costs no DuckDB insert
+        self._pending_keys: list[pa.Table] = []
+        self._column_rules: dict[str, ColumnRule | None] = {}
         if self.key:
             kind = self.declared.get(self.key[0], "text") if len(self.key) == 1 else "text"
             self.con.execute(f"CREATE TABLE seen (k {DUCKDB_TYPES.get(kind, 'VARCHAR')})")
@@ -288,8 +363,9 @@ class BatchChecker:
                 checks.append((f"{column}.new_column", f"(b.{quote(column)} IS NOT NULL)"))
         rules = dict(contract.rules) if contract else {}
         late: list[tuple[str, str]] = [(n, f"(({p}) IS FALSE)") for n, p in rules.items()]
-        early_flags = [f"{s} AS __f{i}" for i, (_, s) in enumerate(checks)]
-        late_flags = [f"{s} AS __g{i}" for i, (_, s) in enumerate(late)]
+        # flags are never NULL (a NULL would count as FALSE): no fill_null on the Arrow side
+        early_flags = [f"coalesce({s}, FALSE) AS __f{i}" for i, (_, s) in enumerate(checks)]
+        late_flags = [f"coalesce({s}, FALSE) AS __g{i}" for i, (_, s) in enumerate(late)]
         all_flags = [f"__f{i}" for i in range(len(checks))] + [f"__g{i}" for i in range(len(late))]
         names = [n for n, _ in checks] + [n for n, _ in late]
         key = f", {self._key_expr('c0')} AS __k" if self.key else ""
@@ -302,24 +378,27 @@ class BatchChecker:
             f"c2 AS (SELECT *{''.join(', ' + f for f in late_flags)} FROM c1) "
             f"SELECT {', '.join(wanted)} FROM c2"
         )
-        import numpy as np
-
-        batch_n = batch.append_column("__n", pa.array(np.arange(batch.num_rows, dtype=np.int64)))
-        self.con.register("b", batch_n)
-        try:
-            result = self.con.sql(sql).to_arrow_table()
-        except Exception as exc:  # noqa: BLE001 - a bad rule is the user's to fix
-            raise OpsloopError(
-                f"source '{self.source}': cannot check {where} against "
-                f"{'contract ' + repr(contract.name) if contract else 'the table columns'}: "
-                f"{' '.join(str(exc).split())[:300]}"
-            ) from None
-        finally:
-            self.con.unregister("b")
         import pyarrow.compute as pc
 
-        if not pc.all(pc.equal(result.column("__n"), batch_n.column("__n"))).as_py():
-            result = result.sort_by("__n")  # DuckDB keeps insertion order; never assumed
+        # nothing to cast and only column rules: flags straight from pyarrow (no DuckDB)
+        fast = None if checks or changed else self._column_flags(batch, list(rules.items()))
+        if fast is not None:
+            result = fast
+        else:
+            batch_n = batch.append_column("__n", _row_numbers(batch.num_rows))
+            self.con.register("b", batch_n)
+            try:
+                result = self.con.sql(sql).to_arrow_table()
+            except Exception as exc:  # noqa: BLE001 - a bad rule is the user's to fix
+                raise OpsloopError(
+                    f"source '{self.source}': cannot check {where} against "
+                    f"{'contract ' + repr(contract.name) if contract else 'the table columns'}: "
+                    f"{' '.join(str(exc).split())[:300]}"
+                ) from None
+            finally:
+                self.con.unregister("b")
+            if not pc.all(pc.equal(result.column("__n"), batch_n.column("__n"))).as_py():
+                result = result.sort_by("__n")  # DuckDB keeps insertion order; never assumed
         checked = batch
         for column in changed:
             checked = checked.set_column(
@@ -331,7 +410,7 @@ class BatchChecker:
         bad_mask = None
         quarantine_flags: list[tuple[str, pa.ChunkedArray]] = []
         for name, flag in zip(names, all_flags, strict=True):
-            column = pc.fill_null(result.column(flag), False)
+            column = result.column(flag)
             if name.startswith("~"):
                 self.outcome.drift.discarded_values[name[1:]] += pc.sum(column).as_py() or 0
                 continue
@@ -355,7 +434,7 @@ class BatchChecker:
                 if hit:
                     reasons[i].append(name)
                     self.outcome.rules[name] += 1
-        raw = batch.take(pa.array(positions, pa.int64())).to_pylist()
+        raw = self._python_rows(batch.filter(bad_mask))
         if (contract is not None and contract.on_violation == "fail") or contract is None:
             first = positions[0]
             raise OpsloopError(
@@ -369,18 +448,120 @@ class BatchChecker:
                 )
             )
         self.outcome.quarantined += len(positions)
-        quarantine = pa.table(
-            {
-                "qid": [uuid.uuid4().hex for _ in positions],
-                "source": [where] * len(positions),
-                "line": [first_line + p for p in positions],
-                "rules": [", ".join(r) for r in reasons],
-                "row": [json.dumps(r, default=str, sort_keys=True) for r in raw],
-                "contract": [contract.name] * len(positions),
-            },
-            schema=QUARANTINE_SCHEMA,
+        # built by DuckDB from Python lists: pa.table(dict of lists) would import pandas
+        quarantine = (
+            self.con.sql(
+                "SELECT unnest($qid::VARCHAR[]) AS qid, $source::VARCHAR AS source, "
+                "unnest($line::BIGINT[]) AS line, unnest($rules::VARCHAR[]) AS rules, "
+                "unnest($row::VARCHAR[]) AS row, $contract::VARCHAR AS contract",
+                params={
+                    "qid": [uuid.uuid4().hex for _ in positions],
+                    "source": where,
+                    "line": [first_line + p for p in positions],
+                    "rules": [", ".join(r) for r in reasons],
+                    "row": [json.dumps(r, default=str, sort_keys=True) for r in raw],
+                    "contract": contract.name,
+                },
+            )
+            .to_arrow_table()
+            .cast(QUARANTINE_SCHEMA)
         )
         return good, quarantine
+
+    def _column_rule(self, sql: str) -> ColumnRule | None:
+        """``sql`` as a :class:`ColumnRule` if it is one the contract settings generate (not
+        null, min, max, allowed); None for any other predicate (DuckDB evaluates those)."""
+        if sql in self._column_rules:
+            return self._column_rules[sql]
+        rule = None
+        match = _COLUMN_RULE.match(sql)
+        if match:
+            column = match["column"].replace('""', '"')
+            op, rest = match["op"], match["rest"]
+            try:
+                if op == "IS NOT NULL" and not rest:
+                    rule = ColumnRule(column, op)
+                elif op in (">=", "<=") and rest.startswith(" "):
+                    found = self.con.execute(f"SELECT CAST(({rest}) AS DOUBLE)").fetchall()
+                    bound = found[0][0] if found else None
+                    if isinstance(bound, float) and math.isfinite(bound):
+                        rule = ColumnRule(column, op, bound)
+                elif op == "IN" and rest.startswith(" (") and rest.endswith(")"):
+                    listed = f"SELECT unnest([{rest[2:-1]}]) AS v"
+                    values = self.con.sql(listed).to_arrow_table().column(0)
+                    if values.null_count == 0 and (
+                        pa.types.is_string(values.type) or pa.types.is_integer(values.type)
+                    ):
+                        rule = ColumnRule(column, op, None, values.combine_chunks())
+            except Exception:  # noqa: BLE001 - not a literal DuckDB reads alone: use SQL
+                rule = None
+        self._column_rules[sql] = rule
+        return rule
+
+    def _column_flags(self, batch: pa.Table, rules: list[tuple[str, str]]) -> pa.Table | None:
+        """The table the DuckDB check would return (``__n``, one ``__g`` flag per rule,
+        ``__k``), computed with pyarrow when every rule is a column rule on a column of a
+        type it handles exactly as DuckDB does; None otherwise.
+
+        A flag is TRUE where the rule's predicate is FALSE (NULL passes, as in SQL); a NaN
+        passes ``>=`` and fails ``<=``, as DuckDB orders NaN above every number.
+        """
+        import pyarrow.compute as pc
+
+        if len(self.key) > 1 or (self.key and self.key[0] not in batch.column_names):
+            return None
+        arrays: dict[str, Any] = {"__n": pa.chunked_array([_row_numbers(batch.num_rows)])}
+        for i, (_, sql) in enumerate(rules):
+            rule = self._column_rule(sql)
+            if rule is None or rule.column not in batch.column_names:
+                return None
+            values = batch.column(rule.column)
+            kind = values.type
+            numeric = pa.types.is_integer(kind) or pa.types.is_floating(kind)
+            if rule.op == "IS NOT NULL":
+                flag = pc.is_null(values)
+            elif rule.op in (">=", "<=") and numeric and rule.bound is not None:
+                bound = _bound(rule.bound, rule.op, kind)
+                if bound is None:
+                    return None
+                holds = (
+                    pc.greater_equal(values, bound)
+                    if rule.op == ">="
+                    else pc.less_equal(values, bound)
+                )
+                if rule.op == ">=" and pa.types.is_floating(kind):
+                    holds = pc.or_(holds, pc.is_nan(values))
+                flag = pc.and_kleene(pc.is_valid(values), pc.invert(holds))
+            elif (
+                rule.op == "IN"
+                and rule.values is not None
+                and (
+                    (pa.types.is_string(kind) and pa.types.is_string(rule.values.type))
+                    or (pa.types.is_integer(kind) and pa.types.is_integer(rule.values.type))
+                )
+            ):
+                value_set = rule.values.cast(kind)
+                inside = pc.is_in(values, value_set=value_set)
+                flag = pc.and_kleene(pc.is_valid(values), pc.invert(inside))
+            else:
+                return None
+            if flag.null_count:
+                return None  # never: every flag above is TRUE or FALSE
+            arrays[f"__g{i}"] = flag
+        if self.key:
+            arrays["__k"] = batch.column(self.key[0])
+        return pa.Table.from_arrays(list(arrays.values()), names=list(arrays))
+
+    def _python_rows(self, rows: pa.Table) -> list[dict[str, Any]]:
+        """``rows`` as Python dicts, converted by DuckDB (timestamps in UTC): pyarrow's own
+        conversion of a timestamp imports pandas, which costs more than a whole batch."""
+        self.con.register("bad_rows", rows)
+        try:
+            relation = self.con.sql("SELECT * FROM bad_rows")
+            names = relation.columns
+            return [dict(zip(names, values, strict=True)) for values in relation.fetchall()]
+        finally:
+            self.con.unregister("bad_rows")
 
     def _duplicates(self, keys: pa.ChunkedArray) -> pa.ChunkedArray:
         """TRUE where a (non-null) key was loaded before or repeats earlier in the batch.
@@ -391,7 +572,7 @@ class BatchChecker:
         import pyarrow.compute as pc
 
         present = len(keys) - keys.null_count
-        repeats = pc.count_distinct(keys).as_py() < present
+        repeats = not _ascending(keys) and pc.count_distinct(keys).as_py() < present
         overlap = self._key_range is not None and present > 0
         if overlap and self._key_range is not None:
             low, high = pc.min_max(keys).values()
@@ -401,12 +582,12 @@ class BatchChecker:
                 overlap = not (lo > seen_hi or hi < seen_lo)
             except TypeError:
                 overlap = True
-        import numpy as np
-
         if not repeats and not overlap:
-            return pa.chunked_array([pa.array(np.zeros(len(keys), dtype=bool))])
+            return _all_false(len(keys))
 
-        table = pa.table({"k": keys, "n": pa.array(np.arange(len(keys), dtype=np.int64))})
+        self._flush_keys()
+        numbers = pa.chunked_array([_row_numbers(len(keys))])
+        table = pa.Table.from_arrays([keys, numbers], names=["k", "n"])
         self.con.register("kt", table)
         try:
             flags = self.con.sql(
@@ -417,14 +598,28 @@ class BatchChecker:
             self.con.unregister("kt")
         return flags.column("d")
 
+    def _flush_keys(self) -> None:
+        """Insert the keys remembered since the last lookup into ``seen``."""
+        if not self._pending_keys:
+            return
+        keys = pa.concat_tables(self._pending_keys)
+        self._pending_keys = []
+        self.con.register("k", keys)
+        try:
+            self.con.execute("INSERT INTO seen SELECT __k FROM k WHERE __k IS NOT NULL")
+        finally:
+            self.con.unregister("k")
+
     def _remember(self, good: pa.Table, with_key: pa.Table) -> None:
         if self.key and good.num_rows:
             import pyarrow.compute as pc
 
             keys = with_key.select(["__k"])
-            self.con.register("k", keys)
-            self.con.execute("INSERT INTO seen SELECT __k FROM k WHERE __k IS NOT NULL")
-            self.con.unregister("k")
+            self._pending_keys.append(keys)
+            # a key column may share its buffer with a batch's other columns (pandas blocks):
+            # copy the keys into DuckDB now and then, so no batch stays alive for its keys
+            if sum(t.num_rows for t in self._pending_keys) >= PENDING_KEYS_MAX:
+                self._flush_keys()
             low, high = pc.min_max(keys.column("__k")).values()
             if low.as_py() is not None:
                 lo, hi = low.as_py(), high.as_py()

@@ -17,7 +17,7 @@ from opsloop_dlt.pipeline import (
     RunResult,
     SourceDataError,
     add_side_tables,
-    checked_batches,
+    checks,
     column_hints,
     current_columns,
     dlt_schema_contract,
@@ -28,6 +28,7 @@ from opsloop_dlt.pipeline import (
     restored_state,
     run,
     source_contract,
+    stamped,
     table_name,
     utcnow,
     write_disposition,
@@ -68,6 +69,7 @@ def load_landing_files(project: Project, source: SourceSpec, chunk_rows: int) ->
     import dlt
 
     from opsloop_dlt.contracts import BatchChecker
+    from opsloop_dlt.prefetch import Prefetch
 
     pipeline = open_pipeline(project, source)
     state = restored_state(project, pipeline, source)
@@ -98,16 +100,25 @@ def load_landing_files(project: Project, source: SourceSpec, chunk_rows: int) ->
             schema_contract=dlt_schema_contract(contract),  # type: ignore[arg-type]
         )
         def rows() -> Iterator[Any]:
-            yield from checked_batches(batches(), checker, table)
+            yield from stamped(ahead, table)
+            # what pyarrow's allocator kept from the batches goes back before DuckDB loads
+            import pyarrow as pa
+
+            pa.default_memory_pool().release_unused()
             # committed with the load package, so a failed load leaves the old fingerprints
             dlt.current.source_state()[STATE_KEY] = dict(plan.after)
 
         return add_side_tables(rows, table)
 
+    # files are read and checked one batch ahead in a worker, from now on: while dlt starts
+    # its run, then while it writes the previous batch (see opsloop_dlt.prefetch)
+    import_readers(fmt)
+    ahead = Prefetch(checks(batches(), checker))
     try:
         result = run(project, pipeline, source, resources, table)
         report(project, source, pipeline.dataset_name, table, checker, result.load_ids)
     finally:
+        ahead.close()
         checker.close()
     return make_record(source, pipeline, project, table, result, started)
 
@@ -123,6 +134,21 @@ def file_format(source: SourceSpec) -> str:
     if glob.endswith((".jsonl", ".ndjson", ".json")):
         return "jsonl"
     return "csv"
+
+
+def import_readers(fmt: str) -> None:
+    """Import what reading ``fmt`` and checking it need, here, before a worker thread reads.
+
+    A module being imported in one thread is already in ``sys.modules``, half made, for the
+    others: dlt looks there for pandas to tell a DataFrame from other items, and fails on a
+    pandas that the worker's first ``read_csv`` is still importing.
+    """
+    import pyarrow.compute  # the checker's
+
+    if fmt == "parquet":
+        import pyarrow.parquet  # noqa: F401
+    elif fmt != "jsonl":
+        import pandas  # noqa: F401
 
 
 def read_file(

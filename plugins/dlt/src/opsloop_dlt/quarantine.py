@@ -111,11 +111,13 @@ def release(project: Project, source: SourceSpec, qids: list[str] | None = None)
     from opsloop_dlt.pipeline import (
         add_side_tables,
         current_columns,
+        current_load_id,
         existing_keys,
         open_pipeline,
         restored_state,
         run,
         source_contract,
+        with_load_id,
     )
 
     contract = source_contract(project, source)
@@ -163,11 +165,12 @@ def release(project: Project, source: SourceSpec, qids: list[str] | None = None)
             name=table, write_disposition=write, primary_key=list(source.primary_key)
         )
         def rows_out() -> Any:
+            load_id = current_load_id()
             if good.num_rows:
-                yield good
+                yield with_load_id(good, load_id)
             if released:
                 marks = pa.table({"qid": pa.array(released, pa.string())})
-                yield dlt.mark.with_table_name(marks, released_table(table))
+                yield dlt.mark.with_table_name(with_load_id(marks, load_id), released_table(table))
 
         return add_side_tables(rows_out, table)
 
