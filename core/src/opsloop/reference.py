@@ -141,7 +141,7 @@ def parquet_files(spec: str) -> list[Path] | None:
 
     if spec.startswith(TABLE_PREFIX):
         return None
-    path = Path(spec).expanduser()
+    path = Path(spec).expanduser().resolve()  # workers may run in another folder
     if path.is_dir():
         return sorted(p for p in path.rglob("*.parquet") if p.is_file()) or None
     return [path] if path.is_file() and path.suffix.lower() in PARQUET_SUFFIXES else None
@@ -169,7 +169,7 @@ def _files_lineage(spec: str, files: list[Path]) -> dict[str, Any]:
 
     from opsloop.datasource import file_sha256
 
-    path = Path(spec).expanduser()
+    path = Path(spec).expanduser().resolve()
     if not path.is_dir():
         return {"kind": "file", "path": str(path.resolve()), "bytes": path.stat().st_size,
                 "sha256": file_sha256(path)}  # fmt: skip
@@ -230,7 +230,7 @@ def _profile_on(
             lineage["prediction"] = "not profiled: the model could not score the data"
         else:
             where = Path(project.config.source)
-            home = str(where if where.is_file() else project.root)
+            home = str((where if where.is_file() else project.root).resolve())
             prediction = PREDICTION
             load_model = partial(load_scorer, home, ref)
             scorer_of = partial(predict_rows, tuple(features))

@@ -31,13 +31,14 @@ def test_batch_score_runs_on_a_local_cluster_and_is_audited(
     project = make_project("\n[plugin.dask]\nenabled = true\nn_workers = 2\n")
     root = project.root
     frame = tiny_frame(30_000)
-    frame.to_parquet(tmp_path / "in.parquet", row_group_size=5_000, index=False)
-    done = opsloop(root, "batch", "score", TINY, "-i", str(tmp_path / "in.parquet"),
-                   "-o", str(tmp_path / "out"), "--chunk-size", "10000")  # fmt: skip
+    frame.to_parquet(root / "in.parquet", row_group_size=5_000, index=False)
+    done = opsloop(
+        root, "batch", "score", TINY, "-i", "in.parquet", "-o", "out", "--chunk-size", "10000"
+    )  # fmt: skip  (relative paths, as people type them)
     assert done.returncode == 0, done.stderr
     assert "scored 30000 rows into 3 parts" in done.stdout and "on dask" in done.stdout
     assert "30000/30000" in done.stdout  # the progress bar's last state
-    out = pd.concat([pd.read_parquet(p) for p in sorted((tmp_path / "out").glob("part-*"))])
+    out = pd.concat([pd.read_parquet(p) for p in sorted((root / "out").glob("part-*"))])
     assert out["row_id"].tolist() == list(range(30_000)) and "prediction" in out.columns
     project.close()
     from opsloop.project import Project
@@ -108,4 +109,4 @@ def test_the_local_cluster_gets_the_configured_malloc_settings() -> None:
         1,
         1,
     ]
-    assert Settings().malloc_trim_threshold == 65536 and Settings().malloc_mmap_threshold == 0
+    assert (Settings().malloc_trim_threshold, Settings().malloc_mmap_threshold) == (2**26, 2**24)

@@ -48,8 +48,9 @@ class Partition:
 
 
 def input_files(spec: str) -> list[Path]:
-    """The Parquet files of a file or folder, in the local path's order."""
-    path = Path(spec)
+    """The Parquet files of a file or folder, in the local path's order, as absolute paths
+    (workers may run in another folder)."""
+    path = Path(spec).resolve()
     if not path.exists():
         raise OpsloopError(f"batch input {path} does not exist")
     if path.is_dir():

@@ -26,7 +26,7 @@ def score_batch(client: Client, job: BatchJob, in_flight: int) -> BatchOutcome:
     ref = job.ref
     identity = {
         "input": job.input,
-        "fingerprint": P.fingerprint(files, Path(job.input)),
+        "fingerprint": P.fingerprint(files, Path(job.input).resolve()),
         "model": {"name": ref.name, "version": ref.version, "uri": ref.uri},
         "partitioning": P.layout(partitions),
         "engine": "dask",

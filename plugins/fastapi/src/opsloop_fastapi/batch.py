@@ -436,7 +436,7 @@ def score_anywhere(
     from opsloop.interfaces import BatchJob
 
     source = Path(project.config.source)
-    where = str(source if source.is_file() else project.root)
+    where = str((source if source.is_file() else project.root).resolve())  # workers: any cwd
     job = BatchJob(
         ref=ref,
         input=spec,
