@@ -110,3 +110,20 @@ def test_the_local_cluster_gets_the_configured_malloc_settings() -> None:
         1,
     ]
     assert (Settings().malloc_trim_threshold, Settings().malloc_mmap_threshold) == (2**26, 2**24)
+
+
+def test_doctor_says_where_dask_work_would_run(make_project: Any) -> None:
+    from opsloop_dask.checks import checks
+
+    def finding(config: str) -> tuple[bool, str]:
+        project = make_project(f"\n[plugin.dask]\n{config}\n")
+        (found,) = [c for c in checks(project) if c.plugin == "dask"]
+        return found.ok, found.detail
+
+    assert finding("") == (True, "off: batch scoring and profiles run in-process")
+    ok, detail = finding('enabled = true\nn_workers = 3\nmemory_limit = "2GiB"')
+    assert ok and detail == "a LocalCluster per run: 3 workers x 1 threads, memory 2GiB each"
+    ok, detail = finding('address = "tcp://127.0.0.1:9"\nconnect_timeout_seconds = 1')
+    assert not ok and detail.startswith("tcp://127.0.0.1:9: ")
+    ok, detail = finding('address = "nope"')
+    assert not ok and "plugin.dask.address" in detail
