@@ -141,3 +141,19 @@ def test_another_runs_output_or_a_foreign_folder_is_refused(
     with pytest.raises(OpsloopError, match="not a batch output folder"):
         score_anywhere(project, ref, tmp_path / "in", tmp_path / "mine", chunk_rows=1_000)
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
+
+
+def test_a_csv_input_is_scored_in_this_process_with_a_note(
+    make_project: Any, cluster: Any, tmp_path: Path
+) -> None:
+    project = on_cluster(make_project, cluster)
+    ref = get_store(project).resolve(MODEL, "champion")
+    scored_frame(1_500).to_csv(tmp_path / "in.csv", index=False)
+    notes: list[str] = []
+    result, engine = score_anywhere(
+        project, ref, tmp_path / "in.csv", tmp_path / "out", chunk_rows=1_000, note=notes.append
+    )
+    assert engine == "" and (result.rows, result.parts) == (1_500, 2)
+    assert notes == [f"dask scores Parquet only; scoring {tmp_path / 'in.csv'} in this process"]
+    manifest = json.loads((tmp_path / "out" / "_manifest.json").read_text())
+    assert "engine" not in manifest and manifest["chunk_rows"] == 1_000  # the local path's
