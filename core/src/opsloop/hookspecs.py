@@ -41,6 +41,7 @@ if TYPE_CHECKING:
         PredictContext,
         PredictionBatch,
         RunbookSpec,
+        ScaleOut,
         Scanner,
         ScanResult,
         ServerHandle,
@@ -195,6 +196,14 @@ def score_batch(
     project: Project, ref: ModelVersionRef, input_path: Path, output_path: Path
 ) -> int | None:
     """Score a file or table in chunks; return rows scored. First non-None result wins."""
+
+
+@hookspec(firstresult=True)
+def scale_out(project: Project) -> ScaleOut | None:
+    """Return the configured cluster engine for batch scoring and profiles; first non-None wins.
+
+    None (the default) keeps the work in this process.
+    """
 
 
 # ============================================================================ monitor

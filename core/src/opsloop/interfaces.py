@@ -239,6 +239,65 @@ class ServerHandle(Protocol):
     def stop(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class BatchJob:
+    """A batch-scoring run handed to a scale-out engine (see the ``scale_out`` hook).
+
+    ``load_model`` and ``score`` must pickle (module-level functions or partials of them):
+    an engine ships them to its workers, calls ``load_model()`` once per worker and
+    ``score(model, frame, first_row)`` per partition, so its output equals the local path's.
+    """
+
+    ref: ModelVersionRef
+    input: str  # a Parquet file or a folder of Parquet files every worker can read
+    output: Path  # a folder every worker can write: part-NNNNN.parquet + _manifest.json
+    load_model: Callable[[], Any]
+    score: Callable[[Any, pd.DataFrame, int], pd.DataFrame]
+    progress: Callable[[int, int | None], None] | None = None  # (rows done, rows in all)
+    chunk_rows: int = 0  # rows per partition when row groups are grouped (0: engine default)
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    """What a batch run did: rows in the output, parts in all, parts skipped and written."""
+
+    rows: int
+    parts: int
+    skipped: int
+    written: int
+
+
+@dataclass(frozen=True)
+class ProfileJob:
+    """A reference profile to build on a scale-out engine from Parquet files.
+
+    With ``load_model`` and ``predict`` set, each partition's chunks get a ``prediction``
+    column ``predict(model, chunk)`` (the model loaded once per worker) before profiling.
+    """
+
+    files: tuple[str, ...]
+    columns: tuple[str, ...]
+    prediction: str | None = None
+    load_model: Callable[[], Any] | None = None
+    predict: Callable[[Any, pd.DataFrame], Any] | None = None
+    bins: int = 100
+    max_categories: int = 100
+    sample_rows: int = 200_000
+    seed: int = 0
+    progress: Callable[[int], None] | None = None  # rows read, per partition and pass
+
+
+@runtime_checkable
+class ScaleOut(Protocol):
+    """An engine that runs batch scoring and profile building on a cluster."""
+
+    name: str
+
+    def score_batch(self, job: BatchJob) -> BatchOutcome: ...
+
+    def build_profile(self, job: ProfileJob) -> ReferenceProfile: ...
+
+
 @dataclass
 class PredictContext:
     """What the serve hooks see around one prediction."""

@@ -306,6 +306,20 @@ class _Numeric:
         self.min = min(self.min, float(present.min()))
         self.max = max(self.max, float(present.max()))
 
+    def merge(self, other: _Numeric) -> None:
+        """Fold in another partition's statistics (Chan's parallel update; the sample is
+        merged by :func:`merge_partials`)."""
+        self.missing += other.missing
+        if not other.count:
+            return
+        total = self.count + other.count
+        delta = other.mean - self.mean
+        self.mean += delta * other.count / total
+        self.m2 += other.m2 + delta * delta * self.count * other.count / total
+        self.count = total
+        self.min = min(self.min, other.min)
+        self.max = max(self.max, other.max)
+
     def set_edges(self, bins: int, buffer: SortBuffer, *, count: bool) -> None:
         """Edges from the sample; with ``count`` (the sample is every row) the counts too."""
         ordered = sorted_finite(self.sample, buffer) if len(self.sample) else self.sample
@@ -353,6 +367,18 @@ class _Categorical:
         self.missing += missing
         for key, value in counts.items():
             self.counts[key] = self.counts.get(key, 0) + value
+        self._pool()
+
+    def merge(self, other: _Categorical) -> None:
+        """Fold in another partition's counts (exact until the rarest values pool)."""
+        self.missing += other.missing
+        self.other += other.other
+        self.pooled = self.pooled or other.pooled
+        for key, value in other.counts.items():
+            self.counts[key] = self.counts.get(key, 0) + value
+        self._pool()
+
+    def _pool(self) -> None:
         if len(self.counts) > _TRACKED_CATEGORIES:
             keep = sorted(self.counts.items(), key=lambda kv: -kv[1])[: _TRACKED_CATEGORIES // 10]
             self.other += sum(self.counts.values()) - sum(v for _, v in keep)
@@ -377,6 +403,179 @@ class _Categorical:
 ChunkSource = Callable[[], Iterable["pd.DataFrame"]]
 
 
+@dataclass
+class PartialProfile:
+    """One partition's share of a profile (pass one): exact running statistics, category
+    counts, and the rows whose random keys are among the ``sample_rows`` smallest.
+
+    Row ``i`` of the whole input always gets the ``i``-th draw of ``default_rng(seed)``
+    (see :func:`row_keys`), so partitions scanned anywhere and merged with
+    :func:`merge_partials` hold the very sample, and so the very quantile edges, that one
+    process streaming every row would: a profile built from partitions has the same edges,
+    bin counts, missing counts, min, max and category counts (exact; categories past
+    100,000 distinct values pool as in one process), with mean, std and bin sums equal up
+    to floating-point rounding (the additions happen in another order).
+    """
+
+    rows: int = 0
+    wanted: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    numeric: dict[str, _Numeric] = field(default_factory=dict)
+    categorical: dict[str, _Categorical] = field(default_factory=dict)
+    keys: np.ndarray = field(default_factory=lambda: np.empty(0))
+
+
+def row_keys(seed: int, first_row: int) -> np.random.Generator:
+    """The key generator positioned at row ``first_row``: its draws are that row's key and
+    the following rows' (one float64, one PCG64 step, per row)."""
+    bits = np.random.PCG64(seed)  # what default_rng(seed) uses
+    bits.advance(first_row)
+    return np.random.Generator(bits)
+
+
+def scan_partial(
+    chunks: Iterable[pd.DataFrame],
+    *,
+    columns: Sequence[str] | None = None,
+    prediction: str | None = None,
+    first_row: int = 0,
+    sample_rows: int = 200_000,
+    seed: int = 0,
+    progress: Callable[[int], None] | None = None,
+) -> PartialProfile:
+    """Pass one over the rows ``chunks`` yields, which start at input row ``first_row``."""
+    part = PartialProfile()
+    rng = row_keys(seed, first_row)
+    first = True
+    for chunk in chunks:
+        if first:
+            first = False
+            part.wanted = _choose(chunk, columns, prediction)
+            for name in part.wanted:
+                kind = column_kind(chunk[name])
+                if kind == "numeric":
+                    part.numeric[name] = _Numeric(str(chunk[name].dtype))
+                elif kind == "categorical":
+                    part.categorical[name] = _Categorical(str(chunk[name].dtype))
+                else:
+                    part.skipped[name] = kind.partition(":")[2]
+        part.rows += len(chunk)
+        selected = _sample_rows(rng, part.keys, len(chunk), sample_rows)
+        part.keys = selected[0]
+        for name, acc in part.numeric.items():
+            values = numeric_values(chunk[name])
+            acc.update(values)
+            acc.sample = _take(acc.sample, values, selected[1], selected[2])
+        for name, cat in part.categorical.items():
+            cat.update(chunk[name])
+        if progress is not None:
+            progress(len(chunk))
+    return part
+
+
+def merge_partials(a: PartialProfile, b: PartialProfile, sample_rows: int) -> PartialProfile:
+    """``a`` with ``b`` folded in (``a`` is changed and returned); see :class:`PartialProfile`."""
+    if not b.rows:
+        return a
+    if not a.rows:
+        return b
+    kinds = {n: "numeric" for n in a.numeric} | {n: "categorical" for n in a.categorical}
+    other = {n: "numeric" for n in b.numeric} | {n: "categorical" for n in b.categorical}
+    for name in set(kinds) & set(other):
+        if kinds[name] != other[name]:
+            raise OpsloopError(
+                f"column '{name}' is {kinds[name]} in one part of the data and {other[name]} "
+                "in another; give every file the same column types"
+            )
+    if a.wanted != b.wanted:
+        raise OpsloopError("the parts of the data hold different columns; give every file the same")
+    combined = np.concatenate([a.keys, b.keys])
+    keep = None
+    if len(combined) > sample_rows:
+        keep = np.sort(np.argpartition(combined, sample_rows - 1)[:sample_rows])
+    a.keys = combined if keep is None else combined[keep]
+    for name, acc in a.numeric.items():
+        theirs = b.numeric[name]
+        acc.merge(theirs)
+        both = np.concatenate([acc.sample, theirs.sample])
+        acc.sample = both if keep is None else both[keep]
+    for name, cat in a.categorical.items():
+        cat.merge(b.categorical[name])
+    a.rows += b.rows
+    return a
+
+
+def partial_edges(part: PartialProfile, bins: int) -> dict[str, np.ndarray]:
+    """Fix the quantile edges of every numeric column from the merged sample; when the
+    sample is every row, the bin counts are filled in too and no second pass is needed."""
+    buffer = SortBuffer()
+    every_row = len(part.keys) == part.rows
+    for acc in part.numeric.values():
+        acc.set_edges(bins, buffer, count=every_row)
+    return {name: acc.edges for name, acc in part.numeric.items()}
+
+
+def needs_second_pass(part: PartialProfile) -> bool:
+    """True when the sample was not every row (bin counts need a pass over the data)."""
+    return len(part.keys) != part.rows
+
+
+def count_bins(
+    chunks: Iterable[pd.DataFrame],
+    edges: dict[str, np.ndarray],
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Pass two over some rows: per numeric column, counts and sums in the bins ``edges``."""
+    buffer = SortBuffer()
+    found = {
+        n: (np.zeros(len(e) + 1, dtype=np.int64), np.zeros(len(e) + 1)) for n, e in edges.items()
+    }
+    for chunk in chunks:
+        for name, cuts in edges.items():
+            counts, sums = bin_counts(sorted_finite(numeric_values(chunk[name]), buffer), cuts)
+            found[name][0][:] += counts
+            found[name][1][:] += sums
+        if progress is not None:
+            progress(len(chunk))
+    return found
+
+
+def add_bins(part: PartialProfile, counted: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+    """Add one partition's pass-two counts to the merged profile's bins."""
+    for name, (counts, sums) in counted.items():
+        part.numeric[name].counts += counts
+        part.numeric[name].sums += sums
+
+
+def finish_profile(
+    part: PartialProfile,
+    *,
+    prediction: str | None = None,
+    bins: int = 100,
+    max_categories: int = 100,
+    source: dict[str, Any] | None = None,
+) -> ReferenceProfile:
+    """The profile of a merged partial whose bins are counted."""
+    if part.rows == 0:
+        raise OpsloopError("the reference data has no rows to profile")
+    profiled: dict[str, ColumnProfile] = {}
+    for name in part.wanted:
+        if name in part.numeric:
+            profiled[name] = part.numeric[name].profile()
+        elif name in part.categorical:
+            profiled[name] = part.categorical[name].profile(max_categories)
+    pred = profiled.pop(prediction, None) if prediction else None
+    return ReferenceProfile(
+        columns=profiled,
+        rows=part.rows,
+        prediction=pred,
+        bins=bins,
+        max_categories=max_categories,
+        skipped=dict(part.skipped),
+        source=dict(source or {}),
+    )
+
+
 def build_profile(
     chunks: ChunkSource,
     *,
@@ -393,68 +592,27 @@ def build_profile(
 
     ``columns`` picks the columns (default: all but ``prediction``); ``prediction`` names
     the column holding the model's output, profiled as the prediction. ``progress`` is
-    called with the rows of each chunk read, in both passes.
+    called with the rows of each chunk read, in both passes. The same steps run per
+    partition on a cluster (:func:`scan_partial`, :func:`merge_partials`,
+    :func:`count_bins`), with the same result.
     """
     if bins < 2:
         raise OpsloopError(f"a profile needs at least 2 bins, got {bins}")
-    numeric: dict[str, _Numeric] = {}
-    categorical: dict[str, _Categorical] = {}
-    skipped: dict[str, str] = {}
-    wanted: list[str] = []
-    rows = 0
-    keys = np.empty(0)
-    rng = np.random.default_rng(seed)
-    first = True
-    for chunk in chunks():
-        if first:
-            first = False
-            wanted = _choose(chunk, columns, prediction)
-            for name in wanted:
-                kind = column_kind(chunk[name])
-                if kind == "numeric":
-                    numeric[name] = _Numeric(str(chunk[name].dtype))
-                elif kind == "categorical":
-                    categorical[name] = _Categorical(str(chunk[name].dtype))
-                else:
-                    skipped[name] = kind.partition(":")[2]
-        rows += len(chunk)
-        selected = _sample_rows(rng, keys, len(chunk), sample_rows)
-        keys = selected[0]
-        for name, acc in numeric.items():
-            values = numeric_values(chunk[name])
-            acc.update(values)
-            acc.sample = _take(acc.sample, values, selected[1], selected[2])
-        for name, cat in categorical.items():
-            cat.update(chunk[name])
-        if progress is not None:
-            progress(len(chunk))
-    if rows == 0:
+    part = scan_partial(
+        chunks(),
+        columns=columns,
+        prediction=prediction,
+        sample_rows=sample_rows,
+        seed=seed,
+        progress=progress,
+    )
+    if part.rows == 0:
         raise OpsloopError("the reference data has no rows to profile")
-    every_row_sampled = len(keys) == rows
-    buffer = SortBuffer()
-    for acc in numeric.values():
-        acc.set_edges(bins, buffer, count=every_row_sampled)
-    if not every_row_sampled:  # the second pass: count every row
-        for chunk in chunks():
-            for name, acc in numeric.items():
-                acc.add_counts(sorted_finite(numeric_values(chunk[name]), buffer))
-            if progress is not None:
-                progress(len(chunk))
-    profiled: dict[str, ColumnProfile] = {}
-    for name in wanted:
-        if name in numeric:
-            profiled[name] = numeric[name].profile()
-        elif name in categorical:
-            profiled[name] = categorical[name].profile(max_categories)
-    pred = profiled.pop(prediction, None) if prediction else None
-    return ReferenceProfile(
-        columns=profiled,
-        rows=rows,
-        prediction=pred,
-        bins=bins,
-        max_categories=max_categories,
-        skipped=skipped,
-        source=dict(source or {}),
+    edges = partial_edges(part, bins)
+    if needs_second_pass(part):
+        add_bins(part, count_bins(chunks(), edges, progress))
+    return finish_profile(
+        part, prediction=prediction, bins=bins, max_categories=max_categories, source=source
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from opsloop.errors import OpsloopError, one_line
@@ -14,6 +15,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from opsloop.datasource import DataSource
+    from opsloop.interfaces import ScaleOut
     from opsloop.profiles import ReferenceProfile
     from opsloop.project import Project
     from opsloop.records import ModelVersionRef, ProfileRecord
@@ -87,6 +89,11 @@ def profile_version(
                 "reference with --from duckdb:dataset.table or a CSV/Parquet file"
             )
         source = TABLE_PREFIX + dataset
+    engine = project.hook.scale_out(project=project)
+    files = parquet_files(source) if engine is not None else None
+    if engine is not None and files:
+        profile = _profile_on(engine, project, ref, files, source, columns, predict, progress)
+        return save_profile(project, profile), profile
     data = open_source(project, source)
     features = list(columns or features_of(ref))
     settings = project.config.monitor
@@ -126,6 +133,124 @@ def profile_version(
     )
     profile.model, profile.version = ref.name, ref.version
     return save_profile(project, profile), profile
+
+
+def parquet_files(spec: str) -> list[Path] | None:
+    """The Parquet files ``spec`` names (a file, or a folder of them), else None."""
+    from opsloop.datasource import PARQUET_SUFFIXES, TABLE_PREFIX
+
+    if spec.startswith(TABLE_PREFIX):
+        return None
+    path = Path(spec).expanduser().resolve()  # workers may run in another folder
+    if path.is_dir():
+        return sorted(p for p in path.rglob("*.parquet") if p.is_file()) or None
+    return [path] if path.is_file() and path.suffix.lower() in PARQUET_SUFFIXES else None
+
+
+def load_scorer(project_path: str, ref: ModelVersionRef) -> Any:
+    """Open the project at ``project_path`` and load ``ref`` (on a cluster worker)."""
+    from opsloop.project import Project
+    from opsloop.registry import get_store
+
+    project = Project.open(project_path, start=False)
+    try:
+        return get_store(project).load(ref)
+    finally:
+        project.close()
+
+
+def predict_rows(features: tuple[str, ...], scorer: Any, chunk: pd.DataFrame) -> Any:
+    """The model's output for ``chunk``, one value per row (what a profile records)."""
+    return _predict(scorer, chunk, list(features))
+
+
+def _files_lineage(spec: str, files: list[Path]) -> dict[str, Any]:
+    import hashlib
+
+    from opsloop.datasource import file_sha256
+
+    path = Path(spec).expanduser().resolve()
+    if not path.is_dir():
+        return {"kind": "file", "path": str(path.resolve()), "bytes": path.stat().st_size,
+                "sha256": file_sha256(path)}  # fmt: skip
+    digest = hashlib.sha256()  # names, sizes and times: hashing every byte is a pass of its own
+    for file in files:
+        stat = file.stat()
+        digest.update(f"{file.relative_to(path)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return {"kind": "files", "path": str(path.resolve()), "files": len(files),
+            "bytes": sum(f.stat().st_size for f in files),
+            "fingerprint": digest.hexdigest()}  # fmt: skip
+
+
+def _profile_on(
+    engine: ScaleOut,
+    project: Project,
+    ref: ModelVersionRef,
+    files: list[Path],
+    source: str,
+    columns: list[str] | None,
+    predict: bool,
+    progress: Callable[[int, int | None], None] | None,
+) -> ReferenceProfile:
+    """:func:`profile_version`'s work on a cluster engine (Parquet input only)."""
+    from functools import partial
+
+    import pyarrow.parquet as pq
+
+    from opsloop.interfaces import ProfileJob
+
+    _, target = training_data(project, ref)
+    try:
+        handle = pq.ParquetFile(files[0])
+        rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+        first = next(handle.iter_batches(batch_size=1_000), None)
+    except Exception as exc:  # noqa: BLE001 - any reader error becomes one line
+        raise OpsloopError(f"cannot read '{source}': {one_line(exc)}") from None
+    frame = first.to_pandas() if first is not None else None
+    if frame is None or not rows:
+        raise OpsloopError(f"{source} has no rows to profile")
+    features = list(columns or features_of(ref))
+    if not features:
+        features = [str(c) for c in frame.columns if c not in (target, PREDICTION)]
+    lineage: dict[str, Any] = {**_files_lineage(source, files), "source": source}
+    prediction: str | None = None
+    load_model = scorer_of = None
+    if PREDICTION in frame.columns:
+        prediction = PREDICTION
+    elif predict and all(f in frame.columns for f in features):
+        from opsloop.registry import get_store
+
+        try:
+            _predict(get_store(project).load(ref), frame.iloc[:5], features)
+        except OpsloopError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a model that cannot score: no prediction
+            logger.warning("profile of %s/%s: no prediction (%s)", ref.name, ref.version,
+                           one_line(exc))  # fmt: skip
+            lineage["prediction"] = "not profiled: the model could not score the data"
+        else:
+            where = Path(project.config.source)
+            home = str((where if where.is_file() else project.root).resolve())
+            prediction = PREDICTION
+            load_model = partial(load_scorer, home, ref)
+            scorer_of = partial(predict_rows, tuple(features))
+    total = rows if rows <= SAMPLE_ROWS else 2 * rows
+    settings = project.config.monitor
+    job = ProfileJob(
+        files=tuple(str(f) for f in files),
+        columns=tuple(features),
+        prediction=prediction,
+        load_model=load_model,
+        predict=scorer_of,
+        bins=settings.bins,
+        max_categories=settings.max_categories,
+        sample_rows=SAMPLE_ROWS,
+        progress=(lambda n: progress(n, total)) if progress is not None else None,
+    )
+    profile = engine.build_profile(job)
+    profile.source = {**lineage, "engine": engine.name}
+    profile.model, profile.version = ref.name, ref.version
+    return profile
 
 
 def _scored_chunks(

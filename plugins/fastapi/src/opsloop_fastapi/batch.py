@@ -382,3 +382,70 @@ def run_batch(
         written=written,
         output=output,
     )
+
+
+# ---------------------------------------------------------------------- scale-out
+def score_part(
+    ref: ModelVersionRef, model: Any, frame: pd.DataFrame, first_row: int
+) -> pd.DataFrame:
+    """One partition scored exactly as :func:`run_batch` scores a chunk (for cluster workers)."""
+    return _score(model, frame, ref, first_row)
+
+
+def load_for_worker(project_path: str, ref: ModelVersionRef) -> Any:
+    """Open the project at ``project_path`` and load ``ref`` as the local path does."""
+    from opsloop.project import Project
+    from opsloop_fastapi.server import load_checked, model_store
+
+    project = Project.open(project_path, start=False)
+    try:
+        return load_checked(project, model_store(project), ref)
+    finally:
+        project.close()
+
+
+def _is_parquet(spec: str) -> bool:
+    path = Path(spec)
+    return not spec.startswith(DUCKDB_PREFIX) and (
+        path.is_dir() or path.suffix.lower() in (".parquet", ".pq")
+    )
+
+
+def score_anywhere(
+    project: Project,
+    ref: ModelVersionRef,
+    input_spec: str | Path,
+    output: Path,
+    *,
+    chunk_rows: int,
+    progress: Callable[[int, int | None], None] | None = None,
+    note: Callable[[str], None] | None = None,
+) -> tuple[BatchResult, str]:
+    """Score on the configured cluster engine (the ``scale_out`` hook) when there is one and
+    the input is Parquet, else in this process; returns (result, engine name)."""
+    from functools import partial
+
+    spec = str(input_spec)
+    engine = project.hook.scale_out(project=project)
+    if engine is None:
+        return run_batch(project, ref, spec, output, chunk_rows=chunk_rows, progress=progress), ""
+    if not _is_parquet(spec):
+        if note is not None:
+            note(f"{engine.name} scores Parquet only; scoring {spec} in this process")
+        return run_batch(project, ref, spec, output, chunk_rows=chunk_rows, progress=progress), ""
+    from opsloop.interfaces import BatchJob
+
+    source = Path(project.config.source)
+    where = str((source if source.is_file() else project.root).resolve())  # workers: any cwd
+    job = BatchJob(
+        ref=ref,
+        input=spec,
+        output=Path(output),
+        load_model=partial(load_for_worker, where, ref),
+        score=partial(score_part, ref),
+        progress=progress,
+        chunk_rows=chunk_rows,
+    )
+    done = engine.score_batch(job)
+    result = BatchResult(done.rows, done.parts, done.skipped, done.written, Path(output))
+    return result, str(engine.name)

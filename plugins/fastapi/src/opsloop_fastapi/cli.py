@@ -110,8 +110,8 @@ def batch_score(
     """Score INPUT with NAME@ALIAS into OUTPUT; a re-run skips the parts already written."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-    from opsloop.cli.context import console, open_project
-    from opsloop_fastapi.batch import run_batch
+    from opsloop.cli.context import console, err_console, open_project
+    from opsloop_fastapi.batch import score_anywhere
     from opsloop_fastapi.server import model_store
 
     project = open_project()
@@ -130,16 +130,21 @@ def batch_score(
         def advance(done: int, total: int) -> None:
             progress.update(task, completed=done, total=total)
 
-        result = run_batch(
+        def note(text: str) -> None:
+            err_console.print(f"opsloop: {text}", markup=False, highlight=False)
+
+        result, engine = score_anywhere(
             project,
             ref,
             input,
             output,
             chunk_rows=chunk_size or settings.batch_chunk_rows,
             progress=advance,
+            note=note,
         )
     from opsloop.serve import audit_batch
 
+    extra = {"engine": engine} if engine else {}
     audit_batch(
         project,
         ref,
@@ -149,10 +154,12 @@ def batch_score(
         parts=result.parts,
         skipped=result.skipped,
         written=result.written,
+        **extra,
     )
     console.print(
         f"scored {result.rows} rows into {result.parts} parts in {output} "
-        f"({result.skipped} parts already done, {result.written} written)",
+        + (f"on {engine} " if engine else "")
+        + f"({result.skipped} parts already done, {result.written} written)",
         markup=False,
         highlight=False,
         soft_wrap=True,

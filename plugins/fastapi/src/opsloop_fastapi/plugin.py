@@ -62,10 +62,12 @@ def read_predictions(project: Project, model: str, since: str | None) -> pd.Data
 def score_batch(
     project: Project, ref: ModelVersionRef, input_path: Path, output_path: Path
 ) -> int | None:
-    from opsloop_fastapi.batch import run_batch
+    from opsloop_fastapi.batch import score_anywhere
 
     settings = project.settings("fastapi")
-    result = run_batch(project, ref, input_path, output_path, chunk_rows=settings.batch_chunk_rows)
+    result, _ = score_anywhere(
+        project, ref, input_path, output_path, chunk_rows=settings.batch_chunk_rows
+    )
     return result.rows
 
 

@@ -1,0 +1,1 @@
+"""opsloop-dask: batch scoring and reference profiles on a Dask cluster."""

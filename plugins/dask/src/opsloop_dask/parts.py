@@ -1,0 +1,174 @@
+"""Input partitions of a Parquet file or folder, and the output folder's manifest.
+
+A partition is a run of consecutive row groups of one file, closed once it holds at
+least ``chunk_rows`` rows (a file never spans two partitions, a row group is never cut).
+The files are taken in the order the local path reads them (sorted), so the output parts,
+read in order, hold the local path's rows in its order.
+
+The output is ``part-NNNNN.parquet`` per partition plus ``_manifest.json``, which records
+the finished parts (rewritten atomically by the client after each one). A worker writes
+its part under a hidden temporary name and renames it, so a part is whole or absent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from opsloop.errors import OpsloopError, one_line
+
+#: rows per partition when the caller names none
+DEFAULT_PARTITION_ROWS = 500_000
+MANIFEST = "_manifest.json"
+PART = "part-{:05d}.parquet"
+#: what a run may leave in its output folder: parts, their temporary files, the manifest's
+PART_FILE = re.compile(
+    r"^(part-\d{5}\.parquet|\.part-\d{5}\.parquet\.[0-9a-f]+\.tmp|\._manifest\.json\.tmp)$"
+)
+
+
+@dataclass(frozen=True)
+class Partition:
+    """Row groups ``row_groups`` of ``file``: ``rows`` rows starting at input row ``first_row``."""
+
+    index: int
+    file: str
+    row_groups: tuple[int, ...]
+    rows: int
+    first_row: int
+
+    @property
+    def name(self) -> str:
+        return PART.format(self.index)
+
+
+def input_files(spec: str) -> list[Path]:
+    """The Parquet files of a file or folder, in the local path's order, as absolute paths
+    (workers may run in another folder)."""
+    path = Path(spec).resolve()
+    if not path.exists():
+        raise OpsloopError(f"batch input {path} does not exist")
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*.parquet") if p.is_file())
+        if not files:
+            raise OpsloopError(f"batch input {path} holds no .parquet files")
+        return files
+    return [path]
+
+
+def plan(files: list[Path], chunk_rows: int) -> list[Partition]:
+    """The partitions of ``files`` (see the module docstring)."""
+    import pyarrow.parquet as pq
+
+    if chunk_rows < 1:
+        raise OpsloopError("chunk size must be at least 1 row")
+    partitions: list[Partition] = []
+    first = 0
+    for file in files:
+        try:
+            meta = pq.ParquetFile(file).metadata
+        except Exception as exc:  # noqa: BLE001 - any reader error is the input's fault
+            raise OpsloopError(
+                f"batch input {file} is not readable Parquet: {one_line(exc)}"
+            ) from None
+        groups: list[int] = []
+        rows = 0
+        for group in range(meta.num_row_groups):
+            groups.append(group)
+            rows += meta.row_group(group).num_rows
+            if rows >= chunk_rows or group == meta.num_row_groups - 1:
+                if rows:
+                    partitions.append(
+                        Partition(len(partitions), str(file), tuple(groups), rows, first)
+                    )
+                first += rows
+                groups, rows = [], 0
+    return partitions
+
+
+def fingerprint(files: list[Path], root: Path) -> str:
+    """Names, sizes and modification times of the input files."""
+    digest = hashlib.sha256()
+    for file in files:
+        stat = file.stat()
+        name = file.relative_to(root).as_posix() if file != root else file.name
+        digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return "files:" + digest.hexdigest()
+
+
+def layout(partitions: list[Partition]) -> str:
+    """A digest of how the input is cut into partitions."""
+    text = "\n".join(f"{p.file}:{','.join(map(str, p.row_groups))}" for p in partitions)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def read_manifest(output: Path) -> dict[str, Any] | None:
+    path = output / MANIFEST
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise OpsloopError(f"{path} is not a readable manifest ({exc}); remove {output}") from None
+    return data if isinstance(data, dict) else None
+
+
+def write_manifest(output: Path, manifest: dict[str, Any]) -> None:
+    tmp = output / f".{MANIFEST}.tmp"
+    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True), encoding="utf-8")
+    os.replace(tmp, output / MANIFEST)
+
+
+def part_rows(path: Path) -> int | None:
+    """Rows of a finished part, None when it is missing or unreadable."""
+    import pyarrow.parquet as pq
+
+    try:
+        return int(pq.ParquetFile(path).metadata.num_rows)
+    except Exception:  # noqa: BLE001 - an unreadable part is redone
+        return None
+
+
+def open_output(output: Path, identity: dict[str, Any]) -> dict[str, Any]:
+    """The manifest to continue: the folder's own if it is this run's, else a fresh one.
+
+    Output of another run (other input, model or partitioning) or a folder that is no
+    batch output is refused; parts the manifest lists but that are missing or cut short
+    are dropped from it, to be written again.
+    """
+    manifest = read_manifest(output)
+    if manifest is not None:
+        if any(manifest.get(k) != v for k, v in identity.items()):
+            raise OpsloopError(
+                f"{output} holds the output of another run (input, model version or "
+                "partitioning differ); pick another --output or remove that folder"
+            )
+    elif output.exists() and any(not PART_FILE.match(p.name) for p in output.iterdir()):
+        raise OpsloopError(
+            f"{output} exists and is not a batch output folder (no {MANIFEST}); pick another "
+            "--output"
+        )
+    output.mkdir(parents=True, exist_ok=True)
+    manifest = manifest or {**identity, "parts": {}}
+    parts: dict[str, Any] = manifest.setdefault("parts", {})
+    for name, info in list(parts.items()):
+        if part_rows(output / name) != info.get("rows"):
+            del parts[name]
+    return manifest
+
+
+def finish_output(output: Path, manifest: dict[str, Any], partitions: list[Partition]) -> None:
+    """Remove strays (temporary files, parts past the input's end); mark the run complete."""
+    expected = {p.name for p in partitions}
+    for stray in output.iterdir():
+        if PART_FILE.match(stray.name) and stray.name != MANIFEST and stray.name not in expected:
+            stray.unlink(missing_ok=True)
+    manifest["parts"] = {k: v for k, v in sorted(manifest["parts"].items()) if k in expected}
+    manifest["complete"] = True
+    manifest["rows"] = sum(int(v["rows"]) for v in manifest["parts"].values())
+    write_manifest(output, manifest)
