@@ -107,8 +107,8 @@ def profile_version(
         features = [str(c) for c in first.columns if c not in (target, PREDICTION)]
     if PREDICTION in first.columns:
         prediction = PREDICTION
-    elif predict:
-        scored = _scored_chunks(project, ref, data, features, first)
+    elif predict:  # the model scores its own inputs, whichever columns are profiled
+        scored = _scored_chunks(project, ref, data, features_of(ref) or features, first)
         if scored is not None:
             chunks, prediction = scored, PREDICTION
         else:
@@ -215,13 +215,14 @@ def _profile_on(
     lineage: dict[str, Any] = {**_files_lineage(source, files), "source": source}
     prediction: str | None = None
     load_model = scorer_of = None
+    inputs = features_of(ref) or features  # the model scores its own inputs
     if PREDICTION in frame.columns:
         prediction = PREDICTION
-    elif predict and all(f in frame.columns for f in features):
+    elif predict and all(f in frame.columns for f in inputs):
         from opsloop.registry import get_store
 
         try:
-            _predict(get_store(project).load(ref), frame.iloc[:5], features)
+            _predict(get_store(project).load(ref), frame.iloc[:5], inputs)
         except OpsloopError:
             raise
         except Exception as exc:  # noqa: BLE001 - a model that cannot score: no prediction
@@ -233,7 +234,7 @@ def _profile_on(
             home = str((where if where.is_file() else project.root).resolve())
             prediction = PREDICTION
             load_model = partial(load_scorer, home, ref)
-            scorer_of = partial(predict_rows, tuple(features))
+            scorer_of = partial(predict_rows, tuple(inputs))
     total = rows if rows <= SAMPLE_ROWS else 2 * rows
     settings = project.config.monitor
     job = ProfileJob(

@@ -90,3 +90,25 @@ def test_hook_scale_out_profiles_missing_values_and_categories_like_the_local_pa
         "large", "small"
     }  # fmt: skip
     same_profile(local, built)
+
+
+def test_profiling_a_subset_of_columns_still_profiles_the_prediction(
+    make_project: Any, cluster: Any, tmp_path: Path
+) -> None:
+    """`--columns` names what is profiled; the model still scores with all its own inputs
+    (it used to be handed only the chosen columns, locally and on the cluster)."""
+    frame = scored_frame(12_000, seed=5)
+    write_parts(frame, tmp_path / "parts", 5_000, 2_500)
+    frame.to_parquet(tmp_path / "all.parquet", index=False)
+    columns = features()[:2]
+    _, local = profile_version(
+        make_project(), MODEL, "1", source=str(tmp_path / "all.parquet"), columns=columns
+    )
+    _, built = profile_version(
+        on_cluster(make_project, cluster), MODEL, "1", source=str(tmp_path / "parts"),
+        columns=columns,
+    )  # fmt: skip
+    for profile in (local, built):
+        assert list(profile.columns) == columns
+        assert profile.prediction is not None and sum(profile.prediction.counts) == 12_000
+    same_profile(local, built)
