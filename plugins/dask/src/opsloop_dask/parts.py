@@ -13,18 +13,16 @@ its part under a hidden temporary name and renames it, so a part is whole or abs
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from opsloop.batch_output import MANIFEST, part_rows, read_manifest, write_manifest
 from opsloop.errors import OpsloopError, one_line
 
 #: rows per partition when the caller names none
 DEFAULT_PARTITION_ROWS = 500_000
-MANIFEST = "_manifest.json"
 PART = "part-{:05d}.parquet"
 #: what a run may leave in its output folder: parts, their temporary files, the manifest's
 PART_FILE = re.compile(
@@ -105,33 +103,6 @@ def layout(partitions: list[Partition]) -> str:
     """A digest of how the input is cut into partitions."""
     text = "\n".join(f"{p.file}:{','.join(map(str, p.row_groups))}" for p in partitions)
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def read_manifest(output: Path) -> dict[str, Any] | None:
-    path = output / MANIFEST
-    if not path.exists():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise OpsloopError(f"{path} is not a readable manifest ({exc}); remove {output}") from None
-    return data if isinstance(data, dict) else None
-
-
-def write_manifest(output: Path, manifest: dict[str, Any]) -> None:
-    tmp = output / f".{MANIFEST}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True), encoding="utf-8")
-    os.replace(tmp, output / MANIFEST)
-
-
-def part_rows(path: Path) -> int | None:
-    """Rows of a finished part, None when it is missing or unreadable."""
-    import pyarrow.parquet as pq
-
-    try:
-        return int(pq.ParquetFile(path).metadata.num_rows)
-    except Exception:  # noqa: BLE001 - an unreadable part is redone
-        return None
 
 
 def open_output(output: Path, identity: dict[str, Any]) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from opsloop.batch_output import write_manifest
 from opsloop_dask import parts as P
 
 if TYPE_CHECKING:
@@ -67,7 +68,7 @@ def score_batch(client: Client, job: BatchJob, in_flight: int) -> BatchOutcome:
             rows = int(future.result())  # a task's error is raised here, as it was raised
             done[part.name] = {"rows": rows, "first_row": part.first_row}
             manifest["complete"] = False
-            P.write_manifest(output, manifest)
+            write_manifest(output, manifest)
             written += 1
             rows_done += rows
             if job.progress is not None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from opsloop.batch_output import MANIFEST, part_rows, read_manifest, write_manifest
 from opsloop.errors import OpsloopError, first_line, one_line
 
 if TYPE_CHECKING:
@@ -29,7 +29,6 @@ if TYPE_CHECKING:
     from opsloop.project import Project
     from opsloop.records import ModelVersionRef
 
-MANIFEST = "_manifest.json"
 PART = "part-{:05d}.parquet"
 DUCKDB_PREFIX = "duckdb:"
 _TABLE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\.([A-Za-z_][A-Za-z0-9_]*)$")
@@ -207,33 +206,6 @@ def open_source(project: Project, spec: str | Path) -> _Source:
     )
 
 
-# ---------------------------------------------------------------------- manifest
-def _read_manifest(output: Path) -> dict[str, Any] | None:
-    path = output / MANIFEST
-    if not path.exists():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise OpsloopError(f"{path} is not a readable manifest ({exc}); remove {output}") from None
-    return data if isinstance(data, dict) else None
-
-
-def _write_manifest(output: Path, manifest: dict[str, Any]) -> None:
-    tmp = output / f".{MANIFEST}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True), encoding="utf-8")
-    os.replace(tmp, output / MANIFEST)
-
-
-def _part_rows(path: Path) -> int | None:
-    import pyarrow.parquet as pq
-
-    try:
-        return int(pq.ParquetFile(path).metadata.num_rows)
-    except Exception:  # noqa: BLE001 - an unreadable part is redone
-        return None
-
-
 # ---------------------------------------------------------------------- scoring
 def _prepare(frame: pd.DataFrame, ref: ModelVersionRef, start: int) -> pd.DataFrame:
     """Check the signature's columns and cast them to its types (a clear error otherwise)."""
@@ -322,7 +294,7 @@ def run_batch(
         "model": {"name": ref.name, "version": ref.version, "uri": ref.uri},
         "chunk_rows": chunk_rows,
     }
-    manifest = _read_manifest(output)
+    manifest = read_manifest(output)
     if manifest is not None:
         if any(manifest.get(k) != v for k, v in identity.items()):
             raise OpsloopError(
@@ -340,7 +312,7 @@ def run_batch(
     done: set[int] = set()
     for name, info in list(parts.items()):
         path = output / name
-        if path.exists() and _part_rows(path) == info.get("rows"):
+        if path.exists() and part_rows(path) == info.get("rows"):
             done.add(int(name[5:10]))
         else:
             del parts[name]
@@ -362,7 +334,7 @@ def run_batch(
         os.replace(tmp, output / name)
         parts[name] = {"rows": len(scored), "first_row": index * chunk_rows}
         manifest["complete"] = False
-        _write_manifest(output, manifest)
+        write_manifest(output, manifest)
         written += 1
         rows_done += len(scored)
         if progress is not None:
@@ -374,7 +346,7 @@ def run_batch(
     manifest["parts"] = {k: v for k, v in sorted(parts.items()) if k in expected}
     manifest["complete"] = True
     manifest["rows"] = sum(int(v["rows"]) for v in manifest["parts"].values())
-    _write_manifest(output, manifest)
+    write_manifest(output, manifest)
     return BatchResult(
         rows=manifest["rows"],
         parts=len(manifest["parts"]),
