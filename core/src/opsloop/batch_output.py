@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,13 @@ from opsloop.errors import OpsloopError
 
 #: The file in an output folder that lists its finished parts.
 MANIFEST = "_manifest.json"
+#: A finished part's name.
+PART = "part-{:05d}.parquet"
+#: What a run may leave in its folder: parts, their hidden temporary files (the local
+#: scorer's ``.NAME.tmp``, a cluster worker's ``.NAME.<token>.tmp``) and the manifest's.
+PART_FILE = re.compile(
+    r"^(part-\d{5}\.parquet|\.part-\d{5}\.parquet(\.[0-9a-f]+)?\.tmp|\._manifest\.json\.tmp)$"
+)
 
 
 def read_manifest(output: Path) -> dict[str, Any] | None:
@@ -41,3 +50,42 @@ def part_rows(path: Path) -> int | None:
         return int(pq.ParquetFile(path).metadata.num_rows)
     except Exception:  # noqa: BLE001 - an unreadable part is redone
         return None
+
+
+def open_output(output: Path, identity: dict[str, Any], differs: str) -> dict[str, Any]:
+    """The manifest to continue: the folder's own if it is this run's, else a fresh one.
+
+    Output of another run (``identity`` differs; ``differs`` names what may have) or a
+    folder that is no batch output is refused; parts the manifest lists but that are
+    missing or cut short are dropped from it, to be written again.
+    """
+    manifest = read_manifest(output)
+    if manifest is not None:
+        if any(manifest.get(k) != v for k, v in identity.items()):
+            raise OpsloopError(
+                f"{output} holds the output of another run ({differs} differ); pick another "
+                "--output or remove that folder"
+            )
+    elif output.exists() and any(not PART_FILE.match(p.name) for p in output.iterdir()):
+        raise OpsloopError(
+            f"{output} exists and is not a batch output folder (no {MANIFEST}); pick another "
+            "--output"
+        )
+    output.mkdir(parents=True, exist_ok=True)
+    manifest = manifest or {**identity, "parts": {}}
+    parts: dict[str, Any] = manifest.setdefault("parts", {})
+    for name, info in list(parts.items()):
+        if part_rows(output / name) != info.get("rows"):
+            del parts[name]
+    return manifest
+
+
+def finish_output(output: Path, manifest: dict[str, Any], expected: Collection[str]) -> None:
+    """Remove strays (temporary files, parts past the input's end); mark the run complete."""
+    for stray in output.iterdir():
+        if PART_FILE.match(stray.name) and stray.name not in expected:
+            stray.unlink(missing_ok=True)
+    manifest["parts"] = {k: v for k, v in sorted(manifest["parts"].items()) if k in expected}
+    manifest["complete"] = True
+    manifest["rows"] = sum(int(v["rows"]) for v in manifest["parts"].values())
+    write_manifest(output, manifest)

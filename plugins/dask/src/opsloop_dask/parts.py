@@ -1,4 +1,4 @@
-"""Input partitions of a Parquet file or folder, and the output folder's manifest.
+"""Input partitions of a Parquet file or folder, and what identifies a run's output.
 
 A partition is a run of consecutive row groups of one file, closed once it holds at
 least ``chunk_rows`` rows (a file never spans two partitions, a row group is never cut).
@@ -6,28 +6,22 @@ The files are taken in the order the local path reads them (sorted), so the outp
 read in order, hold the local path's rows in its order.
 
 The output is ``part-NNNNN.parquet`` per partition plus ``_manifest.json``, which records
-the finished parts (rewritten atomically by the client after each one). A worker writes
-its part under a hidden temporary name and renames it, so a part is whole or absent.
+the finished parts (:mod:`opsloop.batch_output`, rewritten by the client after each
+one). A worker writes its part under a hidden temporary name and renames it, so a part is
+whole or absent.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from opsloop.batch_output import MANIFEST, part_rows, read_manifest, write_manifest
+from opsloop.batch_output import PART
 from opsloop.errors import OpsloopError, one_line
 
 #: rows per partition when the caller names none
 DEFAULT_PARTITION_ROWS = 500_000
-PART = "part-{:05d}.parquet"
-#: what a run may leave in its output folder: parts, their temporary files, the manifest's
-PART_FILE = re.compile(
-    r"^(part-\d{5}\.parquet|\.part-\d{5}\.parquet\.[0-9a-f]+\.tmp|\._manifest\.json\.tmp)$"
-)
 
 
 @dataclass(frozen=True)
@@ -103,43 +97,3 @@ def layout(partitions: list[Partition]) -> str:
     """A digest of how the input is cut into partitions."""
     text = "\n".join(f"{p.file}:{','.join(map(str, p.row_groups))}" for p in partitions)
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def open_output(output: Path, identity: dict[str, Any]) -> dict[str, Any]:
-    """The manifest to continue: the folder's own if it is this run's, else a fresh one.
-
-    Output of another run (other input, model or partitioning) or a folder that is no
-    batch output is refused; parts the manifest lists but that are missing or cut short
-    are dropped from it, to be written again.
-    """
-    manifest = read_manifest(output)
-    if manifest is not None:
-        if any(manifest.get(k) != v for k, v in identity.items()):
-            raise OpsloopError(
-                f"{output} holds the output of another run (input, model version or "
-                "partitioning differ); pick another --output or remove that folder"
-            )
-    elif output.exists() and any(not PART_FILE.match(p.name) for p in output.iterdir()):
-        raise OpsloopError(
-            f"{output} exists and is not a batch output folder (no {MANIFEST}); pick another "
-            "--output"
-        )
-    output.mkdir(parents=True, exist_ok=True)
-    manifest = manifest or {**identity, "parts": {}}
-    parts: dict[str, Any] = manifest.setdefault("parts", {})
-    for name, info in list(parts.items()):
-        if part_rows(output / name) != info.get("rows"):
-            del parts[name]
-    return manifest
-
-
-def finish_output(output: Path, manifest: dict[str, Any], partitions: list[Partition]) -> None:
-    """Remove strays (temporary files, parts past the input's end); mark the run complete."""
-    expected = {p.name for p in partitions}
-    for stray in output.iterdir():
-        if PART_FILE.match(stray.name) and stray.name != MANIFEST and stray.name not in expected:
-            stray.unlink(missing_ok=True)
-    manifest["parts"] = {k: v for k, v in sorted(manifest["parts"].items()) if k in expected}
-    manifest["complete"] = True
-    manifest["rows"] = sum(int(v["rows"]) for v in manifest["parts"].values())
-    write_manifest(output, manifest)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from opsloop.batch_output import write_manifest
+from opsloop.batch_output import finish_output, open_output, write_manifest
 from opsloop_dask import parts as P
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ def score_batch(client: Client, job: BatchJob, in_flight: int) -> BatchOutcome:
         "engine": "dask",
     }
     output = Path(job.output)
-    manifest = P.open_output(output, identity)
+    manifest = open_output(output, identity, "input, model version or partitioning")
     done: dict[str, Any] = manifest["parts"]
     todo = [p for p in partitions if p.name not in done]
     skipped = len(partitions) - len(todo)
@@ -78,7 +78,7 @@ def score_batch(client: Client, job: BatchJob, in_flight: int) -> BatchOutcome:
         for future, _ in by_key.values():
             future.cancel()
         raise
-    P.finish_output(output, manifest, partitions)
+    finish_output(output, manifest, {p.name for p in partitions})
     return BatchOutcome(
         rows=int(manifest["rows"]), parts=len(partitions), skipped=skipped, written=written
     )

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from opsloop.batch_output import MANIFEST, part_rows, read_manifest, write_manifest
+from opsloop.batch_output import PART, finish_output, open_output, write_manifest
 from opsloop.errors import OpsloopError, first_line, one_line
 
 if TYPE_CHECKING:
@@ -29,10 +29,8 @@ if TYPE_CHECKING:
     from opsloop.project import Project
     from opsloop.records import ModelVersionRef
 
-PART = "part-{:05d}.parquet"
 DUCKDB_PREFIX = "duckdb:"
 _TABLE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\.([A-Za-z_][A-Za-z0-9_]*)$")
-_PART_RE = re.compile(r"^(\.?part-\d{5}\.parquet(\.tmp)?|\._manifest\.json\.tmp)$")
 
 
 @dataclass(frozen=True)
@@ -294,28 +292,9 @@ def run_batch(
         "model": {"name": ref.name, "version": ref.version, "uri": ref.uri},
         "chunk_rows": chunk_rows,
     }
-    manifest = read_manifest(output)
-    if manifest is not None:
-        if any(manifest.get(k) != v for k, v in identity.items()):
-            raise OpsloopError(
-                f"{output} holds the output of another run (input, model version or chunk "
-                "size differ); pick another --output or remove that folder"
-            )
-    elif output.exists() and any(not _PART_RE.match(p.name) for p in output.iterdir()):
-        raise OpsloopError(
-            f"{output} exists and is not a batch output folder (no {MANIFEST}); pick another "
-            "--output"
-        )
-    output.mkdir(parents=True, exist_ok=True)
-    manifest = manifest or {**identity, "parts": {}}
-    parts: dict[str, Any] = manifest.setdefault("parts", {})
-    done: set[int] = set()
-    for name, info in list(parts.items()):
-        path = output / name
-        if path.exists() and part_rows(path) == info.get("rows"):
-            done.add(int(name[5:10]))
-        else:
-            del parts[name]
+    manifest = open_output(output, identity, "input, model version or chunk size")
+    parts: dict[str, Any] = manifest["parts"]
+    done = {int(name[5:10]) for name in parts}
     total = source.count()
     model = model_store(project).load(ref)
     rows_done = sum(int(info["rows"]) for info in parts.values())
@@ -340,13 +319,7 @@ def run_batch(
         if progress is not None:
             progress(rows_done, total)
     expected = {PART.format(i) for i in range(seen)}
-    for stray in output.iterdir():
-        if _PART_RE.match(stray.name) and stray.name not in expected:
-            stray.unlink()  # parts of an earlier, longer input, and leftover temporary files
-    manifest["parts"] = {k: v for k, v in sorted(parts.items()) if k in expected}
-    manifest["complete"] = True
-    manifest["rows"] = sum(int(v["rows"]) for v in manifest["parts"].values())
-    write_manifest(output, manifest)
+    finish_output(output, manifest, expected)  # drops parts of an earlier, longer input
     return BatchResult(
         rows=manifest["rows"],
         parts=len(manifest["parts"]),
