@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from opsloop.environ import temporary_environ
 from opsloop.errors import OpsloopError, ParameterError, did_you_mean
 from opsloop.interfaces import RunbookSpec
 from opsloop.names import is_safe_name
@@ -441,22 +442,6 @@ def _private_dir() -> Path:
 
 
 @contextlib.contextmanager
-def _environment(values: Mapping[str, str]) -> Iterator[None]:
-    """Set ``values`` in os.environ while the block runs, for the kernel to inherit (the
-    caller holds the run lock); the previous values come back afterwards."""
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in old.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-@contextlib.contextmanager
 def _secrets_file(secrets: Mapping[str, Any]) -> Iterator[None]:
     """Write the secrets to a private file (0600, in a 0700 folder, in memory where the
     system allows) and name it in os.environ while the block runs (caller holds the lock).
@@ -553,7 +538,7 @@ def _execute(
         _prepare(spec, prepared, list(secrets), run)
         # the kernel acts for who ran it, and knows its run (never a secret: see above)
         env = {RUN_ID_ENV: run["id"], "OPSLOOP_ACTOR": project.audit.actor}
-        with _secrets_file(secrets), _environment(env):
+        with _secrets_file(secrets), temporary_environ(env):
             result = project.hook.execute_notebook(
                 project=project,
                 input_path=prepared,

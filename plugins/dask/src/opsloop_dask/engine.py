@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from opsloop.environ import temporary_environ
 from opsloop.errors import OpsloopError, one_line
 
 if TYPE_CHECKING:
@@ -27,26 +27,6 @@ def worker_environ(settings: Settings) -> dict[str, str]:
     if settings.malloc_mmap_threshold:
         environ["MALLOC_MMAP_THRESHOLD_"] = str(settings.malloc_mmap_threshold)
     return environ
-
-
-@contextlib.contextmanager
-def _environ(values: dict[str, str]) -> Iterator[None]:
-    """``values`` in os.environ while the LocalCluster runs, then the old values back.
-
-    A nanny takes a pre-spawn variable from os.environ before its config, and copies its
-    values into os.environ when it spawns: without this a value an earlier cluster of this
-    process left there (or the shell's) would win over the settings.
-    """
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 class DaskEngine:
@@ -80,9 +60,12 @@ class DaskEngine:
         environ = worker_environ(settings)
         entries = {f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in environ.items()}
         memory: str | int = settings.memory_limit
+        # also in os.environ while the cluster runs: a nanny takes a pre-spawn variable from
+        # os.environ before its config, and copies its values there when it spawns, so a
+        # value an earlier cluster of this process left (or the shell's) would win otherwise
         with (
             dask.config.set(entries),
-            _environ(environ),
+            temporary_environ(environ),
             LocalCluster(
                 n_workers=settings.n_workers,
                 threads_per_worker=settings.threads_per_worker,

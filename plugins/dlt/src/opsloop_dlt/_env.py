@@ -28,13 +28,7 @@ def configure_dlt() -> None:
 @contextmanager
 def run_settings() -> Iterator[None]:
     """Apply :data:`RUN_ENV` for the duration of one pipeline run, then restore."""
-    saved = {key: os.environ.get(key) for key in RUN_ENV}
-    os.environ.update(RUN_ENV)
-    try:
+    from opsloop.environ import temporary_environ
+
+    with temporary_environ(RUN_ENV):
         yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
