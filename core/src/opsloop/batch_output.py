@@ -3,6 +3,7 @@ which are finished, so a re-run skips them (shared by the local and the cluster 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -21,6 +22,17 @@ PART = "part-{:05d}.parquet"
 PART_FILE = re.compile(
     r"^(part-\d{5}\.parquet|\.part-\d{5}\.parquet(\.[0-9a-f]+)?\.tmp|\._manifest\.json\.tmp)$"
 )
+
+
+def files_fingerprint(files: list[Path], root: Path) -> str:
+    """Names (relative to ``root``), sizes and modification times of the input files: what
+    tells a re-run over the same input from one over changed files, without reading them."""
+    digest = hashlib.sha256()
+    for file in files:
+        stat = file.stat()
+        name = file.relative_to(root).as_posix() if file != root else file.name
+        digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return "files:" + digest.hexdigest()
 
 
 def read_manifest(output: Path) -> dict[str, Any] | None:

@@ -83,16 +83,6 @@ def plan(files: list[Path], chunk_rows: int) -> list[Partition]:
     return partitions
 
 
-def fingerprint(files: list[Path], root: Path) -> str:
-    """Names, sizes and modification times of the input files."""
-    digest = hashlib.sha256()
-    for file in files:
-        stat = file.stat()
-        name = file.relative_to(root).as_posix() if file != root else file.name
-        digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    return "files:" + digest.hexdigest()
-
-
 def layout(partitions: list[Partition]) -> str:
     """A digest of how the input is cut into partitions."""
     text = "\n".join(f"{p.file}:{','.join(map(str, p.row_groups))}" for p in partitions)

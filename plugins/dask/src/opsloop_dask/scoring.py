@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from opsloop.batch_output import finish_output, open_output, write_manifest
+from opsloop.batch_output import files_fingerprint, finish_output, open_output, write_manifest
 from opsloop_dask import parts as P
 
 if TYPE_CHECKING:
@@ -27,7 +27,7 @@ def score_batch(client: Client, job: BatchJob, in_flight: int) -> BatchOutcome:
     ref = job.ref
     identity = {
         "input": job.input,
-        "fingerprint": P.fingerprint(files, Path(job.input).resolve()),
+        "fingerprint": files_fingerprint(files, Path(job.input).resolve()),
         "model": {"name": ref.name, "version": ref.version, "uri": ref.uri},
         "partitioning": P.layout(partitions),
         "engine": "dask",

@@ -12,7 +12,6 @@ A different input, model or chunk size is refused rather than mixed into the old
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -20,7 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from opsloop.batch_output import PART, finish_output, open_output, write_manifest
+from opsloop.batch_output import (
+    PART,
+    files_fingerprint,
+    finish_output,
+    open_output,
+    write_manifest,
+)
 from opsloop.errors import OpsloopError, first_line, one_line
 
 if TYPE_CHECKING:
@@ -61,15 +66,6 @@ class _Source:
         raise NotImplementedError
 
 
-def _file_fingerprint(files: list[Path], root: Path) -> str:
-    digest = hashlib.sha256()
-    for file in files:
-        stat = file.stat()
-        name = file.relative_to(root).as_posix() if file != root else file.name
-        digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    return "files:" + digest.hexdigest()
-
-
 class _ParquetSource(_Source):
     def __init__(self, path: Path) -> None:
         import pyarrow.dataset as ds
@@ -88,7 +84,7 @@ class _ParquetSource(_Source):
             raise OpsloopError(f"batch input {path} is not readable Parquet: {exc}") from None
 
     def fingerprint(self) -> str:
-        return _file_fingerprint(self.files, self.path)
+        return files_fingerprint(self.files, self.path)
 
     def count(self) -> int | None:
         return int(self.dataset.count_rows())
@@ -120,7 +116,7 @@ class _CsvSource(_Source):
         self.path = path
 
     def fingerprint(self) -> str:
-        return _file_fingerprint([self.path], self.path)
+        return files_fingerprint([self.path], self.path)
 
     def count(self) -> int | None:
         with self.path.open("rb") as fh:
