@@ -165,21 +165,17 @@ def predict_rows(features: tuple[str, ...], scorer: Any, chunk: pd.DataFrame) ->
 
 
 def _files_lineage(spec: str, files: list[Path]) -> dict[str, Any]:
-    import hashlib
-
+    from opsloop.batch_output import files_fingerprint
     from opsloop.datasource import file_sha256
 
     path = Path(spec).expanduser().resolve()
     if not path.is_dir():
-        return {"kind": "file", "path": str(path.resolve()), "bytes": path.stat().st_size,
+        return {"kind": "file", "path": str(path), "bytes": path.stat().st_size,
                 "sha256": file_sha256(path)}  # fmt: skip
-    digest = hashlib.sha256()  # names, sizes and times: hashing every byte is a pass of its own
-    for file in files:
-        stat = file.stat()
-        digest.update(f"{file.relative_to(path)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    return {"kind": "files", "path": str(path.resolve()), "files": len(files),
+    # names, sizes and times: hashing every byte would be a pass over the data of its own
+    return {"kind": "files", "path": str(path), "files": len(files),
             "bytes": sum(f.stat().st_size for f in files),
-            "fingerprint": digest.hexdigest()}  # fmt: skip
+            "fingerprint": files_fingerprint(files, path)}  # fmt: skip
 
 
 def _profile_on(
