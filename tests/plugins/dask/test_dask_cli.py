@@ -38,6 +38,7 @@ def test_batch_score_runs_on_a_local_cluster_and_is_audited(
     assert done.returncode == 0, done.stderr
     assert "scored 30000 rows into 3 parts" in done.stdout and "on dask" in done.stdout
     assert "30000/30000" in done.stdout  # the progress bar's last state
+    assert "[progress" not in done.stdout  # its label is text, not markup the console shows
     out = pd.concat([pd.read_parquet(p) for p in sorted((root / "out").glob("part-*"))])
     assert out["row_id"].tolist() == list(range(30_000)) and "prediction" in out.columns
     project.close()

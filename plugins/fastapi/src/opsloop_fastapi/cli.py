@@ -108,7 +108,13 @@ def batch_score(
     ),
 ) -> None:
     """Score INPUT with NAME@ALIAS into OUTPUT; a re-run skips the parts already written."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     from opsloop.cli.context import console, err_console, open_project
     from opsloop_fastapi.batch import score_anywhere
@@ -118,7 +124,7 @@ def batch_score(
     settings = project.settings("fastapi")
     ref = model_store(project).resolve(name, alias)
     with Progress(
-        "[progress.description]{task.description}",
+        TextColumn("{task.description}", markup=False),  # the console prints no markup
         BarColumn(),
         MofNCompleteColumn(),
         TimeRemainingColumn(),
